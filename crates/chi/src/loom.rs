@@ -1,0 +1,75 @@
+//! The one place that names std's (or, under `--cfg chi_loom`, loom's) synchronisation types.
+//!
+//! Every other module imports atomics, `Mutex`, `Condvar`, `Arc`, `thread` and `UnsafeCell`
+//! from here, so the same source is model-checked by loom and compiled against std otherwise.
+//! `clippy.toml` forbids naming the std types anywhere else.
+#![allow(clippy::disallowed_types, unreachable_pub, dead_code, unused_imports)]
+
+#[cfg(not(chi_loom))]
+pub(crate) use std_impl::*;
+
+#[cfg(chi_loom)]
+pub(crate) use loom_impl::*;
+
+#[cfg(not(chi_loom))]
+mod std_impl {
+    pub(crate) mod sync {
+        pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+        pub(crate) mod atomic {
+            pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+        }
+    }
+    pub(crate) mod thread {
+        pub(crate) use std::thread::{Builder, JoinHandle, Thread, current, park, park_timeout, yield_now};
+    }
+    pub(crate) mod cell {
+        /// `std::cell::UnsafeCell` behind loom's closure-based API.
+        #[derive(Debug)]
+        pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+        impl<T> UnsafeCell<T> {
+            pub(crate) const fn new(value: T) -> Self {
+                Self(std::cell::UnsafeCell::new(value))
+            }
+            /// Shared access through a raw pointer; the caller upholds the aliasing rules.
+            #[inline(always)]
+            pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+                f(self.0.get())
+            }
+            /// Exclusive access through a raw pointer; the caller upholds the aliasing rules.
+            #[inline(always)]
+            pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+                f(self.0.get())
+            }
+        }
+    }
+    /// A lock-free spin hint; a no-op yield under loom.
+    #[inline(always)]
+    pub(crate) fn spin_hint() {
+        std::hint::spin_loop();
+    }
+}
+
+#[cfg(chi_loom)]
+mod loom_impl {
+    pub(crate) mod sync {
+        pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+        pub(crate) mod atomic {
+            pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+        }
+    }
+    pub(crate) mod thread {
+        pub(crate) use loom::thread::{Builder, JoinHandle, Thread, current, park, yield_now};
+        /// loom has no timed park; a yield keeps models finite and is a legal spurious wake-up.
+        pub(crate) fn park_timeout(_d: std::time::Duration) {
+            loom::thread::yield_now();
+        }
+    }
+    pub(crate) mod cell {
+        pub(crate) use loom::cell::UnsafeCell;
+    }
+    /// Under loom a spin must yield, or the model never ends.
+    pub(crate) fn spin_hint() {
+        loom::thread::yield_now();
+    }
+}

@@ -1,0 +1,290 @@
+//! The state all handles and workers of one pool share: queues, sleep bookkeeping, counters,
+//! the shutdown/failed status, and the worker threads' join handles.
+
+use super::builder::{Initializer, ThreadPoolBuilder};
+use super::queue::{Job, Queues};
+use super::sleep::Sleep;
+use super::worker;
+use crate::TaskError;
+use crate::loom::sync::Mutex;
+use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use crossbeam_deque::Worker;
+use crossbeam_utils::CachePadded;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// `status` bit: no new work is accepted.
+const SHUT_DOWN: usize = 1;
+/// `status` bit: a worker initializer failed; every task fails with the stored message.
+const FAILED: usize = 2;
+
+/// Per-worker-slot counters, written only by the thread holding the slot.
+#[derive(Debug, Default)]
+pub(crate) struct SlotStats {
+    completed: AtomicU64,
+    panicked: AtomicU64,
+}
+
+impl SlotStats {
+    // ORDERING: Relaxed load + store, not fetch_add: one writer per slot, and readers only
+    // want a recent count.
+    pub(crate) fn count_completed(&self) {
+        self.completed.store(self.completed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_panicked(&self) {
+        self.panicked.store(self.panicked.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) queues: Queues,
+    pub(crate) sleep: Sleep,
+    status: AtomicUsize,
+    failure: Mutex<Option<String>>,
+    alive: AtomicUsize,
+    max_workers: usize,
+    stats: Box<[CachePadded<SlotStats>]>,
+    /// Counters of slots whose threads exited are folded in here.
+    spawned: AtomicUsize,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    config: ThreadPoolBuilder,
+}
+
+impl Shared {
+    pub(crate) fn new(config: ThreadPoolBuilder) -> Self {
+        let n = config.workers();
+        Shared {
+            queues: Queues::new(n, config.queue_bound),
+            sleep: Sleep::new(),
+            status: AtomicUsize::new(0),
+            failure: Mutex::new(None),
+            alive: AtomicUsize::new(0),
+            max_workers: n,
+            stats: (0..n).map(|_| CachePadded::new(SlotStats::default())).collect(),
+            spawned: AtomicUsize::new(0),
+            handles: Mutex::new(Vec::new()),
+            config,
+        }
+    }
+
+    pub(crate) fn max_workers(&self) -> usize {
+        self.max_workers
+    }
+
+    pub(crate) fn initializer(&self) -> Option<&Initializer> {
+        self.config.initializer.as_ref()
+    }
+
+    pub(crate) fn keep_alive(&self) -> Duration {
+        self.config.keep_alive
+    }
+
+    pub(crate) fn stats(&self, index: usize) -> &SlotStats {
+        &self.stats[index]
+    }
+
+    pub(crate) fn alive(&self) -> usize {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        // ORDERING: SeqCst pairs with the fence in `shutdown` / `rescue` (see `after_push`).
+        self.status.load(Ordering::SeqCst) & SHUT_DOWN != 0
+    }
+
+    /// The failure message, if a worker initializer failed.
+    pub(crate) fn failure(&self) -> Option<String> {
+        if self.status.load(Ordering::Acquire) & FAILED == 0 {
+            return None;
+        }
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    // ===== submission =====
+
+    /// Queues `job`: on this thread's own deque if it is a worker of this pool, else globally.
+    /// Returns true if it went to a local deque (the bound must not block it).
+    pub(crate) fn push(self: &Arc<Self>, job: Job) {
+        let rejected = worker::with_current(|ctx| match ctx {
+            Some(c) if Arc::ptr_eq(&c.shared, self) => {
+                c.local.push(job);
+                None
+            }
+            _ => Some(job),
+        });
+        if let Some(job) = rejected {
+            self.queues.push_global(job);
+        }
+        self.after_push();
+    }
+
+    /// True when the calling thread is one of this pool's workers.
+    pub(crate) fn is_own_worker(self: &Arc<Self>) -> bool {
+        worker::with_current(|ctx| ctx.is_some_and(|c| Arc::ptr_eq(&c.shared, self)))
+    }
+
+    /// Makes sure somebody will run what was just pushed.
+    fn after_push(self: &Arc<Self>) {
+        if !self.sleep.notify_work() {
+            self.maybe_spawn();
+        }
+        // A shutdown or failure that raced this submission may have let every worker exit.
+        // ORDERING: SeqCst, after the SeqCst fence in notify_work: either we see the status
+        // bit, or the shutdown's final `rescue` sees our push.
+        if self.status.load(Ordering::SeqCst) != 0 {
+            self.rescue();
+        }
+    }
+
+    /// Starts a worker if fewer than the maximum run. Spawn failures are not fatal while
+    /// another worker lives (it will get to the work); with none alive they are logged and
+    /// the next submission retries.
+    fn maybe_spawn(self: &Arc<Self>) {
+        if self.status.load(Ordering::Acquire) != 0 {
+            // Shut down or failed: no new threads; `rescue` takes care of queued work.
+            return;
+        }
+        let mut cur = self.alive.load(Ordering::Relaxed);
+        loop {
+            if cur >= self.max_workers {
+                return;
+            }
+            match self.alive.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(a) => cur = a,
+            }
+        }
+        let Some(index) = self.queues.claim_slot() else {
+            // An exiting thread has not handed its slot back yet; it still counts as alive.
+            self.alive.fetch_sub(1, Ordering::AcqRel);
+            return;
+        };
+        if let Err(e) = self.spawn(index) {
+            tracing::warn!(error = %e, alive = self.alive(), "could not start a worker thread");
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, index: usize) -> std::io::Result<()> {
+        let n = self.spawned.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut b = std::thread::Builder::new().name(format!("{}-{n}", self.config.thread_name));
+        if let Some(size) = self.config.stack_size {
+            b = b.stack_size(size);
+        }
+        let shared = self.clone();
+        let result = b.spawn(move || {
+            let local = shared.queues.take_deque(index);
+            worker::run(shared, index, local);
+        });
+        match result {
+            Ok(h) => {
+                let mut hs = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+                hs.retain(|h| !h.is_finished());
+                hs.push(h);
+                Ok(())
+            }
+            Err(e) => {
+                self.queues.release_slot(index, None);
+                self.alive.fetch_sub(1, Ordering::AcqRel);
+                Err(e)
+            }
+        }
+    }
+
+    /// Called by a worker thread on its way out.
+    pub(crate) fn worker_exit(self: &Arc<Self>, index: usize, local: Worker<Job>) {
+        self.queues.release_slot(index, Some(local));
+        self.alive.fetch_sub(1, Ordering::AcqRel);
+        // A submitter that pushed just before we left may have seen us alive (so it did not
+        // start a thread) but not idle (so it woke nobody). ORDERING: the SeqCst fence pairs
+        // with the one in `notify_work`: either it sees our decrement, or we see its push.
+        fence(Ordering::SeqCst);
+        if self.queues.has_work() {
+            if self.status.load(Ordering::SeqCst) != 0 {
+                self.rescue();
+            } else if !self.sleep.notify_work() {
+                self.maybe_spawn();
+            }
+        }
+    }
+
+    // ===== shutdown and failure =====
+
+    /// Stops accepting work and wakes every worker so the idle ones exit.
+    pub(crate) fn begin_shutdown(&self) {
+        self.status.fetch_or(SHUT_DOWN, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.sleep.wake_all();
+        if let Some(b) = &self.queues.bound {
+            b.wake_all();
+        }
+    }
+
+    /// Joins every worker thread (except the caller, when a task shuts its own pool down).
+    pub(crate) fn join_workers(&self) {
+        loop {
+            let hs = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()));
+            if hs.is_empty() {
+                break;
+            }
+            let me = std::thread::current().id();
+            for h in hs {
+                if h.thread().id() == me {
+                    continue;
+                }
+                let _ = h.join();
+            }
+        }
+        self.rescue();
+    }
+
+    /// After shutdown: work that no worker will run (because all exited) is cancelled, so no
+    /// handle waits forever. With workers alive, they are woken to run it instead.
+    pub(crate) fn rescue(&self) {
+        if let Some(msg) = self.failure() {
+            self.cancel_queued(TaskError::PoolFailed(msg));
+        } else if self.alive() == 0 {
+            self.cancel_queued(TaskError::Cancelled);
+        } else {
+            self.sleep.wake_all();
+        }
+    }
+
+    /// Cancels every queued task with `err`.
+    pub(crate) fn cancel_queued(&self, err: TaskError) -> usize {
+        let mut n = 0;
+        while let Some(job) = self.queues.pop_any() {
+            if let Some(b) = &self.queues.bound {
+                b.release();
+            }
+            if job.cancel_with(err.clone()) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Marks the pool failed (an initializer panicked) and fails the queued work with `msg`.
+    pub(crate) fn fail(&self, msg: String) {
+        tracing::error!(%msg, "thread pool failed");
+        {
+            let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            if f.is_none() {
+                *f = Some(msg.clone());
+            }
+        }
+        self.status.fetch_or(FAILED, Ordering::AcqRel);
+        self.cancel_queued(TaskError::PoolFailed(msg));
+        self.sleep.wake_all();
+        if let Some(b) = &self.queues.bound {
+            b.wake_all();
+        }
+    }
+
+    /// Counters for `metrics()`.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        self.stats.iter().fold((0, 0), |(c, p), s| {
+            (c + s.completed.load(Ordering::Relaxed), p + s.panicked.load(Ordering::Relaxed))
+        })
+    }
+}

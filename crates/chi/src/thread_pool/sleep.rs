@@ -1,0 +1,160 @@
+//! When idle workers spin, when they park, and whom a submitter wakes.
+//!
+//! A worker that runs out of work first *searches* (spins over the queues for a short while),
+//! then *sleeps* on a condition variable, then, after the keep-alive, exits. A submitter wakes
+//! one sleeper only when nobody is searching: a searcher will find the new job itself, and
+//! waking a second thread would only make it spin. At most half the workers (and at least one)
+//! search at once, so spinning never takes every core from the submitters.
+//!
+//! The race this guards against is the lost wake-up: a worker checks the queues (empty),
+//! a submitter pushes and sees no sleeper, then the worker parks with work queued. Both sides
+//! use a SeqCst fence between their write (the sleeper count, the push) and their read (the
+//! queues, the sleeper count), so at least one of them sees the other (Dekker's pattern).
+//! Wake-ups are counted as tokens under the lock, so spurious condvar wake-ups are harmless.
+
+use crate::loom::sync::atomic::{AtomicUsize, Ordering, fence};
+use crate::loom::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Threads blocked in the condvar.
+    idle: usize,
+    /// Wake-ups given and not yet taken.
+    tokens: usize,
+}
+
+/// Idle-worker bookkeeping of one pool.
+#[derive(Debug)]
+pub(crate) struct Sleep {
+    lock: Mutex<Counts>,
+    cv: Condvar,
+    /// Workers between "queues looked empty" and "woken": read by submitters without the lock.
+    sleeping: AtomicUsize,
+    /// Workers spinning over the queues.
+    searching: AtomicUsize,
+}
+
+/// Why `Sleep::sleep` returned.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Look for work again.
+    Work,
+    /// No work came within the keep-alive: the thread may exit.
+    KeepAliveExpired,
+    /// The pool is shutting down and the queues are empty: the thread must exit.
+    Shutdown,
+}
+
+impl Sleep {
+    pub(crate) fn new() -> Self {
+        Sleep {
+            lock: Mutex::new(Counts::default()),
+            cv: Condvar::new(),
+            sleeping: AtomicUsize::new(0),
+            searching: AtomicUsize::new(0),
+        }
+    }
+
+    /// Becomes a searcher unless enough workers search already. True if it did.
+    pub(crate) fn start_searching(&self, alive: usize) -> bool {
+        // ORDERING: SeqCst keeps this count in the same total order as the submitters' fence,
+        // so a submitter that reads 0 searchers goes on to wake a sleeper.
+        let mut cur = self.searching.load(Ordering::SeqCst);
+        loop {
+            if cur > 0 && 2 * cur >= alive {
+                return false;
+            }
+            match self.searching.compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return true,
+                Err(a) => cur = a,
+            }
+        }
+    }
+
+    /// Stops searching; true if this was the last searcher.
+    pub(crate) fn stop_searching(&self) -> bool {
+        // ORDERING: SeqCst, as in start_searching.
+        self.searching.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+
+    /// Called by a submitter after it queued work. Returns false when no thread was woken
+    /// and no searcher will see the work, so the caller should start a worker if it may.
+    pub(crate) fn notify_work(&self) -> bool {
+        // ORDERING: the fence orders the push before the counter reads (see module doc).
+        fence(Ordering::SeqCst);
+        if self.searching.load(Ordering::SeqCst) > 0 {
+            return true;
+        }
+        if self.sleeping.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        self.wake_one()
+    }
+
+    /// Gives one sleeping thread a wake-up; false if none is blocked.
+    pub(crate) fn wake_one(&self) -> bool {
+        let mut c = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if c.idle > c.tokens {
+            c.tokens += 1;
+            self.cv.notify_one();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Wakes every sleeper (shutdown, failure).
+    pub(crate) fn wake_all(&self) {
+        let mut c = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        c.tokens = c.idle;
+        self.cv.notify_all();
+    }
+
+    /// Parks the calling worker until work may be there, the keep-alive ends, or shutdown.
+    /// `has_work` and `shutting_down` are re-checked under the lock after the sleeper count
+    /// is published.
+    pub(crate) fn sleep(
+        &self,
+        keep_alive: Duration,
+        has_work: impl Fn() -> bool,
+        shutting_down: impl Fn() -> bool,
+    ) -> Wake {
+        let mut c = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        // ORDERING: SeqCst increment then fence, then the queue check (see module doc).
+        self.sleeping.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let deadline = Instant::now() + keep_alive;
+        let wake = loop {
+            if has_work() {
+                break Wake::Work;
+            }
+            if c.tokens > 0 {
+                c.tokens -= 1;
+                break Wake::Work;
+            }
+            if shutting_down() {
+                break Wake::Shutdown;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break Wake::KeepAliveExpired;
+            }
+            c.idle += 1;
+            c = self.cv.wait_timeout(c, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            c.idle -= 1;
+            if c.tokens > 0 {
+                c.tokens -= 1;
+                break Wake::Work;
+            }
+        };
+        self.sleeping.fetch_sub(1, Ordering::SeqCst);
+        wake
+    }
+
+    /// Workers spinning or parked right now.
+    pub(crate) fn idle_count(&self) -> usize {
+        self.sleeping.load(Ordering::Relaxed) + self.searching.load(Ordering::Relaxed)
+    }
+}
