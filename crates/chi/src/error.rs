@@ -9,7 +9,7 @@ use std::time::Duration;
 ///
 /// ```
 /// let pool = chi::ThreadPool::new(1).unwrap();
-/// let err = pool.submit(|| -> u32 { panic!("boom") }).result().unwrap_err();
+/// let err = pool.submit(|| -> u32 { panic!("boom") }).unwrap().result().unwrap_err();
 /// assert!(err.is_panic());
 /// assert_eq!(err.panic_message(), Some("boom"));
 /// ```

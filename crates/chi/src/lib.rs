@@ -1,4 +1,73 @@
 //! chi (池, "pool"): bounded, fast, fault-tolerant thread and process pools with a futures API.
+//!
+//! The seed example (Python's `ThreadPoolExecutor(5)`, ten tasks, a done-callback on each):
+//!
+//! ```
+//! use chi::ThreadPool;
+//!
+//! fn task(n: u32, m: u32) -> String {
+//!     format!("task({n}, {m}) ran on {}", std::thread::current().name().unwrap())
+//! }
+//!
+//! let pool = ThreadPool::new(5).unwrap();
+//! let mut tasks = Vec::new();
+//! for i in 0..10 {
+//!     let t = pool.submit(move || task(i, 3)).unwrap();
+//!     t.add_done_callback(|outcome| println!("{}", outcome.as_ref().unwrap()));
+//!     tasks.push(t);
+//! }
+//! for t in tasks {
+//!     assert!(t.result().unwrap().starts_with("task("));
+//! }
+//! pool.shutdown(); // waits for the work; dropping the pool does the same
+//! ```
+//!
+//! # From `concurrent.futures` to chi
+//!
+//! | Python | chi |
+//! |---|---|
+//! | `ThreadPoolExecutor(5)` | [`ThreadPool::new(5)`](ThreadPool::new), [`ThreadPool::builder()`](ThreadPool::builder) |
+//! | `pool.submit(fn, *args)` | `pool.submit(move \|\| f(a, b))` → [`Task<T>`] |
+//! | `future.result(timeout)` | [`Task::result`], [`Task::result_timeout`] |
+//! | `done()`, `running()`, `cancelled()`, `exception()` | [`Task::done`], [`Task::running`], [`Task::cancelled`], [`Task::error`] |
+//! | `future.cancel()` | [`Task::cancel`] |
+//! | `add_done_callback(cb)` | [`Task::add_done_callback`] (gets `&Result<T, TaskError>`) |
+//! | `shutdown(wait=True)`, `shutdown(cancel_futures=True)` | [`ThreadPool::shutdown`], [`ThreadPool::shutdown_now`]; `Drop` = `shutdown` |
+//! | `pool.map(fn, iterable)` | [`ThreadPool::map`]: ordered, **lazy**, bounded look-ahead |
+//! | `as_completed(fs, timeout)`, `wait(fs, timeout, return_when)` | [`as_completed`], [`as_completed_timeout`], [`wait`] |
+//! | `await asyncio.wrap_future(f)` | `task.await` ([`Task`] is a `Future`) |
+//!
+//! # Guarantees
+//!
+//! - Everything a task did happens-before its outcome is observed through its handle
+//!   (`result`, `done`, callbacks, `.await`).
+//! - Every closure and every result is dropped exactly once, on every path: run, cancelled,
+//!   `shutdown_now`, panicked, handle dropped early.
+//! - A done-callback runs exactly once: on the thread that completes the task, or at once on
+//!   the caller if the task is already done.
+//! - Dropping a [`Task`] does not cancel it.
+//! - A submission either is refused with the work handed back ([`SubmitError`] and friends),
+//!   or its task eventually finishes or is cancelled: a shut-down or failed pool never leaves
+//!   a handle waiting forever.
+//!
+//! # Blocking and async
+//!
+//! [`Task::result`] parks the calling thread (after a short spin). On a worker of the same
+//! pool it runs other queued work instead, so tasks may wait for tasks they submitted. In async
+//! code, `task.await` registers a `Waker` and never blocks the executor.
+//!
+//! # Panics
+//!
+//! A panic in a task is caught and becomes [`TaskError::Panicked`] with its message; the
+//! worker lives on. A panic in a done-callback is caught and logged (with `tracing`); other
+//! callbacks still run. A panicking worker initializer fails the pool: its tasks end with
+//! [`TaskError::PoolFailed`].
+//!
+//! # Shutdown
+//!
+//! [`ThreadPool::shutdown`] stops accepting work, runs everything queued, and joins every
+//! worker; [`ThreadPool::shutdown_now`] cancels what has not started. Dropping the pool is
+//! `shutdown`: no worker thread outlives it.
 #![warn(missing_docs)]
 
 mod bulk;

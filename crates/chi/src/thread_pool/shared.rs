@@ -124,11 +124,17 @@ impl Shared {
         worker::with_current(|ctx| ctx.is_some_and(|c| Arc::ptr_eq(&c.shared, self)))
     }
 
-    /// Makes sure somebody will run what was just pushed.
-    fn after_push(self: &Arc<Self>) {
+    /// Makes sure somebody will look at the queues: a searcher, a woken sleeper, or a new
+    /// thread (up to the maximum).
+    pub(crate) fn notify(self: &Arc<Self>) {
         if !self.sleep.notify_work() {
             self.maybe_spawn();
         }
+    }
+
+    /// Makes sure somebody will run what was just pushed.
+    fn after_push(self: &Arc<Self>) {
+        self.notify();
         // A shutdown or failure that raced this submission may have let every worker exit.
         // ORDERING: SeqCst, after the SeqCst fence in notify_work: either we see the status
         // bit, or the shutdown's final `rescue` sees our push.
@@ -202,8 +208,8 @@ impl Shared {
         if self.queues.has_work() {
             if self.status.load(Ordering::SeqCst) != 0 {
                 self.rescue();
-            } else if !self.sleep.notify_work() {
-                self.maybe_spawn();
+            } else {
+                self.notify();
             }
         }
     }

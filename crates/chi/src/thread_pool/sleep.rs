@@ -41,6 +41,9 @@ pub(crate) struct Sleep {
 pub(crate) enum Wake {
     /// Look for work again.
     Work,
+    /// Woken by a submitter: the thread already counts as a searcher and must search (and
+    /// then call `stop_searching`).
+    Searching,
     /// No work came within the keep-alive: the thread may exit.
     KeepAliveExpired,
     /// The pool is shutting down and the queues are empty: the thread must exit.
@@ -73,10 +76,16 @@ impl Sleep {
         }
     }
 
-    /// Stops searching; true if this was the last searcher.
+    /// Stops searching; true if this was the last searcher. A last searcher must look at
+    /// the queues once more after this (and wake someone if work is there): a submitter that
+    /// saw it searching relied on it.
     pub(crate) fn stop_searching(&self) -> bool {
-        // ORDERING: SeqCst, as in start_searching.
-        self.searching.fetch_sub(1, Ordering::SeqCst) == 1
+        // ORDERING: SeqCst RMW then a SeqCst fence: pairs with the submitter's fence in
+        // `notify_work`, so the caller's next look at the queues sees any push whose
+        // submitter read the searcher count before this decrement.
+        let last = self.searching.fetch_sub(1, Ordering::SeqCst) == 1;
+        fence(Ordering::SeqCst);
+        last
     }
 
     /// Called by a submitter after it queued work. Returns false when no thread was woken
@@ -94,10 +103,16 @@ impl Sleep {
     }
 
     /// Gives one sleeping thread a wake-up; false if none is blocked.
+    ///
+    /// The woken thread counts as a searcher from this moment (it will search before it
+    /// does anything else), so submitters that come before it runs see a searcher and do not
+    /// queue up on this lock to wake a second thread.
     pub(crate) fn wake_one(&self) -> bool {
         let mut c = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if c.idle > c.tokens {
             c.tokens += 1;
+            // ORDERING: SeqCst, as in start_searching.
+            self.searching.fetch_add(1, Ordering::SeqCst);
             self.cv.notify_one();
             true
         } else {
@@ -108,7 +123,9 @@ impl Sleep {
     /// Wakes every sleeper (shutdown, failure).
     pub(crate) fn wake_all(&self) {
         let mut c = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        c.tokens = c.idle;
+        let extra = c.idle.saturating_sub(c.tokens);
+        c.tokens += extra;
+        self.searching.fetch_add(extra, Ordering::SeqCst);
         self.cv.notify_all();
     }
 
@@ -132,7 +149,7 @@ impl Sleep {
             }
             if c.tokens > 0 {
                 c.tokens -= 1;
-                break Wake::Work;
+                break Wake::Searching;
             }
             if shutting_down() {
                 break Wake::Shutdown;
@@ -146,7 +163,7 @@ impl Sleep {
             c.idle -= 1;
             if c.tokens > 0 {
                 c.tokens -= 1;
-                break Wake::Work;
+                break Wake::Searching;
             }
         };
         self.sleeping.fetch_sub(1, Ordering::SeqCst);

@@ -32,12 +32,12 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
 
 /// Entry point of a worker thread that holds slot `index`.
 pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Job>) {
-    if let Some(init) = shared.initializer() {
-        if let Err(msg) = unwind::catch(|| init()) {
-            shared.fail(format!("worker initializer panicked: {msg}"));
-            shared.worker_exit(index, local);
-            return;
-        }
+    if let Some(init) = shared.initializer()
+        && let Err(msg) = unwind::catch(|| init())
+    {
+        shared.fail(format!("worker initializer panicked: {msg}"));
+        shared.worker_exit(index, local);
+        return;
     }
     CURRENT.with(|c| *c.borrow_mut() = Some(WorkerCtx { shared: shared.clone(), index, local }));
     main_loop(&shared, index);
@@ -47,23 +47,26 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Job>) {
     }
 }
 
-fn main_loop(shared: &Shared, index: usize) {
+fn main_loop(shared: &Arc<Shared>, index: usize) {
+    // True when a submitter woke us: we already count as a searcher.
+    let mut woken = false;
     loop {
         // BUSY
-        if let Some(job) = find(shared, index) {
+        if !woken && let Some(job) = find(shared, index) {
             run_job(shared, index, job);
             continue;
         }
         // SEARCHING: spin a little before parking, so bursts of short tasks do not pay a
         // park/unpark per task.
-        if shared.sleep.start_searching(shared.alive()) {
+        if woken || shared.sleep.start_searching(shared.alive()) {
+            woken = false;
             let found = search(shared, index);
             let last = shared.sleep.stop_searching();
+            if last && shared.queues.has_work() {
+                // More work is queued and nobody else is looking: pass the baton.
+                shared.notify();
+            }
             if let Some(job) = found {
-                if last && shared.queues.has_work() {
-                    // More work is queued and nobody else is looking: pass the baton.
-                    shared.sleep.notify_work();
-                }
                 run_job(shared, index, job);
                 continue;
             }
@@ -75,6 +78,7 @@ fn main_loop(shared: &Shared, index: usize) {
             || shared.is_shut_down(),
         ) {
             Wake::Work => continue,
+            Wake::Searching => woken = true,
             Wake::Shutdown => return,
             Wake::KeepAliveExpired => {
                 if shared.queues.has_work() {
