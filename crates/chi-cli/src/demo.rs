@@ -32,7 +32,11 @@ fn thread_name() -> String {
 
 /// The seed's `task(n, m)`: prints where it runs, works a while, returns a message.
 fn task(n: u64, m: u64, work: Duration) -> String {
-    say(format!("  task({n}, {m}) runs on {} (pid {})", thread_name(), std::process::id()));
+    say(format!(
+        "  task({n}, {m}) runs on {} (pid {})",
+        thread_name(),
+        std::process::id()
+    ));
     std::thread::sleep(work);
     format!("{} finished task({n}, {m})", thread_name())
 }
@@ -43,11 +47,15 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let workers = usize::try_from(args.workers).context("--workers")?;
     let start = Instant::now();
 
-    say(format!("== 1. A thread pool of {workers} workers, 10 tasks, a done-callback on each =="));
+    say(format!(
+        "== 1. A thread pool of {workers} workers, 10 tasks, a done-callback on each =="
+    ));
     let pool = chi::ThreadPool::new(workers)?;
     let mut tasks = Vec::new();
     for i in 0..10 {
-        let t = pool.submit(move || task(i, 3, work)).map_err(|_| anyhow::anyhow!("pool shut down"))?;
+        let t = pool
+            .submit(move || task(i, 3, work))
+            .map_err(|_| anyhow::anyhow!("pool shut down"))?;
         t.add_done_callback(|outcome| match outcome {
             Ok(msg) => say(format!("  callback: {msg}")),
             Err(e) => say(format!("  callback: failed: {e}")),
@@ -60,18 +68,42 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     say("== 3. A panic is caught into the task; the worker lives on ==");
-    let failing = pool.submit(|| -> u32 { panic!("something went wrong") }).map_err(|_| anyhow::anyhow!("shut down"))?;
+    // The default hook prints a backtrace for the panic this step causes on purpose.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .unwrap_or("(not a string)");
+        say(format!("  (panic on {}: {msg})", thread_name()));
+    }));
+    let failing = pool
+        .submit(|| -> u32 { panic!("something went wrong") })
+        .map_err(|_| anyhow::anyhow!("shut down"))?;
     match failing.result() {
         Ok(_) => say("  unexpected: the task returned"),
         Err(e) => say(format!("  the task reported: {e}")),
     }
-    say(format!("  and the pool still works: 6 * 7 = {}", pool.submit(|| 6 * 7).map_err(|_| anyhow::anyhow!("shut down"))?.result()?));
+    say(format!(
+        "  and the pool still works: 6 * 7 = {}",
+        pool.submit(|| 6 * 7)
+            .map_err(|_| anyhow::anyhow!("shut down"))?
+            .result()?
+    ));
+    std::panic::set_hook(default_hook);
     let m = pool.metrics();
-    say(format!("  metrics: {} workers, {} completed, {} panicked", m.workers, m.completed, m.panicked));
+    say(format!(
+        "  metrics: {} workers, {} completed, {} panicked",
+        m.workers, m.completed, m.panicked
+    ));
     pool.shutdown();
 
     say("== 4. A full pool makes submit wait: 1 worker, a queue of 1 ==");
-    let small = chi::ThreadPool::builder().max_workers(1).queue_bound(1).build()?;
+    let small = chi::ThreadPool::builder()
+        .max_workers(1)
+        .queue_bound(1)
+        .build()?;
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let (started_tx, started_rx) = mpsc::channel::<()>();
     let busy = small
@@ -82,10 +114,14 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         })
         .map_err(|_| anyhow::anyhow!("shut down"))?;
     started_rx.recv().context("the worker did not start")?;
-    let queued = small.submit(|| "queued task done").map_err(|_| anyhow::anyhow!("shut down"))?;
+    let queued = small
+        .submit(|| "queued task done")
+        .map_err(|_| anyhow::anyhow!("shut down"))?;
     say("  worker busy, queue full (1 of 1)");
     match small.try_submit(|| "third") {
-        Err(e) if e.is_full() => say("  try_submit: refused, queue full (the closure is handed back)"),
+        Err(e) if e.is_full() => {
+            say("  try_submit: refused, queue full (the closure is handed back)")
+        }
         _ => say("  unexpected: try_submit was accepted"),
     }
     let releaser = std::thread::spawn(move || {
@@ -94,8 +130,13 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         let _ = release_tx.send(());
     });
     let t0 = Instant::now();
-    let third = small.submit(|| "third task done").map_err(|_| anyhow::anyhow!("shut down"))?;
-    say(format!("  submit waited {:?} for a free place, then was accepted", t0.elapsed()));
+    let third = small
+        .submit(|| "third task done")
+        .map_err(|_| anyhow::anyhow!("shut down"))?;
+    say(format!(
+        "  submit waited {:?} for a free place, then was accepted",
+        t0.elapsed()
+    ));
     for t in [busy, queued, third] {
         say(format!("  {}", t.result()?));
     }
@@ -103,10 +144,13 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     say("== 5. shutdown() waits for the queued work, then joins the workers ==");
     small.shutdown();
-    say(format!("  submit after shutdown: {}", match small.submit(|| ()) {
-        Err(e) => e.to_string(),
-        Ok(_) => "accepted (unexpected)".into(),
-    }));
+    say(format!(
+        "  submit after shutdown: {}",
+        match small.submit(|| ()) {
+            Err(e) => e.to_string(),
+            Ok(_) => "accepted (unexpected)".into(),
+        }
+    ));
 
     if !args.threads_only {
         crate::demo_process::run_process_demo()?;

@@ -1,0 +1,397 @@
+//! `chi serve` and `chi client` through the real binary: output, signals, exit codes.
+//! Every server binds 127.0.0.1:0; every child is killed and reaped by a guard.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A bound that must never be reached.
+const LONG: Duration = Duration::from_secs(30);
+
+fn chi() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chi"))
+}
+
+/// Runs `chi args…` to completion (bounded by the command's own behaviour).
+fn run(args: &[&str]) -> Output {
+    chi()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chi")
+}
+
+/// A child process that is killed and reaped on every path.
+struct Proc {
+    child: Child,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = chi()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chi");
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Proc {
+            child,
+            stderr: Some(stderr),
+        }
+    }
+
+    fn stdout(&mut self) -> BufReader<ChildStdout> {
+        BufReader::new(self.child.stdout.take().unwrap())
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the exit; returns the status and everything written to stderr.
+    fn wait(mut self) -> (ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(start.elapsed() < LONG, "chi did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `chi serve` on 127.0.0.1:0; returns it with the address from its first stdout line.
+fn serve(extra: &[&str]) -> (Proc, SocketAddr) {
+    serve_at("127.0.0.1:0", extra)
+}
+
+fn serve_at(addr: &str, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut args = vec!["serve", "--addr", addr];
+    args.extend_from_slice(extra);
+    let mut proc = Proc::spawn(&args);
+    let mut first = String::new();
+    proc.stdout().read_line(&mut first).unwrap();
+    let addr = first
+        .strip_suffix('\n')
+        .and_then(|l| l.strip_prefix("listening on "))
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .unwrap();
+    (proc, addr)
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(LONG)).unwrap();
+    stream
+}
+
+fn roundtrip(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).unwrap();
+    let mut answer = vec![0; message.len()];
+    stream.read_exact(&mut answer).unwrap();
+    assert_eq!(answer, message.to_ascii_uppercase());
+}
+
+fn stdout_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+// ===== help and usage =====
+
+#[test]
+fn help_documents_exit_codes() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = stdout_text(&out);
+    for needle in [
+        "serve",
+        "client",
+        "load",
+        "demo",
+        "Exit status",
+        "0  success",
+        "1  failure",
+        "2  bad",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+    let out = run(&["serve", "--help"]);
+    let help = stdout_text(&out);
+    for needle in [
+        "--addr",
+        "--model",
+        "--workers",
+        "--max-connections",
+        "--idle-timeout",
+        "--output-cap",
+        "--reuse-port",
+        "--drain-timeout",
+        "Exit status",
+    ] {
+        assert!(
+            help.contains(needle),
+            "serve --help lacks {needle:?}:\n{help}"
+        );
+    }
+    let out = run(&["client", "--help"]);
+    let help = stdout_text(&out);
+    for needle in [
+        "--addr",
+        "--message",
+        "--interval",
+        "--count",
+        "hello world",
+    ] {
+        assert!(
+            help.contains(needle),
+            "client --help lacks {needle:?}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn bad_flags_exit_2_with_clear_errors() {
+    for (args, needle) in [
+        (&["serve", "--workers", "0"][..], "--workers"),
+        (&["serve", "--model", "threads"], "possible values"),
+        (&["serve", "--addr", "not-an-address"], "--addr"),
+        (&["serve", "--idle-timeout", "soon"], "--idle-timeout"),
+        (&["client", "--count", "0"], "--count"),
+        (&["client", "--message", ""], "must not be empty"),
+        (&["serve", "--no-such-flag"], "--no-such-flag"),
+        (&["frobnicate"], "frobnicate"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr_text(&out);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+// ===== serve + client =====
+
+fn serve_and_client_round_trip(model: &str) {
+    let (server, addr) = serve(&["--model", model]);
+    let addr_arg = addr.to_string();
+    let out = run(&[
+        "client",
+        "--addr",
+        &addr_arg,
+        "--count",
+        "3",
+        "--interval",
+        "0s",
+    ]);
+    assert!(out.status.success(), "{}", stderr_text(&out));
+    assert_eq!(stdout_text(&out), "HELLO WORLD\n".repeat(3));
+    let out = run(&[
+        "client",
+        "--addr",
+        &addr_arg,
+        "--count",
+        "1",
+        "--message",
+        "ça va? ok",
+    ]);
+    assert_eq!(stdout_text(&out), "çA VA? OK\n");
+    server.signal("TERM");
+    let (status, stderr) = server.wait();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("served 2 connections"), "{stderr}");
+}
+
+#[test]
+fn serve_and_client_round_trip_event() {
+    serve_and_client_round_trip("event");
+}
+
+#[test]
+fn serve_and_client_round_trip_pooled() {
+    serve_and_client_round_trip("pooled");
+}
+
+fn serve_sigterm_drains_mid_conversation(model: &str) {
+    let (server, addr) = serve(&["--model", model, "--drain-timeout", "30s"]);
+    let mut client = connect(addr);
+    roundtrip(&mut client, b"hello");
+    // Sent before the signal; the first byte of its answer proves the server has it.
+    let message: Vec<u8> = (0..32 * 1024).map(|i| b"abcdefgh"[i % 8]).collect();
+    client.write_all(&message).unwrap();
+    let mut first = [0; 1];
+    client.read_exact(&mut first).unwrap();
+    server.signal("TERM");
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    assert_eq!(
+        rest.len(),
+        message.len() - 1,
+        "every answer arrives before the close"
+    );
+    assert_eq!(rest, message[1..].to_ascii_uppercase());
+    drop(client);
+    let (status, stderr) = server.wait();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("draining"), "{stderr}");
+}
+
+#[test]
+fn serve_sigterm_drains_mid_conversation_event() {
+    serve_sigterm_drains_mid_conversation("event");
+}
+
+#[test]
+fn serve_sigterm_drains_mid_conversation_pooled() {
+    serve_sigterm_drains_mid_conversation("pooled");
+}
+
+#[test]
+fn serve_sigint_drains_idle_clients_and_exits_0() {
+    let (server, addr) = serve(&[]);
+    let mut client = connect(addr);
+    roundtrip(&mut client, b"hi");
+    server.signal("INT");
+    // The server closes its side; the client sees the end of the stream.
+    assert_eq!(client.read(&mut [0; 8]).unwrap(), 0);
+    drop(client);
+    let (status, stderr) = server.wait();
+    assert!(status.success(), "{status}: {stderr}");
+}
+
+#[test]
+fn serve_verbose_shows_each_message() {
+    let (server, addr) = serve(&["-v"]);
+    let mut client = connect(addr);
+    roundtrip(&mut client, b"hello from the test");
+    drop(client);
+    server.signal("TERM");
+    let (status, stderr) = server.wait();
+    assert!(status.success());
+    assert!(stderr.contains("hello from the test"), "{stderr}");
+    assert!(stderr.contains("connection opened"), "{stderr}");
+    assert!(stderr.contains("connection closed"), "{stderr}");
+}
+
+#[test]
+fn serve_default_level_does_not_log_messages() {
+    let (server, addr) = serve(&[]);
+    let mut client = connect(addr);
+    roundtrip(&mut client, b"keep this quiet");
+    drop(client);
+    server.signal("TERM");
+    let (status, stderr) = server.wait();
+    assert!(status.success());
+    assert!(!stderr.contains("keep this quiet"), "{stderr}");
+    assert!(!stderr.contains("connection opened"), "{stderr}");
+}
+
+#[test]
+fn serve_port_in_use_exits_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["serve", "--addr", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(stdout_text(&out).is_empty());
+}
+
+#[test]
+fn serve_reuse_port_two_processes_share_a_port() {
+    let (first, addr) = serve(&["--reuse-port"]);
+    let addr_arg = addr.to_string();
+    let (second, second_addr) = serve_at(&addr_arg, &["--reuse-port"]);
+    assert_eq!(addr, second_addr);
+    for _ in 0..4 {
+        let mut client = connect(addr);
+        roundtrip(&mut client, b"shared");
+    }
+    first.signal("TERM");
+    second.signal("TERM");
+    assert!(first.wait().0.success());
+    assert!(second.wait().0.success());
+}
+
+/// A port on which connections are refused: bound (so no other test can take it) but not
+/// listening.
+fn refusing_port() -> (socket2::Socket, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, addr)
+}
+
+#[test]
+fn client_server_down_exits_1() {
+    let (_hold, addr) = refusing_port();
+    let addr = addr.to_string();
+    let out = run(&["client", "--addr", &addr, "--count", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_text(&out);
+    assert!(err.contains(&format!("cannot connect to {addr}")), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn client_server_goes_away_exits_1() {
+    let (server, addr) = serve(&[]);
+    let addr_arg = addr.to_string();
+    let mut client = Proc::spawn(&["client", "--addr", &addr_arg, "--interval", "20ms"]);
+    let mut first = String::new();
+    client.stdout().read_line(&mut first).unwrap();
+    assert_eq!(first, "HELLO WORLD\n");
+    server.signal("TERM");
+    let (status, stderr) = client.wait();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("closed the connection") || stderr.contains("lost the connection"),
+        "{stderr}"
+    );
+    assert!(server.wait().0.success());
+}
+
+#[test]
+fn client_stdout_closed_is_success() {
+    let (server, addr) = serve(&[]);
+    let addr_arg = addr.to_string();
+    let mut client = Proc::spawn(&["client", "--addr", &addr_arg, "--interval", "1ms"]);
+    let mut stdout = client.stdout();
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    drop(stdout); // like `chi client | head -1`
+    let (status, stderr) = client.wait();
+    assert!(status.success(), "{status}: {stderr}");
+    server.signal("TERM");
+    assert!(server.wait().0.success());
+}

@@ -1,0 +1,1 @@
+//! Load generator (see issue: `chi load`).

@@ -1,0 +1,445 @@
+//! The `event` model: one mio event loop per worker (default: per core). The acceptor deals
+//! connections round-robin to the loops over a channel plus the loop's `Waker`; each loop owns
+//! its connections, runs the handler inline and keeps per connection only what is unsent.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::acceptor::{Acceptor, WaitEnd};
+use super::conn::{CloseReason, Conn, DriveCtx, Progress};
+use super::{READ_CHUNK, RunContext, ServerError};
+use crate::handler::Handler;
+use crate::shutdown::{RunState, Shared};
+
+const WAKER: Token = Token(usize::MAX);
+
+/// What the acceptor tells a loop.
+enum LoopMsg {
+    /// A new connection, already counted as open.
+    Conn(TcpStream, SocketAddr),
+    /// Drain every connection; close what is left at the deadline.
+    Drain(Instant),
+    /// Close everything now.
+    Stop,
+}
+
+/// The acceptor's side of a loop.
+struct LoopHandle {
+    tx: Sender<LoopMsg>,
+    waker: Arc<Waker>,
+    thread: JoinHandle<()>,
+}
+
+impl LoopHandle {
+    /// Sends `msg`; gives the message back if the loop is gone.
+    fn send(&self, msg: LoopMsg) -> Result<(), LoopMsg> {
+        self.tx.send(msg).map_err(|e| e.0)?;
+        if let Err(e) = self.waker.wake() {
+            tracing::warn!(error = %e, "cannot wake an event loop");
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn run(ctx: RunContext) -> Result<(), ServerError> {
+    let shared = Arc::clone(&ctx.shared);
+    let mut loops = Vec::new();
+    for id in 0..ctx.config.workers() {
+        match spawn_loop(id, &ctx) {
+            Ok(handle) => loops.push(handle),
+            Err(e) => {
+                stop_and_join(loops, &shared);
+                return Err(ServerError::Setup(e));
+            }
+        }
+    }
+    let max_connections = ctx.config.max_connections();
+    let mut acceptor = match Acceptor::new(ctx.listener, Arc::clone(&shared), max_connections) {
+        Ok(acceptor) => acceptor,
+        Err(e) => {
+            stop_and_join(loops, &shared);
+            return Err(ServerError::Setup(e));
+        }
+    };
+
+    let mut next = 0usize;
+    let accepted = acceptor.accept_until_shutdown(&mut |stream, peer| {
+        let handle = &loops[next % loops.len()];
+        next = next.wrapping_add(1);
+        if handle.send(LoopMsg::Conn(stream, peer)).is_err() {
+            tracing::error!(%peer, "event loop is gone; closing the connection");
+            shared.connection_closed(0, 0, true);
+        }
+    });
+    acceptor.close_listener();
+
+    let all_exited = || shared.running_loops.load(Ordering::SeqCst) == 0;
+    let waited = match (accepted, shared.state()) {
+        (Ok(()), RunState::Draining) => {
+            let deadline = Instant::now() + ctx.config.drain_timeout();
+            tracing::info!(
+                open = shared.open.load(Ordering::SeqCst),
+                "draining connections"
+            );
+            broadcast(&loops, || LoopMsg::Drain(deadline));
+            // The loops enforce the deadline themselves; here only a stop-now can intervene.
+            acceptor.wait_until(None, true, &all_exited)
+        }
+        (accepted, _) => accepted.map(|()| WaitEnd::StopNow),
+    };
+    if !matches!(waited, Ok(WaitEnd::Done)) {
+        broadcast(&loops, || LoopMsg::Stop);
+    }
+    let result = waited.and_then(|end| match end {
+        WaitEnd::Done => Ok(WaitEnd::Done),
+        _ => acceptor.wait_until(None, false, &all_exited),
+    });
+    join(loops);
+    result.map(drop).map_err(ServerError::Setup)
+}
+
+fn broadcast(loops: &[LoopHandle], msg: impl Fn() -> LoopMsg) {
+    for handle in loops {
+        // A loop that is gone has nothing left to drain or stop.
+        let _ = handle.send(msg());
+    }
+}
+
+fn stop_and_join(loops: Vec<LoopHandle>, shared: &Shared) {
+    broadcast(&loops, || LoopMsg::Stop);
+    join(loops);
+    debug_assert_eq!(shared.running_loops.load(Ordering::SeqCst), 0);
+}
+
+fn join(loops: Vec<LoopHandle>) {
+    for handle in loops {
+        if handle.thread.join().is_err() {
+            tracing::error!("an event loop panicked");
+        }
+    }
+}
+
+fn spawn_loop(id: usize, ctx: &RunContext) -> io::Result<LoopHandle> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = mpsc::channel();
+    let mut event_loop = EventLoop {
+        id,
+        poll,
+        rx,
+        conns: Slab::default(),
+        idle: BinaryHeap::new(),
+        again: Vec::new(),
+        buf: vec![0; READ_CHUNK].into_boxed_slice(),
+        shared: Arc::clone(&ctx.shared),
+        handler: Arc::clone(&ctx.handler),
+        idle_timeout: ctx.config.idle_timeout(),
+        output_cap: ctx.config.output_cap(),
+        log_messages: ctx.log_messages,
+        next_id: 0,
+        peak: 0,
+        drain_deadline: None,
+        stop: false,
+    };
+    ctx.shared.running_loops.fetch_add(1, Ordering::SeqCst);
+    let thread = std::thread::Builder::new()
+        .name(format!("chi-net-loop-{id}"))
+        .spawn(move || event_loop.run());
+    match thread {
+        Ok(thread) => Ok(LoopHandle { tx, waker, thread }),
+        Err(e) => {
+            ctx.shared.running_loops.fetch_sub(1, Ordering::SeqCst);
+            Err(e)
+        }
+    }
+}
+
+/// Connections by slot; the slot is the mio token.
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl Slab {
+    fn next_key(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.entries.len())
+    }
+
+    fn insert(&mut self, conn: Conn) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(key) => {
+                self.entries[key] = Some(conn);
+                key
+            }
+            None => {
+                self.entries.push(Some(conn));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    fn get_mut(&mut self, key: usize) -> Option<&mut Conn> {
+        self.entries.get_mut(key).and_then(Option::as_mut)
+    }
+
+    fn remove(&mut self, key: usize) -> Option<Conn> {
+        let conn = self.entries.get_mut(key)?.take()?;
+        self.len -= 1;
+        self.free.push(key);
+        Some(conn)
+    }
+
+    fn keys(&self) -> Vec<usize> {
+        (0..self.entries.len())
+            .filter(|&k| self.entries[k].is_some())
+            .collect()
+    }
+}
+
+struct EventLoop {
+    id: usize,
+    poll: Poll,
+    rx: Receiver<LoopMsg>,
+    conns: Slab,
+    /// Idle deadlines as (deadline, connection id, slot), earliest first. Entries go stale
+    /// when activity moves a deadline or the slot is reused; they are checked when popped.
+    idle: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    /// Connections whose read budget ran out; driven again before the next wait.
+    again: Vec<usize>,
+    buf: Box<[u8]>,
+    shared: Arc<Shared>,
+    handler: Arc<dyn Handler>,
+    idle_timeout: Option<Duration>,
+    output_cap: usize,
+    log_messages: bool,
+    next_id: u64,
+    peak: usize,
+    drain_deadline: Option<Instant>,
+    stop: bool,
+}
+
+impl EventLoop {
+    // ===== MAIN LOOP =====
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(event_loop = self.id, error = %e, "event loop failed; closing its connections");
+                self.close_all();
+                break;
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.receive(now),
+                    Token(slot) => self.drive(slot, now),
+                }
+            }
+            for slot in std::mem::take(&mut self.again) {
+                self.drive(slot, now);
+            }
+            self.expire_idle(now);
+            if self.stop {
+                self.close_all();
+                break;
+            }
+            if let Some(deadline) = self.drain_deadline {
+                if self.conns.len == 0 {
+                    break;
+                }
+                if now >= deadline {
+                    tracing::warn!(
+                        event_loop = self.id,
+                        open = self.conns.len,
+                        "drain timeout: closing the remaining connections"
+                    );
+                    self.close_all();
+                    break;
+                }
+            }
+        }
+        self.shared.loop_exited();
+    }
+
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);
+        let wake_at = match (idle, self.drain_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        wake_at.map(|at| at.saturating_duration_since(now))
+    }
+
+    // ===== MESSAGES FROM THE ACCEPTOR =====
+    fn receive(&mut self, now: Instant) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(LoopMsg::Conn(stream, peer)) => self.open(stream, peer, now),
+                Ok(LoopMsg::Drain(deadline)) => {
+                    self.drain_deadline = Some(deadline);
+                    for slot in self.conns.keys() {
+                        if let Some(conn) = self.conns.get_mut(slot) {
+                            conn.start_drain();
+                        }
+                        self.drive(slot, now);
+                    }
+                }
+                Ok(LoopMsg::Stop) | Err(TryRecvError::Disconnected) => {
+                    self.stop = true;
+                    return;
+                }
+                Err(TryRecvError::Empty) => return,
+            }
+        }
+    }
+
+    fn open(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let slot = self.conns.next_key();
+        // Both interests, edge-triggered: no re-registration as the connection changes phase.
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(slot), interest)
+        {
+            tracing::warn!(%peer, error = %e, "cannot register a connection; closing it");
+            drop(stream);
+            self.shared.connection_closed(0, 0, false);
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut conn = Conn::new(stream, peer, id, now);
+        if self.drain_deadline.is_some() {
+            conn.start_drain();
+        }
+        let inserted = self.conns.insert(conn);
+        debug_assert_eq!(inserted, slot);
+        if let Some(idle) = self.idle_timeout {
+            self.idle.push(Reverse((now + idle, id, slot)));
+        }
+        // Registration reports the current readiness, so data already sent raises an event.
+    }
+
+    // ===== CONNECTIONS =====
+    fn drive(&mut self, slot: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return; // closed earlier in this turn
+        };
+        let mut ctx = DriveCtx {
+            handler: &*self.handler,
+            buf: &mut self.buf,
+            output_cap: self.output_cap,
+            log_messages: self.log_messages,
+            now,
+            peak: &mut self.peak,
+            shared: &self.shared,
+        };
+        match conn.drive(&mut ctx) {
+            Progress::Wait => {}
+            Progress::Again => self.again.push(slot),
+            Progress::Close(reason) => self.close(slot, reason),
+        }
+    }
+
+    fn close(&mut self, slot: usize, reason: CloseReason) {
+        let Some(mut conn) = self.conns.remove(slot) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        tracing::debug!(
+            peer = %conn.peer,
+            reason = %reason,
+            bytes_in = conn.bytes_in,
+            bytes_out = conn.bytes_out,
+            "connection closed"
+        );
+        let (bytes_in, bytes_out) = (conn.bytes_in, conn.bytes_out);
+        // Release the descriptor before telling the acceptor, which may be waiting for one.
+        drop(conn);
+        self.shared
+            .connection_closed(bytes_in, bytes_out, reason.is_forced());
+    }
+
+    fn close_all(&mut self) {
+        for slot in self.conns.keys() {
+            self.close(slot, CloseReason::Forced);
+        }
+    }
+
+    fn expire_idle(&mut self, now: Instant) {
+        let Some(timeout) = self.idle_timeout else {
+            return;
+        };
+        while let Some(&Reverse((at, id, slot))) = self.idle.peek() {
+            if at > now {
+                break;
+            }
+            self.idle.pop();
+            let Some(conn) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            if conn.id != id {
+                continue; // the slot was reused; the new connection has its own entry
+            }
+            let due = conn.last_activity + timeout;
+            if due > now {
+                self.idle.push(Reverse((due, id, slot)));
+            } else {
+                self.close(slot, CloseReason::IdleTimeout);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_connection_state_stays_small() {
+        // What one idle connection costs the loop (its output buffer is freed when empty);
+        // the kernel's socket buffers come on top.
+        assert!(std::mem::size_of::<Option<Conn>>() <= 160);
+        assert!(std::mem::size_of::<Reverse<(Instant, u64, usize)>>() <= 40);
+    }
+
+    #[test]
+    fn slab_reuses_freed_slots() {
+        let mut slab = Slab::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conn = || {
+            let stream = TcpStream::from_std(std::net::TcpStream::connect(addr).unwrap());
+            Conn::new(stream, addr, 0, Instant::now())
+        };
+        let a = slab.insert(conn());
+        let b = slab.insert(conn());
+        assert_eq!((a, b, slab.len), (0, 1, 2));
+        assert!(slab.remove(a).is_some());
+        assert!(slab.remove(a).is_none());
+        assert_eq!(slab.next_key(), a);
+        assert_eq!(slab.insert(conn()), a);
+        assert_eq!(slab.keys(), vec![0, 1]);
+    }
+}
