@@ -124,9 +124,20 @@ where
     }
 }
 
+impl<I: Iterator, F, T> Drop for Map<'_, I, F, T> {
+    /// Cancels the tasks still in flight that have not started (as CPython's `map` does when
+    /// its generator is closed); running ones finish and their results are dropped.
+    fn drop(&mut self) {
+        for t in self.in_flight.drain(..) {
+            t.cancel();
+        }
+    }
+}
+
 impl ThreadPool {
     /// Applies `f` to every item of `input` on the pool and yields the results in input order.
-    /// Lazy, with bounded look-ahead (see [`Map`]).
+    /// Lazy, with bounded look-ahead (see [`Map`]). Dropping the iterator early cancels the
+    /// tasks it had submitted that have not started.
     ///
     /// ```
     /// let pool = chi::ThreadPool::new(2).unwrap();

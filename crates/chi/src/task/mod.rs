@@ -20,6 +20,7 @@ mod waiter;
 mod tests;
 
 pub(crate) use cell::{Core, FnCell, RunResult, Runnable, TaskCell};
+pub(crate) use state::{TransitionToCancelled, TransitionToRunning};
 
 use crate::TaskError;
 use crate::error::ResultTimeoutError;
@@ -129,7 +130,10 @@ impl<T> Task<T> {
         if self.core().snapshot().is_takeable() {
             return true;
         }
-        crate::thread_pool::help_while(|| self.core().snapshot().is_takeable());
+        // Helping runs other tasks, which may take any time: only an unbounded wait helps.
+        if deadline.is_none() {
+            crate::thread_pool::help_while(|| self.core().snapshot().is_takeable());
+        }
         self.core().wait(deadline)
     }
 

@@ -166,7 +166,12 @@ impl Shared {
             self.alive.fetch_sub(1, Ordering::AcqRel);
             return;
         };
+        // The new thread starts as a searcher, like a woken sleeper: submitters until then
+        // see someone looking, and once it finds work it passes the baton if more is queued,
+        // so a burst grows the pool one thread at a time up to the maximum.
+        self.sleep.begin_search_for_new_thread();
         if let Err(e) = self.spawn(index) {
+            let _ = self.sleep.stop_searching();
             tracing::warn!(error = %e, alive = self.alive(), "could not start a worker thread");
         }
     }

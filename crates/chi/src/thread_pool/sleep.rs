@@ -76,6 +76,12 @@ impl Sleep {
         }
     }
 
+    /// Counts a thread about to be started as a searcher (it searches first).
+    pub(crate) fn begin_search_for_new_thread(&self) {
+        // ORDERING: SeqCst, as in start_searching.
+        self.searching.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Stops searching; true if this was the last searcher. A last searcher must look at
     /// the queues once more after this (and wake someone if work is there): a submitter that
     /// saw it searching relied on it.

@@ -35,21 +35,23 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Job>) {
     if let Some(init) = shared.initializer()
         && let Err(msg) = unwind::catch(|| init())
     {
+        let _ = shared.sleep.stop_searching();
         shared.fail(format!("worker initializer panicked: {msg}"));
         shared.worker_exit(index, local);
         return;
     }
     CURRENT.with(|c| *c.borrow_mut() = Some(WorkerCtx { shared: shared.clone(), index, local }));
-    main_loop(&shared, index);
+    // A new thread was counted as a searcher by whoever started it.
+    main_loop(&shared, index, true);
     let ctx = CURRENT.with(|c| c.borrow_mut().take());
     if let Some(ctx) = ctx {
         shared.worker_exit(ctx.index, ctx.local);
     }
 }
 
-fn main_loop(shared: &Arc<Shared>, index: usize) {
-    // True when a submitter woke us: we already count as a searcher.
-    let mut woken = false;
+fn main_loop(shared: &Arc<Shared>, index: usize, started_searching: bool) {
+    // True when we already count as a searcher (just started, or woken by a submitter).
+    let mut woken = started_searching;
     loop {
         // BUSY
         if !woken && let Some(job) = find(shared, index) {
