@@ -18,7 +18,7 @@ use clap::Parser;
 use args::{Cli, Command, EXIT_FAILURE, EXIT_USAGE};
 
 fn main() -> ExitCode {
-    // chi::process_pool::init(); (added by the process-pool work)
+    chi::process_pool::init(); // a process-pool worker (chi demo) stops here
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.quiet);
     let result = match cli.command {

@@ -80,7 +80,8 @@ where
                     match self.pool.submit(move || f(item)) {
                         Ok(t) => self.in_flight.push_back(t),
                         Err(_) => {
-                            self.in_flight.push_back(Task::ready(Err(TaskError::Cancelled)));
+                            self.in_flight
+                                .push_back(Task::ready(Err(TaskError::Cancelled)));
                             self.input_done = true;
                         }
                     }
@@ -171,7 +172,9 @@ pub struct AsCompleted<T> {
 
 impl<T> fmt::Debug for AsCompleted<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsCompleted").field("left", &self.left).finish()
+        f.debug_struct("AsCompleted")
+            .field("left", &self.left)
+            .finish()
     }
 }
 
@@ -197,7 +200,12 @@ pub fn as_completed<T: Send + 'static>(tasks: impl IntoIterator<Item = Task<T>>)
         }
     }
     let left = tasks.len();
-    AsCompleted { tasks, rx, left, deadline: None }
+    AsCompleted {
+        tasks,
+        rx,
+        left,
+        deadline: None,
+    }
 }
 
 /// Like [`as_completed`], but each item is `Err(WaitTimeout)` once `timeout` has passed
@@ -208,7 +216,10 @@ pub fn as_completed_timeout<T: Send + 'static>(
 ) -> AsCompletedTimeout<T> {
     let mut inner = as_completed(tasks);
     inner.deadline = Instant::now().checked_add(timeout);
-    AsCompletedTimeout { inner, timed_out: false }
+    AsCompletedTimeout {
+        inner,
+        timed_out: false,
+    }
 }
 
 impl<T> AsCompleted<T> {
@@ -224,9 +235,14 @@ impl<T> AsCompleted<T> {
         loop {
             let i = match self.deadline {
                 None => self.rx.recv().ok()?,
-                Some(d) => match self.rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                Some(d) => match self
+                    .rx
+                    .recv_timeout(d.saturating_duration_since(Instant::now()))
+                {
                     Ok(i) => i,
-                    Err(mpsc::RecvTimeoutError::Timeout) => return Some(Err(WaitTimeout { pending: self.left })),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        return Some(Err(WaitTimeout { pending: self.left }));
+                    }
                     Err(mpsc::RecvTimeoutError::Disconnected) => return None,
                 },
             };
@@ -338,7 +354,10 @@ pub fn wait<T: Send + 'static>(
             ReturnWhen::AllCompleted => done == tasks.len(),
             ReturnWhen::FirstCompleted => done > 0 || tasks.is_empty(),
             ReturnWhen::FirstException => {
-                done == tasks.len() || tasks.iter().any(|t| t.error().is_some_and(|e| !e.is_cancelled()))
+                done == tasks.len()
+                    || tasks
+                        .iter()
+                        .any(|t| t.error().is_some_and(|e| !e.is_cancelled()))
             }
         }
     };
@@ -352,7 +371,10 @@ pub fn wait<T: Send + 'static>(
                 if now >= d {
                     break;
                 }
-                g = cv.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                g = cv
+                    .wait_timeout(g, d - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
         }
     }

@@ -73,15 +73,24 @@
 mod bulk;
 mod error;
 mod loom;
-mod task;
 pub mod process_pool;
+mod task;
 pub mod thread_pool;
 mod unwind;
 
-pub use error::{
-    BuildError, BuildErrorKind, ExitReason, ResultTimeoutError, SubmitError, SubmitTimeoutError, TaskError,
-    TrySubmitError,
+pub use bulk::{
+    AsCompleted, AsCompletedTimeout, Map, ReturnWhen, WaitTimeout, as_completed,
+    as_completed_timeout, wait,
 };
+pub use error::{
+    BuildError, BuildErrorKind, ExitReason, ResultTimeoutError, SubmitError, SubmitTimeoutError,
+    TaskError, TrySubmitError,
+};
+pub use process_pool::{ProcessMap, ProcessMetrics, ProcessPool, ProcessPoolBuilder};
 pub use task::Task;
 pub use thread_pool::{Metrics, ThreadPool, ThreadPoolBuilder};
-pub use bulk::{AsCompleted, AsCompletedTimeout, Map, ReturnWhen, WaitTimeout, as_completed, as_completed_timeout, wait};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme_doctest {}

@@ -5,6 +5,13 @@
 //! `clippy.toml` forbids naming the std types anywhere else.
 #![allow(clippy::disallowed_types, unreachable_pub, dead_code, unused_imports)]
 
+/// Atomics that live in memory shared with another process (the process pool's claim ring).
+/// Always std's, also under loom: loom cannot model another process, and no loom model
+/// touches these words.
+pub(crate) mod interprocess {
+    pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+}
+
 #[cfg(not(chi_loom))]
 pub(crate) use std_impl::*;
 
@@ -16,11 +23,15 @@ mod std_impl {
     pub(crate) mod sync {
         pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
         pub(crate) mod atomic {
-            pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+            pub(crate) use std::sync::atomic::{
+                AtomicBool, AtomicU64, AtomicUsize, Ordering, fence,
+            };
         }
     }
     pub(crate) mod thread {
-        pub(crate) use std::thread::{Builder, JoinHandle, Thread, current, park, park_timeout, yield_now};
+        pub(crate) use std::thread::{
+            Builder, JoinHandle, Thread, current, park, park_timeout, yield_now,
+        };
     }
     pub(crate) mod cell {
         /// `std::cell::UnsafeCell` behind loom's closure-based API.
@@ -55,7 +66,9 @@ mod loom_impl {
     pub(crate) mod sync {
         pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
         pub(crate) mod atomic {
-            pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+            pub(crate) use loom::sync::atomic::{
+                AtomicBool, AtomicU64, AtomicUsize, Ordering, fence,
+            };
         }
     }
     pub(crate) mod thread {

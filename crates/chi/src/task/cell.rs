@@ -10,7 +10,9 @@
 //!   registered, `RELEASED`), so no callback can still be reading it.
 //! - `Core::slow` is guarded by its mutex; `NOTIFY` in the state word says it is non-empty.
 
-use super::state::{Snapshot, State, TransitionToCancelled, TransitionToNotify, TransitionToRunning};
+use super::state::{
+    Snapshot, State, TransitionToCancelled, TransitionToNotify, TransitionToRunning,
+};
 use super::waiter::Waiter;
 use crate::TaskError;
 use crate::loom::cell::UnsafeCell;
@@ -48,7 +50,9 @@ unsafe impl<T: Send> Sync for Core<T> {}
 
 impl<T> std::fmt::Debug for Core<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("state", &self.state.load()).finish()
+        f.debug_struct("Core")
+            .field("state", &self.state.load())
+            .finish()
     }
 }
 
@@ -57,7 +61,10 @@ impl<T> Core<T> {
         Core {
             state: State::new(),
             slot: UnsafeCell::new(None),
-            slow: Mutex::new(Slow { waiters: Vec::new(), callbacks: Vec::new() }),
+            slow: Mutex::new(Slow {
+                waiters: Vec::new(),
+                callbacks: Vec::new(),
+            }),
         }
     }
 
@@ -167,7 +174,10 @@ impl<T> Core<T> {
         }
         let me = crate::loom::thread::current();
         let registered = self.register(|ws| {
-            if !ws.iter().any(|w| matches!(w, Waiter::Thread(t) if t.id() == me.id())) {
+            if !ws
+                .iter()
+                .any(|w| matches!(w, Waiter::Thread(t) if t.id() == me.id()))
+            {
                 ws.push(Waiter::Thread(me.clone()));
             }
         });
@@ -205,7 +215,11 @@ impl<T> Core<T> {
                 ws.push(Waiter::Waker(cx.waker().clone()));
             }
         });
-        if registered { Poll::Pending } else { Poll::Ready(()) }
+        if registered {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
     }
 
     /// Moves the outcome out. The caller must be the unique owner and have seen `is_takeable`.
@@ -215,7 +229,9 @@ impl<T> Core<T> {
         // the caller is the unique owning handle, so no other `take` or callback-from-handle
         // runs at the same time.
         let v = self.slot.with_mut(|p| unsafe { (*p).take() });
-        v.unwrap_or(Err(TaskError::PoolFailed("the task's result was already taken".into())))
+        v.unwrap_or(Err(TaskError::PoolFailed(
+            "the task's result was already taken".into(),
+        )))
     }
 
     /// The error the task ended with, if it is complete and failed.
@@ -225,7 +241,8 @@ impl<T> Core<T> {
         }
         // SAFETY: COMPLETE: the slot is written; we only read the error half, and the owner
         // (who alone may move the value out) is the caller, holding `&Task`.
-        self.slot.with(|p| unsafe { (*p).as_ref().and_then(|o| o.as_ref().err().cloned()) })
+        self.slot
+            .with(|p| unsafe { (*p).as_ref().and_then(|o| o.as_ref().err().cloned()) })
     }
 
     /// PENDING → CANCELLED. On success the caller must drop the work and complete.
@@ -296,7 +313,10 @@ unsafe impl<F: Send, T: Send> Sync for FnCell<F, T> {}
 
 impl<F, T> FnCell<F, T> {
     pub(crate) fn new(f: F) -> Self {
-        FnCell { core: Core::new(), func: UnsafeCell::new(Some(f)) }
+        FnCell {
+            core: Core::new(),
+            func: UnsafeCell::new(Some(f)),
+        }
     }
 
     fn take_func(&self) -> Option<F> {

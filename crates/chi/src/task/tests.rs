@@ -1,9 +1,9 @@
 //! Unit tests of the task cell, and loom models of its races (`--cfg chi_loom`, see
 //! `.ci/loom.sh`). Each model is one race, two threads.
 
-use super::cell::{FnCell, Runnable};
-use super::state::{COMPLETE, CANCELLED, NOTIFY, RELEASED, RUNNING, Snapshot};
 use super::Task;
+use super::cell::{FnCell, Runnable};
+use super::state::{CANCELLED, COMPLETE, NOTIFY, RELEASED, RUNNING, Snapshot};
 use crate::TaskError;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -104,7 +104,6 @@ fn waiter_registered_during_completion() {
         // Blocks (parks) unless the worker finished first; loom explores both.
         assert_eq!(task.result(), Ok(9));
         drop(worker); // see waiter_and_callback_race_completion
-
     });
 }
 
@@ -157,7 +156,11 @@ fn handle_dropped_before_run() {
         });
         drop(task);
         worker.join().unwrap();
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "the result is dropped exactly once");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the result is dropped exactly once"
+        );
     });
 }
 
@@ -176,7 +179,11 @@ fn closure_dropped_once_when_cancelled() {
         let _ = task.cancel();
         worker.join().unwrap();
         drop(task);
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "the closure is dropped exactly once");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the closure is dropped exactly once"
+        );
     });
 }
 

@@ -19,9 +19,9 @@ mod tests;
 pub use builder::ThreadPoolBuilder;
 pub use scope::{Scope, ScopedTask};
 
+use crate::TaskError;
 use crate::error::{BuildError, SubmitError, SubmitTimeoutError, TrySubmitError};
 use crate::task::{FnCell, Runnable, Task};
-use crate::TaskError;
 use shared::Shared;
 use std::fmt;
 use std::sync::Arc;
@@ -97,7 +97,9 @@ impl ThreadPool {
     }
 
     pub(crate) fn from_builder(b: ThreadPoolBuilder) -> ThreadPool {
-        ThreadPool { shared: Arc::new(Shared::new(b)) }
+        ThreadPool {
+            shared: Arc::new(Shared::new(b)),
+        }
     }
 
     /// The most workers this pool runs at once.
@@ -146,16 +148,21 @@ impl ThreadPool {
     }
 
     /// Queues `f`, waiting at most `timeout` for room in a bounded queue.
-    pub fn submit_timeout<F, T>(&self, f: F, timeout: Duration) -> Result<Task<T>, SubmitTimeoutError<F>>
+    pub fn submit_timeout<F, T>(
+        &self,
+        f: F,
+        timeout: Duration,
+    ) -> Result<Task<T>, SubmitTimeoutError<F>>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
         let deadline = Instant::now().checked_add(timeout);
-        self.submit_with(f, Admit::Wait(deadline)).map_err(|r| match r {
-            Refused::Full(f) => SubmitTimeoutError::Timeout(f),
-            Refused::ShutDown(f) => SubmitTimeoutError::ShutDown(f),
-        })
+        self.submit_with(f, Admit::Wait(deadline))
+            .map_err(|r| match r {
+                Refused::Full(f) => SubmitTimeoutError::Timeout(f),
+                Refused::ShutDown(f) => SubmitTimeoutError::ShutDown(f),
+            })
     }
 
     fn submit_with<F, T>(&self, f: F, admit: Admit) -> Result<Task<T>, Refused<F>>
@@ -181,7 +188,11 @@ impl ThreadPool {
                     }),
                 };
                 if !ok {
-                    return Err(if shared.is_shut_down() { Refused::ShutDown(f) } else { Refused::Full(f) });
+                    return Err(if shared.is_shut_down() {
+                        Refused::ShutDown(f)
+                    } else {
+                        Refused::Full(f)
+                    });
                 }
                 if let Some(msg) = shared.failure() {
                     bound.release();

@@ -29,7 +29,12 @@ impl Queues {
             stealers: workers.iter().map(Worker::stealer).collect(),
             locals: workers
                 .into_iter()
-                .map(|w| Mutex::new(Slot { deque: Some(w), claimed: false }))
+                .map(|w| {
+                    Mutex::new(Slot {
+                        deque: Some(w),
+                        claimed: false,
+                    })
+                })
                 .collect(),
             bound: bound.map(Bound::new),
         }
@@ -159,7 +164,12 @@ impl Bound {
             if cur >= self.limit {
                 return false;
             }
-            match self.queued.compare_exchange_weak(cur, cur + 1, Ordering::Relaxed, Ordering::Relaxed) {
+            match self.queued.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return true,
                 Err(a) => cur = a,
             }
@@ -195,7 +205,11 @@ impl Bound {
                     if now >= d {
                         break false;
                     }
-                    g = self.space.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    g = self
+                        .space
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             }
         };

@@ -72,7 +72,9 @@ pub struct Scope<'scope, 'env: 'scope> {
 
 impl fmt::Debug for Scope<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scope").field("pending", &self.state.pending.load(Ordering::Relaxed)).finish()
+        f.debug_struct("Scope")
+            .field("pending", &self.state.pending.load(Ordering::Relaxed))
+            .finish()
     }
 }
 
@@ -102,7 +104,10 @@ impl<'scope> Scope<'scope, '_> {
         T: Send + 'static,
     {
         self.state.pending.fetch_add(1, Ordering::Relaxed);
-        let job = ScopedJob { f: Some(f), state: self.state.clone() };
+        let job = ScopedJob {
+            f: Some(f),
+            state: self.state.clone(),
+        };
         let state = self.state.clone();
         let boxed: Box<dyn FnOnce() -> T + Send + 'scope> = Box::new(move || {
             let mut job = job;
@@ -129,7 +134,10 @@ impl<'scope> Scope<'scope, '_> {
                 Task::ready(Err(TaskError::Cancelled))
             }
         };
-        ScopedTask { task, _scope: PhantomData }
+        ScopedTask {
+            task,
+            _scope: PhantomData,
+        }
     }
 }
 
@@ -183,7 +191,12 @@ impl ThreadPool {
         F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
     {
         let state = Arc::new(ScopeState::default());
-        let scope = Scope { pool: self, state: state.clone(), _scope: PhantomData, _env: PhantomData };
+        let scope = Scope {
+            pool: self,
+            state: state.clone(),
+            _scope: PhantomData,
+            _env: PhantomData,
+        };
         let out = {
             let _wait = WaitOnDrop(state.clone());
             f(&scope)

@@ -30,10 +30,14 @@ impl SlotStats {
     // ORDERING: Relaxed load + store, not fetch_add: one writer per slot, and readers only
     // want a recent count.
     pub(crate) fn count_completed(&self) {
-        self.completed.store(self.completed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.completed.store(
+            self.completed.load(Ordering::Relaxed) + 1,
+            Ordering::Relaxed,
+        );
     }
     pub(crate) fn count_panicked(&self) {
-        self.panicked.store(self.panicked.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.panicked
+            .store(self.panicked.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 }
 
@@ -61,7 +65,9 @@ impl Shared {
             failure: Mutex::new(None),
             alive: AtomicUsize::new(0),
             max_workers: n,
-            stats: (0..n).map(|_| CachePadded::new(SlotStats::default())).collect(),
+            stats: (0..n)
+                .map(|_| CachePadded::new(SlotStats::default()))
+                .collect(),
             spawned: AtomicUsize::new(0),
             handles: Mutex::new(Vec::new()),
             config,
@@ -98,7 +104,10 @@ impl Shared {
         if self.status.load(Ordering::Acquire) & FAILED == 0 {
             return None;
         }
-        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     // ===== submission =====
@@ -156,7 +165,12 @@ impl Shared {
             if cur >= self.max_workers {
                 return;
             }
-            match self.alive.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match self.alive.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(a) => cur = a,
             }
@@ -295,7 +309,10 @@ impl Shared {
     /// Counters for `metrics()`.
     pub(crate) fn totals(&self) -> (u64, u64) {
         self.stats.iter().fold((0, 0), |(c, p), s| {
-            (c + s.completed.load(Ordering::Relaxed), p + s.panicked.load(Ordering::Relaxed))
+            (
+                c + s.completed.load(Ordering::Relaxed),
+                p + s.panicked.load(Ordering::Relaxed),
+            )
         })
     }
 }

@@ -69,7 +69,12 @@ impl Sleep {
             if cur > 0 && 2 * cur >= alive {
                 return false;
             }
-            match self.searching.compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            match self.searching.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
                 Ok(_) => return true,
                 Err(a) => cur = a,
             }
@@ -165,7 +170,11 @@ impl Sleep {
                 break Wake::KeepAliveExpired;
             }
             c.idle += 1;
-            c = self.cv.wait_timeout(c, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            c = self
+                .cv
+                .wait_timeout(c, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
             c.idle -= 1;
             if c.tokens > 0 {
                 c.tokens -= 1;

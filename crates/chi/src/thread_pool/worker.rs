@@ -40,7 +40,13 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Job>) {
         shared.worker_exit(index, local);
         return;
     }
-    CURRENT.with(|c| *c.borrow_mut() = Some(WorkerCtx { shared: shared.clone(), index, local }));
+    CURRENT.with(|c| {
+        *c.borrow_mut() = Some(WorkerCtx {
+            shared: shared.clone(),
+            index,
+            local,
+        })
+    });
     // A new thread was counted as a searcher by whoever started it.
     main_loop(&shared, index, true);
     let ctx = CURRENT.with(|c| c.borrow_mut().take());
@@ -133,7 +139,12 @@ pub(crate) fn help_while(done: impl Fn() -> bool) {
             return;
         }
         let next = with_current(|ctx| {
-            ctx.and_then(|c| c.shared.queues.find(c.index, &c.local).map(|j| (c.shared.clone(), c.index, j)))
+            ctx.and_then(|c| {
+                c.shared
+                    .queues
+                    .find(c.index, &c.local)
+                    .map(|j| (c.shared.clone(), c.index, j))
+            })
         });
         match next {
             Some((shared, index, job)) => run_job(&shared, index, job),

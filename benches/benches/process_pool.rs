@@ -1,0 +1,471 @@
+//! Process-pool scenarios, side by side in one run: chi's `ProcessPool`, the `procspawn`
+//! crate's pool, Python's `ProcessPoolExecutor` and `multiprocessing.Pool` (run from
+//! `benches/scripts/python_process_pool.py` when `python3` is there), and the physical limit,
+//! a pipe ping-pong between two processes, measured in the same run. Prints a markdown table
+//! with chi's ratio to each peer and to the targets of issue 4, and writes every number to
+//! `target/bench-results/process_pool.json`.
+//!
+//! ```text
+//! cargo bench -p chi-bench --bench process_pool                 # full run, about a minute
+//! cargo bench -p chi-bench --bench process_pool -- --quick      # smoke test, seconds
+//! cargo bench -p chi-bench --bench process_pool -- --no-python  # Rust peers only
+//! ```
+//!
+//! Scenarios (2 workers everywhere):
+//! - `startup_ms`: build a pool, submit one task, get its result (median of 5 fresh pools);
+//! - `round_trip_us`: on a warm pool, submit one tiny task and wait for it, repeated (p50, p99);
+//! - `tiny_submit_per_s`: submit N tiny tasks keeping every handle, then take each result in
+//!   order;
+//! - `tiny_map_per_s`: the same work through `map` with chunksize 1000;
+//! - `cpu_submit_x_ideal`, `cpu_map_x_ideal`: 20,000 tasks of 50 µs CPU each (a spin loop),
+//!   wall time over the ideal (N × 50 µs / 2), per-task submit and chunked map;
+//! - `idle_worker_rss_kib`: resident memory of an idle worker process;
+//! - `pipe_pingpong_us`: one byte back and forth between two processes over pipes, p50, on
+//!   one CPU and placed by the scheduler.
+
+use chi::ProcessPool;
+use serde_json::{Map, Value, json};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WORKERS: usize = 2;
+const PIPE_CHILD: &str = "CHI_BENCH_PIPE_ECHO";
+
+// ===== tasks =====
+
+fn inc(x: u64) -> u64 {
+    x.wrapping_add(1)
+}
+
+/// Spins for `us` microseconds of CPU.
+fn spin(us: u64) -> u64 {
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < Duration::from_micros(us) {
+        n = n.wrapping_add(1);
+        std::hint::black_box(n);
+    }
+    us
+}
+
+// ===== sizes =====
+
+struct Sizes {
+    round_trips: usize,
+    tiny_n: u64,
+    map_n: u64,
+    cpu_n: u64,
+    pipe_trips: usize,
+    startups: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        let d = if quick { 10 } else { 1 };
+        Sizes {
+            round_trips: 5_000 / d,
+            tiny_n: 100_000 / d as u64,
+            map_n: 4_000_000 / d as u64,
+            cpu_n: 20_000 / d as u64,
+            pipe_trips: 20_000 / d,
+            startups: if quick { 2 } else { 5 },
+        }
+    }
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    percentile(&mut v, 0.5)
+}
+
+fn rss_kib(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+// ===== chi =====
+
+fn chi_pool() -> ProcessPool {
+    let pool = ProcessPool::new(WORKERS).expect("a chi process pool");
+    assert_eq!(pool.wait_for_workers(Duration::from_secs(60)), WORKERS);
+    // Warm up: every worker has run tasks.
+    let warm: Vec<_> = (0..1000).map(|i| pool.submit(inc, i).unwrap()).collect();
+    for t in warm {
+        t.result().unwrap();
+    }
+    pool
+}
+
+fn bench_chi(s: &Sizes) -> Map<String, Value> {
+    let mut out = Map::new();
+    let startups: Vec<f64> = (0..s.startups)
+        .map(|_| {
+            let t = Instant::now();
+            let pool = ProcessPool::new(WORKERS).unwrap();
+            pool.submit(inc, 1).unwrap().result().unwrap();
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            drop(pool);
+            ms
+        })
+        .collect();
+    out.insert("startup_ms".into(), json!(median(startups)));
+
+    let pool = chi_pool();
+    let rss: Vec<f64> = pool.worker_pids().into_iter().filter_map(rss_kib).collect();
+    out.insert(
+        "idle_worker_rss_kib".into(),
+        json!(rss.iter().sum::<f64>() / rss.len().max(1) as f64),
+    );
+
+    let mut rt: Vec<f64> = (0..s.round_trips)
+        .map(|i| {
+            let t = Instant::now();
+            pool.submit(inc, i as u64).unwrap().result().unwrap();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    out.insert("round_trip_us".into(), json!(percentile(&mut rt, 0.5)));
+    out.insert("round_trip_p99_us".into(), json!(percentile(&mut rt, 0.99)));
+
+    let rates: Vec<f64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let tasks: Vec<_> = (0..s.tiny_n)
+                .map(|i| pool.submit(inc, i).unwrap())
+                .collect();
+            for (i, task) in tasks.into_iter().enumerate() {
+                assert_eq!(task.result(), Ok(i as u64 + 1));
+            }
+            s.tiny_n as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    out.insert("tiny_submit_per_s".into(), json!(median(rates)));
+
+    let rates: Vec<f64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let sum: u64 = pool.map(inc, 0..s.map_n, 1000).map(Result::unwrap).sum();
+            assert_eq!(sum, s.map_n * (s.map_n + 1) / 2);
+            s.map_n as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    out.insert("tiny_map_per_s".into(), json!(median(rates)));
+
+    let ideal = s.cpu_n as f64 * 50e-6 / WORKERS as f64;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..s.cpu_n)
+        .map(|_| pool.submit(spin, 50).unwrap())
+        .collect();
+    for task in tasks {
+        task.result().unwrap();
+    }
+    out.insert(
+        "cpu_submit_x_ideal".into(),
+        json!(t.elapsed().as_secs_f64() / ideal),
+    );
+    let t = Instant::now();
+    let n = pool
+        .map(spin, std::iter::repeat_n(50, s.cpu_n as usize), 250)
+        .map(Result::unwrap)
+        .count();
+    assert_eq!(n as u64, s.cpu_n);
+    out.insert(
+        "cpu_map_x_ideal".into(),
+        json!(t.elapsed().as_secs_f64() / ideal),
+    );
+    out
+}
+
+// ===== procspawn =====
+
+fn bench_procspawn(s: &Sizes) -> Map<String, Value> {
+    let mut out = Map::new();
+    let t = Instant::now();
+    let pool = procspawn::Pool::new(WORKERS).expect("a procspawn pool");
+    pool.spawn(1u64, inc).join().unwrap();
+    out.insert("startup_ms".into(), json!(t.elapsed().as_secs_f64() * 1e3));
+    for i in 0..100 {
+        pool.spawn(i, inc).join().unwrap();
+    }
+    let mut rt: Vec<f64> = (0..s.round_trips / 5)
+        .map(|i| {
+            let t = Instant::now();
+            pool.spawn(i as u64, inc).join().unwrap();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    out.insert("round_trip_us".into(), json!(percentile(&mut rt, 0.5)));
+    out.insert("round_trip_p99_us".into(), json!(percentile(&mut rt, 0.99)));
+    let n = s.tiny_n / 20;
+    let t = Instant::now();
+    let handles: Vec<_> = (0..n).map(|i| pool.spawn(i, inc)).collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    out.insert(
+        "tiny_submit_per_s".into(),
+        json!(n as f64 / t.elapsed().as_secs_f64()),
+    );
+    pool.shutdown();
+    out
+}
+
+// ===== pipe ping-pong =====
+
+/// The child side: echo each byte from stdin to stdout until EOF.
+fn pipe_echo() -> ! {
+    let mut inp = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    let mut b = [0u8; 1];
+    while inp.read_exact(&mut b).is_ok() {
+        if out.write_all(&b).and_then(|()| out.flush()).is_err() {
+            break;
+        }
+    }
+    std::process::exit(0)
+}
+
+/// Pins the calling thread (and the children it starts) to CPU 0.
+fn pin_to_cpu0() -> bool {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it; the call reads
+    // `size_of::<cpu_set_t>()` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+fn unpin() {
+    // SAFETY: as in `pin_to_cpu0`, with every CPU the machine reports.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn pipe_pingpong(trips: usize) -> f64 {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(PIPE_CHILD, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the echo child");
+    let mut to = child.stdin.take().unwrap();
+    let mut from = child.stdout.take().unwrap();
+    let mut b = [7u8; 1];
+    for _ in 0..1000 {
+        to.write_all(&b).unwrap();
+        from.read_exact(&mut b).unwrap();
+    }
+    let mut v: Vec<f64> = (0..trips)
+        .map(|_| {
+            let t = Instant::now();
+            to.write_all(&b).unwrap();
+            from.read_exact(&mut b).unwrap();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    drop(to);
+    let _ = child.wait();
+    percentile(&mut v, 0.5)
+}
+
+// ===== Python =====
+
+fn python(quick: bool) -> Option<Value> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/python_process_pool.py"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).stderr(Stdio::inherit());
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        eprintln!("python_process_pool.py failed; Python peers skipped");
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+// ===== report =====
+
+fn get(v: &Value, peer: &str, key: &str) -> Option<f64> {
+    v.get(peer)?.get(key)?.as_f64()
+}
+
+fn report(all: &Value) -> String {
+    let peers = ["chi", "procspawn", "python_ppe", "python_mp_pool"];
+    let rows = [
+        ("startup_ms", "pool start-up to first result, ms", false),
+        ("round_trip_us", "idle round trip p50, µs", false),
+        ("round_trip_p99_us", "idle round trip p99, µs", false),
+        (
+            "tiny_submit_per_s",
+            "tiny tasks, submit → result, tasks/s",
+            true,
+        ),
+        (
+            "tiny_map_per_s",
+            "tiny tasks, map chunksize 1000, tasks/s",
+            true,
+        ),
+        (
+            "cpu_submit_x_ideal",
+            "20k × 50 µs CPU, per-task submit, × ideal",
+            false,
+        ),
+        (
+            "cpu_map_x_ideal",
+            "20k × 50 µs CPU, chunked map, × ideal",
+            false,
+        ),
+        ("idle_worker_rss_kib", "RSS per idle worker, KiB", false),
+    ];
+    let mut s = String::new();
+    s.push_str(
+        "| scenario | chi | procspawn | Python PPE | mp.Pool | chi advantage over best Python |\n",
+    );
+    s.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for (key, label, higher_better) in rows {
+        s.push_str(&format!("| {label} |"));
+        for p in peers {
+            match get(all, p, key) {
+                Some(x) if x >= 100.0 => s.push_str(&format!(" {x:.0} |")),
+                Some(x) => s.push_str(&format!(" {x:.2} |")),
+                None => s.push_str(" — |"),
+            }
+        }
+        let chi = get(all, "chi", key);
+        let py = [get(all, "python_ppe", key), get(all, "python_mp_pool", key)];
+        let best = if higher_better {
+            py.iter().flatten().cloned().reduce(f64::max)
+        } else {
+            py.iter().flatten().cloned().reduce(f64::min)
+        };
+        match (chi, best) {
+            (Some(c), Some(b)) if c > 0.0 && b > 0.0 => {
+                let r = if higher_better { c / b } else { b / c };
+                s.push_str(&format!(" {r:.2}x |\n"));
+            }
+            _ => s.push_str(" — |\n"),
+        }
+    }
+    let pipe = get(all, "pipe", "pingpong_us");
+    let pipe1 = get(all, "pipe", "pingpong_one_cpu_us");
+    s.push_str(&format!(
+        "\nPhysical limit, pipe ping-pong p50: {} µs placed by the scheduler, {} µs on one CPU.\n",
+        pipe.map_or("—".into(), |x| format!("{x:.1}")),
+        pipe1.map_or("—".into(), |x| format!("{x:.1}"))
+    ));
+    s.push_str("\nTargets (issue 4):\n");
+    let check = |ok: Option<bool>| match ok {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "not measured",
+    };
+    let rt = get(all, "chi", "round_trip_us");
+    s.push_str(&format!(
+        "- idle round trip p50 ≤ 2 × pipe ping-pong: {:.1} µs vs {:.1} µs → {}\n",
+        rt.unwrap_or(f64::NAN),
+        pipe.unwrap_or(f64::NAN) * 2.0,
+        check(rt.zip(pipe).map(|(a, b)| a <= 2.0 * b))
+    ));
+    let tiny = get(all, "chi", "tiny_submit_per_s");
+    let ppe = get(all, "python_ppe", "tiny_submit_per_s");
+    s.push_str(&format!(
+        "- tiny submit ≥ 20 × Python PPE: {} → {}\n",
+        tiny.zip(ppe)
+            .map_or("—".into(), |(a, b)| format!("{:.1}x", a / b)),
+        check(tiny.zip(ppe).map(|(a, b)| a >= 20.0 * b))
+    ));
+    let map = get(all, "chi", "tiny_map_per_s");
+    let best_map = [
+        get(all, "python_ppe", "tiny_map_per_s"),
+        get(all, "python_mp_pool", "tiny_map_per_s"),
+    ]
+    .into_iter()
+    .flatten()
+    .reduce(f64::max);
+    s.push_str(&format!(
+        "- chunked map ≥ 2 × the better Python: {} → {}\n",
+        map.zip(best_map)
+            .map_or("—".into(), |(a, b)| format!("{:.2}x", a / b)),
+        check(map.zip(best_map).map(|(a, b)| a >= 2.0 * b))
+    ));
+    let cs = get(all, "chi", "cpu_submit_x_ideal");
+    let cm = get(all, "chi", "cpu_map_x_ideal");
+    s.push_str(&format!(
+        "- 50 µs CPU tasks ≤ 1.10 × ideal with submit: {:.3} → {}; ≤ 1.03 × chunked: {:.3} → {}\n",
+        cs.unwrap_or(f64::NAN),
+        check(cs.map(|x| x <= 1.10)),
+        cm.unwrap_or(f64::NAN),
+        check(cm.map(|x| x <= 1.03))
+    ));
+    s
+}
+
+fn main() {
+    // Worker processes of chi's and procspawn's pools, and the echo child, stop here.
+    chi::process_pool::init();
+    procspawn::init();
+    // SAFETY: every function this bench gives procspawn is defined in this binary, none in a
+    // shared library (procspawn's own check needs its `findshlibs` feature, left off here).
+    unsafe { procspawn::assert_spawn_is_safe() };
+    if std::env::var_os(PIPE_CHILD).is_some() {
+        pipe_echo();
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let no_python = args.iter().any(|a| a == "--no-python");
+    let s = Sizes::new(quick);
+
+    let mut all = Map::new();
+    eprintln!("== pipe ping-pong");
+    let mut pipe = Map::new();
+    pipe.insert("pingpong_us".into(), json!(pipe_pingpong(s.pipe_trips)));
+    if pin_to_cpu0() {
+        pipe.insert(
+            "pingpong_one_cpu_us".into(),
+            json!(pipe_pingpong(s.pipe_trips)),
+        );
+        unpin();
+    }
+    all.insert("pipe".into(), Value::Object(pipe));
+    eprintln!("== chi");
+    all.insert("chi".into(), Value::Object(bench_chi(&s)));
+    eprintln!("== procspawn");
+    all.insert("procspawn".into(), Value::Object(bench_procspawn(&s)));
+    if !no_python {
+        eprintln!("== Python (benches/scripts/python_process_pool.py)");
+        if let Some(Value::Object(py)) = python(quick) {
+            for (k, v) in py {
+                all.insert(k, v);
+            }
+        }
+    }
+    let all = Value::Object(all);
+    let table = report(&all);
+    println!("{table}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(
+            dir.join("process_pool.json"),
+            serde_json::to_string_pretty(&all).unwrap(),
+        );
+        let _ = std::fs::write(dir.join("process_pool.md"), &table);
+        eprintln!("wrote {}", dir.join("process_pool.json").display());
+    }
+}

@@ -1,0 +1,386 @@
+//! [`ProcessPool`]: the [`ThreadPool`](crate::ThreadPool) API across processes, for plain
+//! functions `fn(A) -> R` whose argument and result are serde types.
+//!
+//! ```rust,standalone_crate
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() {
+//!     chi::process_pool::init(); // the one line: a worker process stops here
+//!
+//!     let pool = chi::ProcessPool::new(4).unwrap();
+//!     let task = pool.submit(square, 12).unwrap();
+//!     task.add_done_callback(|r| println!("got {r:?}"));
+//!     assert_eq!(task.result(), Ok(144));
+//!
+//!     let squares: Vec<u64> = pool.map(square, 1..=1000, 100).map(Result::unwrap).collect();
+//!     assert_eq!(squares[9], 100);
+//! }
+//! ```
+//!
+//! # Setup: one line
+//!
+//! Workers are the current executable started again with a marker in its environment, so
+//! the program must let them in before it does anything else:
+//!
+//! - in a binary or an example: [`init()`] first thing in `main`;
+//! - in a `cargo test` binary: [`process_pool_test_entry!()`](crate::process_pool_test_entry)
+//!   once at the top level of the test file (it defines a hidden test that the workers run).
+//!
+//! Forgetting it is an error, not a hang: the first tasks fail with
+//! [`TaskError::PoolFailed`] whose message names the missing line.
+//!
+//! # What crosses, and how
+//!
+//! A task is a `fn` item (or a closure that captures nothing) and an argument: the worker
+//! runs the same function in its identical copy of the program. The first message checks
+//! that parent and worker are the same build (GNU build id and a layout probe of the running
+//! image); a mismatch fails tasks with a clear error, never jumps into wrong code. Arguments
+//! and results are encoded with postcard, framed with a length prefix, and limited to
+//! [`ProcessPoolBuilder::max_message_size`]. The workers' stdout and stderr are the
+//! parent's: what tasks print shows up.
+//!
+//! # Faults
+//!
+//! | What happens | The task gets | The pool |
+//! |---|---|---|
+//! | argument does not encode (parent) | [`TaskError::Codec`] at once; nothing sent | unaffected |
+//! | argument does not decode (worker) | [`TaskError::Codec`] | worker lives on |
+//! | task panics | [`TaskError::Panicked`] with the message | worker lives on |
+//! | result does not encode (worker) or decode (parent) | [`TaskError::Codec`] | worker lives on |
+//! | result over the size limit | [`TaskError::Codec`] saying so | worker lives on |
+//! | task exits, aborts, segfaults, is OOM-killed | [`TaskError::WorkerDied`] with the code or signal | worker replaced; tasks queued on it rerun elsewhere |
+//! | task runs past the timeout | [`TaskError::TimedOut`] | worker killed and replaced |
+//! | `cancel()` while it runs | [`TaskError::Cancelled`] | worker killed and replaced |
+//! | initializer panics or exits | [`TaskError::PoolFailed`] while no worker can start | retried with back-off (10 ms → 2 s), no spawn storm |
+//! | parent process dies | — | workers get SIGKILL (parent-death signal) and see EOF |
+//!
+//! No task ever sees a "broken pool": one worker's death fails at most the one message it
+//! was running.
+//!
+//! [`TaskError::PoolFailed`]: crate::TaskError::PoolFailed
+//! [`TaskError::Codec`]: crate::TaskError::Codec
+//! [`TaskError::Panicked`]: crate::TaskError::Panicked
+//! [`TaskError::WorkerDied`]: crate::TaskError::WorkerDied
+//! [`TaskError::TimedOut`]: crate::TaskError::TimedOut
+//! [`TaskError::Cancelled`]: crate::TaskError::Cancelled
+
+mod builder;
+mod cell;
+mod entry;
+mod link;
+mod map;
+mod protocol;
+mod registry;
+mod shared;
+mod supervisor;
+mod sys;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use builder::{DEFAULT_MAX_MESSAGE, ProcessPoolBuilder};
+pub use entry::{init, is_worker};
+pub use map::ProcessMap;
+
+use crate::TaskError;
+use crate::error::{BuildError, BuildErrorKind, SubmitError, SubmitTimeoutError, TrySubmitError};
+use crate::task::Task;
+use cell::{Job, ProcCell};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shared::{Admit, Refusal, Shared};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A pool of worker processes.
+///
+/// ```rust,standalone_crate
+/// fn pid_of_worker(_: ()) -> u32 {
+///     std::process::id()
+/// }
+///
+/// fn main() {
+///     chi::process_pool::init();
+///     let pool = chi::ProcessPool::new(2).unwrap();
+///     let pid = pool.submit(pid_of_worker, ()).unwrap().result().unwrap();
+///     assert_ne!(pid, std::process::id());
+///     pool.shutdown(); // also what dropping the pool does
+/// }
+/// ```
+///
+/// See the [module docs](self) for the one-line setup, the wire format and the fault table.
+pub struct ProcessPool {
+    shared: Arc<Shared>,
+}
+
+/// A snapshot of a process pool's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ProcessMetrics {
+    /// Worker processes up and taking work.
+    pub workers: usize,
+    /// Messages (tasks or `map` chunks) queued and not yet sent to a worker.
+    pub queued: usize,
+    /// Messages sent to workers and not yet answered.
+    pub in_flight: usize,
+    /// Worker processes started so far (including replacements).
+    pub spawned: u64,
+    /// Worker processes that ended abnormally or with work in flight.
+    pub died: u64,
+    /// Worker starts that failed (hand-shake, initializer, build mismatch).
+    pub start_failures: u64,
+    /// Messages sent to workers so far.
+    pub messages: u64,
+}
+
+impl fmt::Debug for ProcessPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPool")
+            .field("workers", &self.shared.cfg.workers)
+            .field("metrics", &self.metrics())
+            .finish()
+    }
+}
+
+enum Refused<A> {
+    Full(A),
+    ShutDown(A),
+}
+
+impl ProcessPool {
+    /// A pool of `workers` processes with the other settings at their defaults. Fails only if
+    /// `workers` is 0 or the system refuses a resource. The workers start in the background.
+    pub fn new(workers: usize) -> Result<ProcessPool, BuildError> {
+        ProcessPoolBuilder::new().workers(workers).build()
+    }
+
+    /// All the settings: see [`ProcessPoolBuilder`].
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder::new()
+    }
+
+    fn start(cfg: shared::Config) -> Result<ProcessPool, BuildError> {
+        let wakers = (0..cfg.workers)
+            .map(|_| sys::EventFd::new().map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(BuildErrorKind::Io)?;
+        let shared = Arc::new(Shared::new(cfg, wakers));
+        if let Err(e) = supervisor::start_all(&shared) {
+            shared.close(true);
+            return Err(BuildErrorKind::Io(e).into());
+        }
+        Ok(ProcessPool { shared })
+    }
+
+    /// How many worker processes this pool runs.
+    pub fn workers(&self) -> usize {
+        self.shared.cfg.workers
+    }
+
+    /// Runs `f(arg)` in a worker process and returns its handle. Blocks while a bounded queue
+    /// is full. Fails only when the pool is shut down, handing `arg` back.
+    ///
+    /// An argument that does not encode, or is over the size limit, gives a task that is
+    /// already finished with [`TaskError::Codec`] (nothing is sent).
+    pub fn submit<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<Task<R>, SubmitError<A>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit_with(f, arg, Admit::Until(None))
+            .map_err(|r| match r {
+                Refused::Full(a) | Refused::ShutDown(a) => SubmitError(a),
+            })
+    }
+
+    /// Like [`submit`](Self::submit), but fails with `Full` at once if the queue is at its
+    /// bound.
+    pub fn try_submit<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<Task<R>, TrySubmitError<A>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit_with(f, arg, Admit::Now).map_err(|r| match r {
+            Refused::Full(a) => TrySubmitError::Full(a),
+            Refused::ShutDown(a) => TrySubmitError::ShutDown(a),
+        })
+    }
+
+    /// Like [`submit`](Self::submit), but waits at most `timeout` for room in a bounded queue.
+    pub fn submit_timeout<A, R>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        timeout: Duration,
+    ) -> Result<Task<R>, SubmitTimeoutError<A>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let deadline = Instant::now().checked_add(timeout);
+        self.submit_with(f, arg, Admit::Until(deadline))
+            .map_err(|r| match r {
+                Refused::Full(a) => SubmitTimeoutError::Timeout(a),
+                Refused::ShutDown(a) => SubmitTimeoutError::ShutDown(a),
+            })
+    }
+
+    fn submit_with<A, R>(&self, f: fn(A) -> R, arg: A, admit: Admit) -> Result<Task<R>, Refused<A>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        // (A shut-down pool is noticed by `enqueue`, under the lock it takes anyway.)
+        let func = match registry::fn_ref(f) {
+            Ok(r) => r,
+            Err(msg) => return Ok(Task::ready(Err(TaskError::PoolFailed(msg)))),
+        };
+        let mut items = Vec::with_capacity(32);
+        let start = protocol::begin_item(&mut items, protocol::ARG);
+        if let Err(e) = protocol::encode_into(&arg, &mut items) {
+            return Ok(Task::ready(Err(TaskError::Codec(format!(
+                "the argument did not encode: {e}"
+            )))));
+        }
+        let max = self.shared.cfg.max_message;
+        let len = items.len() - start - 5;
+        if len + 64 > max || protocol::end_item(&mut items, start).is_err() {
+            let msg = format!(
+                "the argument is {len} bytes, over the pool's maximum message size of {max} bytes"
+            );
+            return Ok(Task::ready(Err(TaskError::Codec(msg))));
+        }
+        let cell = Arc::new(ProcCell::new(cell::decode_one::<R>));
+        let job = Job {
+            cell: cell.clone(),
+            func,
+            count: 1,
+            items,
+        };
+        match self.shared.enqueue(job, admit) {
+            Ok(()) => Ok(Task::from_cell(cell)),
+            Err((Refusal::Full, _)) => Err(Refused::Full(arg)),
+            Err((Refusal::ShutDown, _)) => Err(Refused::ShutDown(arg)),
+        }
+    }
+
+    /// Applies `f` to every item of `input` in the workers and yields the results in input
+    /// order, sending `chunksize` items per message (Python's `map(fn, it, chunksize=…)`;
+    /// 0 counts as 1). Lazy, with bounded look-ahead: see [`ProcessMap`].
+    pub fn map<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        input: I,
+        chunksize: usize,
+    ) -> ProcessMap<'_, I::IntoIter, A, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        ProcessMap::new(self, f, input.into_iter(), chunksize)
+    }
+
+    pub(crate) fn enqueue_chunk(&self, job: Job) -> bool {
+        self.shared.enqueue(job, Admit::Until(None)).is_ok()
+    }
+
+    pub(crate) fn max_message(&self) -> usize {
+        self.shared.cfg.max_message
+    }
+
+    /// Blocks until every worker process has started (hand-shake and initializer done), at
+    /// most `timeout`; returns how many are up. Workers start in the background when the pool
+    /// is built, and tasks submitted before then simply wait for them; this is for programs
+    /// (and benchmarks) that want a warm pool before they start the clock.
+    ///
+    /// ```no_run
+    /// # fn main() {
+    /// # chi::process_pool::init();
+    /// let pool = chi::ProcessPool::new(4).unwrap();
+    /// assert_eq!(pool.wait_for_workers(std::time::Duration::from_secs(30)), 4);
+    /// # }
+    /// ```
+    pub fn wait_for_workers(&self, timeout: Duration) -> usize {
+        self.shared
+            .wait_ready(self.shared.cfg.workers, Instant::now().checked_add(timeout))
+    }
+
+    /// Process ids of the workers that are up now (for monitoring, and for tests that kill
+    /// one from outside).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.shared.pids()
+    }
+
+    /// Counters right now.
+    pub fn metrics(&self) -> ProcessMetrics {
+        let (workers, queued, in_flight, c) = self.shared.snapshot();
+        ProcessMetrics {
+            workers,
+            queued,
+            in_flight,
+            spawned: c.spawned,
+            died: c.died,
+            start_failures: c.start_failures,
+            messages: c.messages,
+        }
+    }
+
+    /// Stops accepting work, lets the workers finish everything queued and running, ends the
+    /// worker processes and reaps them. Idempotent. Later submissions fail with
+    /// `SubmitError`. Called from a done-callback (which runs on a supervisor thread), it
+    /// does not wait.
+    pub fn shutdown(&self) {
+        self.shared.close(false);
+        self.join();
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but cancels every task that has not started (their
+    /// handles report [`TaskError::Cancelled`]) and waits only for the running ones. Returns
+    /// how many tasks it cancelled.
+    pub fn shutdown_now(&self) -> usize {
+        let n = self.shared.close(true);
+        self.join();
+        n
+    }
+
+    fn join(&self) {
+        if supervisor::on_supervisor() {
+            return;
+        }
+        self.shared.wait_supervisors();
+        let handles = std::mem::take(
+            &mut *self
+                .shared
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    /// True once `shutdown` or `shutdown_now` was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.is_closed()
+    }
+}
+
+impl Drop for ProcessPool {
+    /// The same as [`ProcessPool::shutdown`]: waits for the work, ends and reaps every worker.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Feeds arbitrary bytes to the frame decoder and the message decoders, as a worker or a pool
+/// would receive them. Never panics. For the fuzz target; not part of the API.
+#[doc(hidden)]
+pub fn __fuzz_decode(data: &[u8]) -> usize {
+    protocol::decode_stream(data, 1 << 20)
+}

@@ -1,0 +1,717 @@
+//! The pool's shared state: the queue of messages not yet sent, each worker slot's messages in
+//! flight, and the rules that move messages between them (dispatch, results, deaths,
+//! start-up failures, shutdown).
+//!
+//! One lock guards it all. Everything done under it is short and never blocks: sends are
+//! non-blocking (see `link.rs`), and tasks are completed (which runs done-callbacks) only
+//! after the lock is released.
+//!
+//! Pipelining: a worker gets up to `depth` messages ahead, so it never waits for the parent
+//! between tasks; `depth` follows the measured time per message (about 200 µs of queued work,
+//! between 2 and the ring size), so slow tasks do not sit behind each other on one worker
+//! while another is idle. The worker runs messages in order, so the first message in flight
+//! is the only one that can be running: it is marked running, it is the one a timeout
+//! measures, and, when the worker dies, the claim ring tells which messages never started
+//! (they go back to the front of the queue) and which one did (it fails with `WorkerDied`).
+
+use super::cell::{Delivery, Job, Placement};
+use super::link::Link;
+use super::protocol::{self, DoneHeader, DoneStatus, FrameBuf, InitCall, RunHeader};
+use super::sys::{self, EventFd, PENDING, REVOKED, STARTED};
+use crate::loom::sync::{Condvar, Mutex, MutexGuard};
+use crate::{ExitReason, TaskError};
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Claim slots per worker: the most messages one worker can have in flight.
+pub(crate) const RING_SLOTS: usize = 32;
+/// How much queued work (in nanoseconds of measured time per message) a worker is given.
+const TARGET_QUEUED_NS: u64 = 200_000;
+/// First delay after a failed start; doubles per consecutive failure.
+const BACKOFF_FIRST: Duration = Duration::from_millis(10);
+/// Longest delay between start attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The settings a built pool runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) max_tasks_per_worker: Option<u64>,
+    pub(crate) env: Vec<(OsString, Option<OsString>)>,
+    pub(crate) init: Option<InitCall>,
+    pub(crate) queue_bound: Option<usize>,
+    pub(crate) max_message: usize,
+    pub(crate) startup_timeout: Duration,
+    pub(crate) program: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Taking work.
+    Open,
+    /// Shut down: no new work; queued work still runs, then the workers exit.
+    Closed,
+}
+
+/// A message on a worker.
+#[derive(Debug)]
+struct InFlight {
+    job: Job,
+    seq: u64,
+    slot: usize,
+    /// This message's worker is being killed because it ran past the task timeout.
+    timed_out: bool,
+}
+
+/// One worker place and its current process.
+#[derive(Debug)]
+struct Slot {
+    /// The worker, once it has finished starting; `None` while (re)starting.
+    link: Option<Arc<Link>>,
+    in_flight: VecDeque<InFlight>,
+    next_seq: u64,
+    /// Messages sent to the current process (for `max_tasks_per_worker`).
+    sent: u64,
+    /// Takes no more messages; exits once the ones in flight are answered.
+    retiring: bool,
+    /// SHUTDOWN was sent.
+    closing: bool,
+    /// When the first message in flight became first (earliest it can have started).
+    head_since: Instant,
+    /// Moving average of the time per message, ns (0: not measured yet).
+    ewma_ns: u64,
+}
+
+/// Counters for [`ProcessMetrics`](super::ProcessMetrics).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) spawned: u64,
+    pub(crate) died: u64,
+    pub(crate) start_failures: u64,
+    pub(crate) messages: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    pending: VecDeque<Job>,
+    slots: Vec<Slot>,
+    mode: Mode,
+    /// Supervisor threads still running.
+    alive: usize,
+    /// Consecutive failed starts (any slot); 0 after any successful start.
+    failures: u32,
+    failed_at: Instant,
+    /// Threads waiting on `changed` (queue room, start back-off): notify only if any.
+    waiters: usize,
+    counters: Counters,
+}
+
+/// Outcomes to hand to tasks once the lock is released.
+type Deliveries = Vec<(Job, Option<TaskError>)>;
+
+/// Why `enqueue` refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Full,
+    ShutDown,
+}
+
+/// How long `enqueue` may wait for room.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Admit {
+    Now,
+    Until(Option<Instant>),
+}
+
+/// What the pool's handle, its tasks and its supervisors share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) cfg: Config,
+    state: Mutex<State>,
+    changed: Condvar,
+    /// One per slot: wakes that slot's supervisor out of `poll`.
+    pub(crate) wakers: Vec<Arc<EventFd>>,
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn depth(ewma_ns: u64) -> usize {
+    if ewma_ns == 0 {
+        return 2;
+    }
+    (TARGET_QUEUED_NS / ewma_ns).clamp(2, RING_SLOTS as u64) as usize
+}
+
+fn backoff(failures: u32) -> Duration {
+    BACKOFF_FIRST
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(BACKOFF_MAX)
+}
+
+/// The reason a worker's exit status gives.
+pub(crate) fn exit_reason(status: Option<ExitStatus>) -> ExitReason {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => ExitReason::Code(c),
+            (None, Some(sig)) => ExitReason::Signal(sig),
+            _ => ExitReason::Disconnected,
+        },
+        None => ExitReason::Disconnected,
+    }
+}
+
+fn deliver_all(out: Deliveries) {
+    for (job, err) in out {
+        match err {
+            None => job.cell.deliver(Delivery::Skipped),
+            Some(e) => job.cell.deliver(Delivery::Failed(e)),
+        }
+    }
+}
+
+impl State {
+    /// How many more messages slot `i` takes now.
+    fn room(&self, cfg: &Config, i: usize) -> usize {
+        let s = &self.slots[i];
+        if s.link.is_none() || s.retiring || s.closing {
+            return 0;
+        }
+        let mut room = depth(s.ewma_ns).saturating_sub(s.in_flight.len());
+        if let Some(max) = cfg.max_tasks_per_worker {
+            room = room.min(max.saturating_sub(s.sent) as usize);
+        }
+        room
+    }
+
+    /// Sends queued messages to the workers with the most room.
+    fn dispatch(&mut self, cfg: &Config, out: &mut Deliveries) {
+        loop {
+            while self.pending.front().is_some_and(|j| j.cell.is_cancelled()) {
+                out.extend(self.pending.pop_front().map(|j| (j, None)));
+            }
+            if self.pending.is_empty() {
+                return;
+            }
+            let best = (0..self.slots.len())
+                .map(|i| (self.room(cfg, i), i))
+                .filter(|&(r, _)| r > 0)
+                .max_by_key(|&(r, i)| (r, usize::MAX - i));
+            let Some((room, i)) = best else { return };
+            self.send_to(cfg, i, room, out);
+        }
+    }
+
+    /// Moves up to `n` queued messages to slot `i` and sends them in one write.
+    fn send_to(&mut self, cfg: &Config, i: usize, n: usize, out: &mut Deliveries) {
+        let State {
+            pending,
+            slots,
+            counters,
+            ..
+        } = self;
+        let slot = &mut slots[i];
+        let Some(link) = slot.link.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let was_idle = slot.in_flight.is_empty();
+        let mut o = link.outbox();
+        let mut sent = 0;
+        while sent < n {
+            let Some(job) = pending.pop_front() else {
+                break;
+            };
+            let seq = slot.next_seq;
+            let ring_slot = (seq % RING_SLOTS as u64) as usize;
+            // Publish the claim word before the placement, so a canceller that reads the
+            // placement finds the word it must change (see cell.rs).
+            link.ring.publish(ring_slot, seq);
+            if !job.cell.place(Some(Placement {
+                link: Arc::downgrade(&link),
+                slot: ring_slot,
+                seq,
+            })) {
+                out.push((job, None));
+                continue;
+            }
+            let header = RunHeader {
+                seq,
+                slot: ring_slot as u32,
+                func: job.func,
+                count: job.count,
+            };
+            if let Err(e) = protocol::encode_run(&mut o.buf, &header, &job.items, cfg.max_message) {
+                job.cell.place(None);
+                out.push((job, Some(TaskError::Codec(e.to_string()))));
+                continue;
+            }
+            slot.next_seq += 1;
+            slot.sent += 1;
+            sent += 1;
+            counters.messages += 1;
+            if slot.in_flight.is_empty() {
+                slot.head_since = now;
+                job.cell.mark_running();
+            }
+            slot.in_flight.push_back(InFlight {
+                job,
+                seq,
+                slot: ring_slot,
+                timed_out: false,
+            });
+            if cfg.max_tasks_per_worker.is_some_and(|m| slot.sent >= m) {
+                slot.retiring = true;
+                break;
+            }
+        }
+        link.flush_locked(&mut o);
+        if was_idle && sent > 0 && cfg.task_timeout.is_some() {
+            // The supervisor may be asleep with no deadline: it must start timing this one.
+            link.wake_supervisor();
+        }
+    }
+
+    fn notify_if_waiting(&self, cv: &Condvar) {
+        if self.waiters > 0 {
+            cv.notify_all();
+        }
+    }
+
+    fn any_ready(&self) -> bool {
+        self.slots.iter().any(|s| s.link.is_some())
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: Config, wakers: Vec<Arc<EventFd>>) -> Shared {
+        let now = Instant::now();
+        let slots = (0..cfg.workers)
+            .map(|_| Slot {
+                link: None,
+                in_flight: VecDeque::new(),
+                next_seq: 0,
+                sent: 0,
+                retiring: false,
+                closing: false,
+                head_since: now,
+                ewma_ns: 0,
+            })
+            .collect();
+        Shared {
+            state: Mutex::new(State {
+                pending: VecDeque::new(),
+                slots,
+                mode: Mode::Open,
+                alive: cfg.workers,
+                failures: 0,
+                failed_at: now,
+                waiters: 0,
+                counters: Counters::default(),
+            }),
+            cfg,
+            changed: Condvar::new(),
+            wakers,
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // User code never runs under this lock, and nothing under it panics on a consistent
+        // state, so a poisoned lock still holds consistent data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(
+        &self,
+        g: MutexGuard<'a, State>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        match timeout {
+            None => self.changed.wait(g).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                self.changed
+                    .wait_timeout(g, t)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        }
+    }
+
+    fn wake_all_supervisors(&self) {
+        for w in &self.wakers {
+            w.notify();
+        }
+    }
+
+    // ===== handle side =====
+
+    /// Queues `job` (waiting for room as `admit` allows) and sends what workers can take.
+    pub(crate) fn enqueue(&self, job: Job, admit: Admit) -> Result<(), (Refusal, Job)> {
+        let mut out = Vec::new();
+        {
+            let mut st = self.lock();
+            if let Some(bound) = self.cfg.queue_bound {
+                loop {
+                    if st.mode != Mode::Open {
+                        return Err((Refusal::ShutDown, job));
+                    }
+                    if st.pending.len() < bound {
+                        break;
+                    }
+                    st.pending.retain(|j| !j.cell.is_cancelled());
+                    if st.pending.len() < bound {
+                        break;
+                    }
+                    let timeout = match admit {
+                        Admit::Now => return Err((Refusal::Full, job)),
+                        Admit::Until(None) => None,
+                        Admit::Until(Some(d)) => match d.checked_duration_since(Instant::now()) {
+                            Some(t) if !t.is_zero() => Some(t),
+                            _ => return Err((Refusal::Full, job)),
+                        },
+                    };
+                    st.waiters += 1;
+                    st = self.wait(st, timeout);
+                    st.waiters -= 1;
+                }
+            }
+            if st.mode != Mode::Open {
+                return Err((Refusal::ShutDown, job));
+            }
+            st.pending.push_back(job);
+            st.dispatch(&self.cfg, &mut out);
+            st.notify_if_waiting(&self.changed);
+        }
+        deliver_all(out);
+        Ok(())
+    }
+
+    /// Stops taking work. With `now`, cancels every message that has not started (queued, or
+    /// sent but not begun) and returns how many tasks that cancelled.
+    pub(crate) fn close(&self, now: bool) -> usize {
+        let (queued, sent) = {
+            let mut st = self.lock();
+            st.mode = Mode::Closed;
+            self.changed.notify_all();
+            if now {
+                let queued: Vec<Job> = st.pending.drain(..).collect();
+                let sent: Vec<_> = st
+                    .slots
+                    .iter()
+                    .flat_map(|s| s.in_flight.iter().skip(1))
+                    .map(|f| f.job.cell.clone())
+                    .collect();
+                (queued, sent)
+            } else {
+                (Vec::new(), Vec::new())
+            }
+        };
+        let mut n = 0;
+        for job in queued {
+            n += usize::from(job.cell.cancel_unstarted());
+            job.cell.deliver(Delivery::Skipped);
+        }
+        for cell in sent {
+            n += usize::from(cell.cancel_unstarted());
+        }
+        self.wake_all_supervisors();
+        n
+    }
+
+    /// Closed with nothing queued: a worker still starting is not needed.
+    pub(crate) fn closed_and_idle(&self) -> bool {
+        let st = self.lock();
+        st.mode != Mode::Open && st.pending.is_empty()
+    }
+
+    /// True once closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().mode != Mode::Open
+    }
+
+    /// Waits until every supervisor thread has exited.
+    pub(crate) fn wait_supervisors(&self) {
+        let mut st = self.lock();
+        while st.alive > 0 {
+            st.waiters += 1;
+            st = self.wait(st, None);
+            st.waiters -= 1;
+        }
+    }
+
+    /// Waits until `n` workers are ready, the pool is closed, or `deadline` passes; returns
+    /// how many are ready.
+    pub(crate) fn wait_ready(&self, n: usize, deadline: Option<Instant>) -> usize {
+        let mut st = self.lock();
+        loop {
+            let ready = st.slots.iter().filter(|s| s.link.is_some()).count();
+            if ready >= n || st.mode != Mode::Open {
+                return ready;
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(t) if !t.is_zero() => Some(t),
+                    _ => return ready,
+                },
+            };
+            st.waiters += 1;
+            st = self.wait(st, timeout);
+            st.waiters -= 1;
+        }
+    }
+
+    /// Process ids of the workers ready for work.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.lock()
+            .slots
+            .iter()
+            .filter_map(|s| s.link.as_ref().map(|l| l.pid))
+            .collect()
+    }
+
+    /// (ready workers, queued, in flight, counters)
+    pub(crate) fn snapshot(&self) -> (usize, usize, usize, Counters) {
+        let st = self.lock();
+        let ready = st.slots.iter().filter(|s| s.link.is_some()).count();
+        let in_flight = st.slots.iter().map(|s| s.in_flight.len()).sum();
+        (ready, st.pending.len(), in_flight, st.counters)
+    }
+
+    // ===== supervisor side =====
+
+    /// Blocks until slot `i` should start a worker: at once normally, after the back-off
+    /// (and only when there is work) after failed starts. False: the supervisor should exit.
+    pub(crate) fn wait_to_start(&self, i: usize) -> bool {
+        let _ = i;
+        let mut st = self.lock();
+        loop {
+            if st.mode != Mode::Open && st.pending.is_empty() {
+                return false;
+            }
+            if st.failures == 0 {
+                return true;
+            }
+            let ready_at = st.failed_at + backoff(st.failures);
+            let now = Instant::now();
+            let has_work = !st.pending.is_empty();
+            if has_work && now >= ready_at {
+                return true;
+            }
+            st.waiters += 1;
+            st = self.wait(st, has_work.then(|| ready_at - now));
+            st.waiters -= 1;
+        }
+    }
+
+    /// A process was started (counts spawns, for metrics and the back-off tests).
+    pub(crate) fn spawned(&self) {
+        self.lock().counters.spawned += 1;
+    }
+
+    /// Slot `i`'s worker finished starting: it takes work.
+    pub(crate) fn worker_ready(&self, i: usize, link: &Arc<Link>) {
+        let mut out = Vec::new();
+        {
+            let mut st = self.lock();
+            st.failures = 0;
+            let s = &mut st.slots[i];
+            s.link = Some(link.clone());
+            s.sent = 0;
+            s.retiring = false;
+            s.closing = false;
+            debug_assert!(s.in_flight.is_empty());
+            st.dispatch(&self.cfg, &mut out);
+            st.notify_if_waiting(&self.changed);
+        }
+        deliver_all(out);
+    }
+
+    /// Slot `i`'s worker could not start. With no worker ready anywhere, the queued tasks
+    /// fail with the reason (rather than wait for a start that may never succeed).
+    pub(crate) fn start_failed(&self, i: usize, why: &str) {
+        let _ = i;
+        let failed: Vec<Job> = {
+            let mut st = self.lock();
+            st.failures = st.failures.saturating_add(1);
+            st.failed_at = Instant::now();
+            st.counters.start_failures += 1;
+            let failed = if st.any_ready() {
+                Vec::new()
+            } else {
+                st.pending.drain(..).collect()
+            };
+            st.notify_if_waiting(&self.changed);
+            failed
+        };
+        tracing::warn!(reason = %why, "a process-pool worker failed to start");
+        for job in failed {
+            job.cell
+                .deliver(Delivery::Failed(TaskError::PoolFailed(format!(
+                    "no worker process could start: {why}"
+                ))));
+        }
+    }
+
+    /// Handles a batch of `DONE` frames from slot `i`'s worker: pops the matching messages,
+    /// sends more work, then completes the tasks. Err: the worker broke the protocol.
+    pub(crate) fn results(
+        &self,
+        i: usize,
+        batch: &[(DoneHeader, Range<usize>)],
+        buf: &FrameBuf,
+    ) -> Result<(), String> {
+        let mut done = Vec::with_capacity(batch.len());
+        let mut out = Vec::new();
+        let mut bad = None;
+        {
+            let mut st = self.lock();
+            let now = Instant::now();
+            let s = &mut st.slots[i];
+            for (h, range) in batch {
+                match s.in_flight.front() {
+                    Some(f) if f.seq == h.seq => {}
+                    _ => {
+                        bad = Some(format!(
+                            "the worker answered message {} out of order",
+                            h.seq
+                        ));
+                        break;
+                    }
+                }
+                let Some(f) = s.in_flight.pop_front() else {
+                    break;
+                };
+                let sample = now
+                    .saturating_duration_since(s.head_since)
+                    .as_nanos()
+                    .min(u128::from(u64::MAX)) as u64;
+                s.ewma_ns = if s.ewma_ns == 0 {
+                    sample.max(1)
+                } else {
+                    (s.ewma_ns * 7 + sample) / 8
+                }
+                .max(1);
+                s.head_since = now;
+                if let Some(next) = s.in_flight.front() {
+                    next.job.cell.mark_running();
+                }
+                done.push((f.job, h.status, range.clone()));
+            }
+            st.dispatch(&self.cfg, &mut out);
+            st.notify_if_waiting(&self.changed);
+        }
+        for (job, status, range) in done {
+            match status {
+                DoneStatus::Ran => job.cell.deliver(Delivery::Items(buf.get(range))),
+                DoneStatus::Skipped => job.cell.deliver(Delivery::Skipped),
+            }
+        }
+        deliver_all(out);
+        bad.map_or(Ok(()), Err)
+    }
+
+    /// Timeouts and closing for slot `i`, once per supervisor wake-up. Returns how long the
+    /// supervisor may sleep before the next timeout check.
+    pub(crate) fn tick(&self, i: usize, link: &Link) -> Option<Duration> {
+        let mut st = self.lock();
+        let closed_idle = st.mode != Mode::Open && st.pending.is_empty();
+        let s = &mut st.slots[i];
+        if !s.closing && s.in_flight.is_empty() && (s.retiring || closed_idle) {
+            s.closing = true;
+            link.send_with(|b| protocol::encode_empty(b, protocol::SHUTDOWN));
+        }
+        let limit = self.cfg.task_timeout?;
+        let head = s.in_flight.front_mut()?;
+        if head.timed_out {
+            return None;
+        }
+        let now = Instant::now();
+        let due = s.head_since + limit;
+        if now < due {
+            return Some(due - now);
+        }
+        // The earliest possible start has passed the limit: look at the real one.
+        match link.ring.observe(head.slot, head.seq) {
+            Some(c) if c.state == STARTED && !c.kill => {
+                let ran = Duration::from_nanos(
+                    sys::monotonic_ns().saturating_sub(link.ring.started_ns(head.slot)),
+                );
+                if ran >= limit {
+                    if link.ring.mark_kill(head.slot, head.seq) {
+                        head.timed_out = true;
+                        link.kill();
+                        return None;
+                    }
+                    s.head_since = now; // it just finished; its result is on the way
+                } else {
+                    s.head_since = now - ran;
+                }
+            }
+            // Not started yet (its bytes are still arriving), or finished: check again later.
+            _ => s.head_since = now,
+        }
+        Some(s.head_since + limit - now)
+    }
+
+    /// Slot `i`'s worker is gone (exited, killed, or broke the protocol) and was reaped.
+    /// Messages it never started go back to the front of the queue; the one it was running
+    /// fails with why.
+    pub(crate) fn worker_gone(&self, i: usize, link: &Arc<Link>, status: Option<ExitStatus>) {
+        let reason = exit_reason(status);
+        let mut out = Vec::new();
+        {
+            let mut st = self.lock();
+            let clean = matches!(reason, ExitReason::Code(0));
+            let s = &mut st.slots[i];
+            s.link = None;
+            s.closing = false;
+            s.retiring = false;
+            let entries: Vec<InFlight> = s.in_flight.drain(..).collect();
+            let lost_work = !entries.is_empty();
+            let mut requeue = Vec::new();
+            for f in entries {
+                match link.ring.observe(f.slot, f.seq).map(|c| c.state) {
+                    Some(PENDING) => {
+                        f.job.cell.place(None);
+                        requeue.push(f.job);
+                    }
+                    Some(REVOKED) => out.push((f.job, None)),
+                    _ => {
+                        let err = match (f.timed_out, self.cfg.task_timeout) {
+                            (true, Some(t)) => TaskError::TimedOut(t),
+                            _ => TaskError::WorkerDied(reason),
+                        };
+                        out.push((f.job, Some(err)));
+                    }
+                }
+            }
+            for job in requeue.into_iter().rev() {
+                st.pending.push_front(job);
+            }
+            if !clean || lost_work {
+                st.counters.died += 1;
+            }
+            st.dispatch(&self.cfg, &mut out);
+            st.notify_if_waiting(&self.changed);
+        }
+        if !matches!(reason, ExitReason::Code(0)) {
+            tracing::debug!(pid = link.pid, %reason, "a process-pool worker ended");
+        }
+        deliver_all(out);
+    }
+
+    /// A supervisor thread is exiting.
+    pub(crate) fn supervisor_exited(&self) {
+        let mut st = self.lock();
+        st.alive -= 1;
+        self.changed.notify_all();
+    }
+}

@@ -1,0 +1,184 @@
+//! Process helpers for the process-pool tests: `/proc` views (is a pid alive, children of a
+//! process, open descriptors and their close-on-exec flag), sending a signal with the `kill`
+//! program, marker files that tasks in workers write, and running this test binary again as a
+//! child with its output captured. Every wait has a bound; nothing sleeps to synchronise.
+#![allow(dead_code)] // each test binary uses a subset
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Far longer than any correct wait here; reaching it is a hang.
+pub(crate) const NEVER: Duration = Duration::from_secs(60);
+
+/// The state letter of process `pid` (`R`, `S`, `Z` zombie, ...), if it exists.
+pub(crate) fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.trim_start().chars().next()
+}
+
+/// The parent pid of process `pid`, if it exists.
+pub(crate) fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// True while `pid` exists and is not a zombie.
+pub(crate) fn alive(pid: u32) -> bool {
+    matches!(state(pid), Some(s) if s != 'Z' && s != 'X')
+}
+
+/// Every process whose parent is `parent`, zombies included.
+pub(crate) fn children_of(parent: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if ppid(pid) == Some(parent)
+            && let Some(s) = state(pid)
+        {
+            out.push((pid, s));
+        }
+    }
+    out
+}
+
+/// This process's open descriptors and what they point at.
+pub(crate) fn open_fds() -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        // The directory handle of the listing itself is gone by the time we read the link.
+        if let Ok(target) = std::fs::read_link(e.path()) {
+            out.push((fd, target.to_string_lossy().into_owned()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// True if descriptor `fd` of this process has close-on-exec set.
+pub(crate) fn cloexec(fd: i32) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .unwrap_or(0);
+    flags & 0o2_000_000 != 0
+}
+
+/// Sends `signal` (a name such as `KILL`) to `pid` with the `kill` program.
+pub(crate) fn kill(pid: u32, signal: &str) {
+    let st = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -s {signal} {pid} failed");
+}
+
+/// Polls `cond` until it holds; fails the test after [`NEVER`].
+#[track_caller]
+pub(crate) fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + NEVER;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached within {NEVER:?}"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A fresh path in the temp directory (nothing is created).
+pub(crate) fn temp_path(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("chi-pp-{}-{tag}-{n}", std::process::id()))
+}
+
+/// Waits for a task in a worker to create `path`, and returns its contents.
+#[track_caller]
+pub(crate) fn wait_for_file(path: &Path) -> String {
+    let mut text = String::new();
+    poll_until(
+        &format!("{} to appear", path.display()),
+        || match std::fs::read_to_string(path) {
+            Ok(s) if !s.is_empty() => {
+                text = s;
+                true
+            }
+            _ => false,
+        },
+    );
+    text
+}
+
+/// Output of a child run of this test binary.
+#[derive(Debug)]
+pub(crate) struct ChildRun {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs the test `name` of this binary alone in a child process with `env` set, and returns
+/// its exit and output; fails the test if it takes longer than [`NEVER`].
+#[track_caller]
+pub(crate) fn run_test_child(name: &str, env: &[(&str, &str)]) -> ChildRun {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = Command::new(exe);
+    cmd.args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start the test binary again");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let st = child.wait();
+        let _ = tx.send(());
+        st
+    });
+    if rx.recv_timeout(NEVER).is_err() {
+        // Show where it hung: kill it, then print what it wrote.
+        kill(pid, "KILL");
+        let _ = waiter.join();
+        panic!(
+            "hang: child run of {name} did not end within {NEVER:?}\n--- stdout\n{}\n--- stderr\n{}",
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default()
+        );
+    }
+    let status = waiter.join().expect("waiter").expect("wait for the child");
+    ChildRun {
+        success: status.success(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
