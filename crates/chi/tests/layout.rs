@@ -60,12 +60,12 @@ fn errors_are_std_errors() {
 
 // ===== sizes =====
 
-/// Currently three words: the handle is an `Arc<dyn TaskCell<T>>` (a data pointer and a vtable
-/// pointer) plus a `taken` flag padded to a word. The design's goal is one pointer; this pins
-/// today's layout so that reaching it (or growing further) is noticed.
+/// Two words: the handle is an `Arc<dyn TaskCell<T>>` (a data pointer and a vtable pointer).
+/// The design's goal is one pointer; this pins today's layout so that reaching it (or growing
+/// further) is noticed.
 #[test]
 fn task_size_pinned() {
-    assert_eq!(size_of::<Task<u64>>(), 3 * PTR);
+    assert_eq!(size_of::<Task<u64>>(), 2 * PTR);
     // The value lives in the shared allocation, never in the handle.
     assert_eq!(size_of::<Task<[u8; 1024]>>(), size_of::<Task<u64>>());
     // `Option<Task<_>>` costs nothing extra (the pointer's niche).

@@ -35,11 +35,23 @@ struct Slow<T> {
     callbacks: Vec<Callback<T>>,
 }
 
+/// The slow part behind `guard`, created on first use.
+fn slow_part<T>(guard: &mut Option<Box<Slow<T>>>) -> &mut Slow<T> {
+    guard.get_or_insert_with(|| {
+        Box::new(Slow {
+            waiters: Vec::new(),
+            callbacks: Vec::new(),
+        })
+    })
+}
+
 /// State, result slot and slow part of one task.
 pub(crate) struct Core<T> {
     state: State,
     slot: UnsafeCell<Option<Outcome<T>>>,
-    slow: Mutex<Slow<T>>,
+    /// Boxed on first use: most tasks never have a waiter or a callback, and a smaller cell
+    /// means fewer pages touched when many tasks are in flight.
+    slow: Mutex<Option<Box<Slow<T>>>>,
 }
 
 // SAFETY: `slot` is the only field that is not already Sync. Per the access rules above it is
@@ -61,10 +73,7 @@ impl<T> Core<T> {
         Core {
             state: State::new(),
             slot: UnsafeCell::new(None),
-            slow: Mutex::new(Slow {
-                waiters: Vec::new(),
-                callbacks: Vec::new(),
-            }),
+            slow: Mutex::new(None),
         }
     }
 
@@ -72,7 +81,7 @@ impl<T> Core<T> {
         self.state.load()
     }
 
-    fn lock_slow(&self) -> MutexGuard<'_, Slow<T>> {
+    fn lock_slow(&self) -> MutexGuard<'_, Option<Box<Slow<T>>>> {
         // Nothing panics while the lock is held (callbacks and wakes run after it is dropped),
         // so a poisoned lock still holds consistent data.
         self.slow.lock().unwrap_or_else(|e| e.into_inner())
@@ -94,7 +103,11 @@ impl<T> Core<T> {
     #[cold]
     fn finish_slow(&self) {
         loop {
-            let callbacks = std::mem::take(&mut self.lock_slow().callbacks);
+            let callbacks = self
+                .lock_slow()
+                .as_mut()
+                .map(|s| std::mem::take(&mut s.callbacks))
+                .unwrap_or_default();
             if callbacks.is_empty() {
                 break;
             }
@@ -105,7 +118,11 @@ impl<T> Core<T> {
         // Late registrants saw COMPLETE and ran their callback themselves; from here on
         // nothing of ours reads the slot.
         self.state.set_released();
-        let waiters = std::mem::take(&mut self.lock_slow().waiters);
+        let waiters = self
+            .lock_slow()
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.waiters))
+            .unwrap_or_default();
         for w in waiters {
             w.wake();
         }
@@ -130,7 +147,7 @@ impl<T> Core<T> {
         if !self.snapshot().is_complete() {
             let mut slow = self.lock_slow();
             if self.state.try_set_notify() == TransitionToNotify::Registered {
-                slow.callbacks.push(cb);
+                slow_part(&mut slow).callbacks.push(cb);
                 return;
             }
         }
@@ -152,7 +169,7 @@ impl<T> Core<T> {
                 return false;
             }
         }
-        waiter(&mut slow.waiters);
+        waiter(&mut slow_part(&mut slow).waiters);
         true
     }
 

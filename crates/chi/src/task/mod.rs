@@ -44,8 +44,6 @@ use std::time::{Duration, Instant};
 /// [`result`](Task::result), without blocking the executor's thread.
 pub struct Task<T> {
     cell: Arc<dyn TaskCell<T>>,
-    /// Set once the outcome was moved out by `poll`.
-    taken: bool,
 }
 
 impl<T> fmt::Debug for Task<T> {
@@ -67,7 +65,7 @@ impl<T> fmt::Debug for Task<T> {
 impl<T: Send + 'static> Task<T> {
     /// Wraps the allocation behind a task.
     pub(crate) fn from_cell(cell: Arc<dyn TaskCell<T>>) -> Self {
-        Task { cell, taken: false }
+        Task { cell }
     }
 
     /// A task that is already finished with `outcome` (for pools that refuse work but still
@@ -138,7 +136,6 @@ impl<T> Task<T> {
     }
 
     fn take(self) -> Result<T, TaskError> {
-        debug_assert!(!self.taken);
         self.core().take()
     }
 
@@ -193,16 +190,12 @@ impl<T> Task<T> {
 impl<T> Future for Task<T> {
     type Output = Result<T, TaskError>;
 
-    /// Ready with the outcome once the task finishes. Polling again after `Ready` is a misuse
-    /// and panics.
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        assert!(!self.taken, "Task polled after it returned Ready");
+    /// Ready with the outcome once the task finishes. Polling again after `Ready` is a misuse;
+    /// it returns `Err(TaskError::PoolFailed)` saying the result was already taken.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.core().poll_ready(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => {
-                self.taken = true;
-                Poll::Ready(self.core().take())
-            }
+            Poll::Ready(()) => Poll::Ready(self.core().take()),
         }
     }
 }
