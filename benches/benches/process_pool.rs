@@ -232,25 +232,30 @@ fn pipe_echo() -> ! {
 }
 
 /// Pins the calling thread (and the children it starts) to CPU 0.
-fn pin_to_cpu0() -> bool {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it; the call reads
-    // `size_of::<cpu_set_t>()` bytes of it.
+/// Pins this thread to CPU 0 and returns the affinity it had, for `unpin`.
+fn pin_to_cpu0() -> Option<libc::cpu_set_t> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; getaffinity fills at most
+    // `size_of::<cpu_set_t>()` bytes of `old`; CPU_SET writes inside `set`; setaffinity reads
+    // that many bytes of it.
     unsafe {
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) != 0 {
+            return None;
+        }
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0)
+            .then_some(old)
     }
 }
 
-fn unpin() {
-    // SAFETY: as in `pin_to_cpu0`, with every CPU the machine reports.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for c in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
-            libc::CPU_SET(c, &mut set);
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+/// Restores the affinity `pin_to_cpu0` saved. (Recomputing it from `available_parallelism`
+/// would be wrong: while pinned, that reports one CPU, and every later child would inherit
+/// a one-CPU mask.)
+fn unpin(old: libc::cpu_set_t) {
+    // SAFETY: `old` is a valid set filled by sched_getaffinity; the call reads its bytes.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
+    assert_eq!(rc, 0, "could not restore the CPU affinity");
 }
 
 fn pipe_pingpong(trips: usize) -> f64 {
@@ -436,12 +441,12 @@ fn main() {
     eprintln!("== pipe ping-pong");
     let mut pipe = Map::new();
     pipe.insert("pingpong_us".into(), json!(pipe_pingpong(s.pipe_trips)));
-    if pin_to_cpu0() {
+    if let Some(old) = pin_to_cpu0() {
         pipe.insert(
             "pingpong_one_cpu_us".into(),
             json!(pipe_pingpong(s.pipe_trips)),
         );
-        unpin();
+        unpin(old);
     }
     all.insert("pipe".into(), Value::Object(pipe));
     eprintln!("== chi");
