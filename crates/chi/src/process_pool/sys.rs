@@ -601,13 +601,14 @@ fn code_at<F: Copy>(image: &Image, offset: u64, verified: &SameBuild) -> Option<
     if addr < image.code.0 || addr >= image.code.1 {
         return None;
     }
-    // SAFETY: the wrappers' contract: (1) the parent computed `offset` as the address of a
+    // Why this is a function of type `F`: (1) the parent computed `offset` as the address of a
     // function of exactly type `F` minus its image base (`registry::fn_ref`, the only place
     // that builds a `FnRef`); (2) the parent runs the same build as this process (`verified`
     // exists only after the fingerprints matched: same build id and layout), so the same
     // function sits at the same offset here; (3) the address is inside this image's code
     // (checked above). So `addr` is a function of type `F` here, and `F` is a pointer-sized
     // `fn` type: this is the inverse of `f as usize`.
+    // SAFETY: `addr` is a function of exactly type `F` in this image, per (1)-(3) above.
     Some(unsafe { std::mem::transmute_copy::<usize, F>(&addr) })
 }
 

@@ -122,10 +122,11 @@ impl<'scope> Scope<'scope, '_> {
                 }
             }
         });
-        // SAFETY: only the lifetime changes ('scope → 'static). `ThreadPool::scope` does not
-        // return or unwind past its frame before `pending` is zero, and `pending` reaches zero
-        // for this job only after the closure and everything it borrows were dropped (the
-        // `ScopedJob` guard above), whether the job ran, was cancelled, or was never queued.
+        // Why erasing 'scope is sound: `pending` reaches zero for this job only after the
+        // closure and its borrows were dropped (the `ScopedJob` guard), whether it ran, was
+        // cancelled, or was never queued.
+        // SAFETY: only the lifetime changes ('scope → 'static); `ThreadPool::scope` neither
+        // returns nor unwinds past its frame before `pending` is zero (see above).
         let boxed: Box<dyn FnOnce() -> T + Send + 'static> = unsafe { std::mem::transmute(boxed) };
         let task = match self.pool.submit(boxed) {
             Ok(t) => t,
