@@ -157,6 +157,30 @@ impl Pool for ChiPool {
 
 // ===== rayon =====
 
+/// Wraps `f` so its value goes back through a `oneshot` channel: the handle the peers that
+/// have none of their own (rayon, threadpool, the channel pool) are measured with.
+fn oneshot_job<F, T>(f: F) -> (impl FnOnce() + Send + 'static, oneshot::Receiver<T>)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    (
+        move || {
+            let _ = tx.send(f());
+        },
+        rx,
+    )
+}
+
+/// Waits for a value sent by a job made with [`oneshot_job`].
+fn oneshot_join<T>(handle: oneshot::Receiver<T>, peer: &str) -> T {
+    match handle.recv() {
+        Ok(v) => v,
+        Err(_) => panic!("{peer} task lost"),
+    }
+}
+
 /// `rayon::ThreadPool::spawn`, the value sent back through a `oneshot` channel.
 #[derive(Debug)]
 pub struct RayonPool(rayon::ThreadPool);
@@ -178,15 +202,13 @@ impl Pool for RayonPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        self.0.spawn(move || {
-            let _ = tx.send(f());
-        });
+        let (job, rx) = oneshot_job(f);
+        self.0.spawn(job);
         rx
     }
 
     fn join<T: Send + 'static>(&self, handle: oneshot::Receiver<T>) -> T {
-        handle.recv().expect("rayon task lost")
+        oneshot_join(handle, "rayon")
     }
 }
 
@@ -308,15 +330,13 @@ impl Pool for ThreadpoolPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        self.0.execute(move || {
-            let _ = tx.send(f());
-        });
+        let (job, rx) = oneshot_job(f);
+        self.0.execute(job);
         rx
     }
 
     fn join<T: Send + 'static>(&self, handle: oneshot::Receiver<T>) -> T {
-        handle.recv().expect("threadpool task lost")
+        oneshot_join(handle, "threadpool")
     }
 }
 
@@ -396,15 +416,13 @@ impl Pool for ChannelPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        self.execute(Box::new(move || {
-            let _ = tx.send(f());
-        }));
+        let (job, rx) = oneshot_job(f);
+        self.execute(Box::new(job));
         rx
     }
 
     fn join<T: Send + 'static>(&self, handle: oneshot::Receiver<T>) -> T {
-        handle.recv().expect("channel pool task lost")
+        oneshot_join(handle, "channel pool")
     }
 }
 

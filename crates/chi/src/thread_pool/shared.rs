@@ -112,8 +112,8 @@ impl Shared {
 
     // ===== submission =====
 
-    /// Queues `job`: on this thread's own deque if it is a worker of this pool, else globally.
-    /// Returns true if it went to a local deque (the bound must not block it).
+    /// Queues `job`: on this thread's own deque if it is a worker of this pool, else globally,
+    /// then makes sure somebody will run it.
     pub(crate) fn push(self: &Arc<Self>, job: Job) {
         let rejected = worker::with_current(|ctx| match ctx {
             Some(c) if Arc::ptr_eq(&c.shared, self) => {
