@@ -83,6 +83,29 @@ fn half_close_with_pending_output(model: Model) {
     server.stop();
 }
 
+/// The FIN travels with (or right behind) the last message: the server must still see the end
+/// of stream, though its read of the message is short. Sent before the server has accepted the
+/// connection (data and FIN in the socket when it registers) and after a round trip (FIN on a
+/// served connection), many times each.
+fn message_and_fin_together(model: Model) {
+    let server = start(model, |b| b);
+    for i in 0..100u32 {
+        let message = format!("last words {i}");
+        let mut client = connect(server.addr);
+        if i % 2 == 1 {
+            roundtrip(&mut client, b"warm");
+        }
+        client.write_all(message.as_bytes()).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let (answer, end) = read_to_end(&client);
+        end.unwrap_or_else(|e| panic!("connection {i}: no clean close after the answer: {e}"));
+        assert_eq!(answer, ascii_upper(message.as_bytes()), "connection {i}");
+    }
+    let stats = server.wait_stats("all closed", |s| s.closed == 100);
+    assert_eq!(stats.forced, 0);
+    server.stop();
+}
+
 fn client_reset_mid_stream(model: Model) {
     let server = start(model, |b| b);
     let mut doomed = connect(server.addr);
@@ -294,6 +317,7 @@ for_both_models!(
     message_split_into_one_byte_writes,
     messages_pipelined_before_reading,
     half_close_with_pending_output,
+    message_and_fin_together,
     client_reset_mid_stream,
     slow_reader_bounded_and_others_served,
     clients_200_concurrent,
