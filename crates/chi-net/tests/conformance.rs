@@ -106,6 +106,30 @@ fn message_and_fin_together(model: Model) {
     server.stop();
 }
 
+/// An urgent (out-of-band) byte between ordinary ones: it is answered in place like any other
+/// byte, and the bytes behind the urgent mark are answered too (a read stops short at the mark
+/// with data still queued, so a short read alone does not mean the queue is empty).
+fn urgent_byte_answered_in_place(model: Model) {
+    let server = start(model, |b| b);
+    for i in 0..40u32 {
+        let mut client = connect(server.addr);
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.write_all(b"abc").unwrap();
+        socket2::SockRef::from(&client)
+            .send_out_of_band(b"x")
+            .unwrap();
+        client.write_all(b"def").unwrap();
+        let mut answer = [0; 7];
+        client
+            .read_exact(&mut answer)
+            .unwrap_or_else(|e| panic!("connection {i}: answer incomplete: {e}"));
+        assert_eq!(&answer, b"ABCXDEF", "connection {i}");
+    }
+    server.stop();
+}
+
 fn client_reset_mid_stream(model: Model) {
     let server = start(model, |b| b);
     let mut doomed = connect(server.addr);
@@ -318,6 +342,7 @@ for_both_models!(
     messages_pipelined_before_reading,
     half_close_with_pending_output,
     message_and_fin_together,
+    urgent_byte_answered_in_place,
     client_reset_mid_stream,
     slow_reader_bounded_and_others_served,
     clients_200_concurrent,

@@ -175,6 +175,11 @@ impl Acceptor {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
+        // Urgent (out-of-band) bytes stay in the stream, so they are answered like every other
+        // byte instead of vanishing from it.
+        if let Err(e) = socket2::SockRef::from(&stream).set_out_of_band_inline(true) {
+            tracing::debug!(%peer, error = %e, "cannot set SO_OOBINLINE");
+        }
         tracing::debug!(%peer, "connection opened");
         dispatch(stream, peer);
     }

@@ -256,10 +256,10 @@ impl EventLoop {
                 match event.token() {
                     WAKER => self.receive(now),
                     Token(slot) => {
-                        if (event.is_read_closed() || event.is_error())
+                        if (event.is_read_closed() || event.is_error() || event.is_priority())
                             && let Some(conn) = self.conns.get_mut(slot)
                         {
-                            conn.saw_hangup();
+                            conn.read_to_block_from_now();
                         }
                         self.drive(slot, now)
                     }
@@ -328,8 +328,9 @@ impl EventLoop {
 
     fn open(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
         let slot = self.conns.next_key();
-        // Both interests, edge-triggered: no re-registration as the connection changes phase.
-        let interest = Interest::READABLE | Interest::WRITABLE;
+        // Every interest, edge-triggered: no re-registration as the connection changes phase.
+        // PRIORITY reports urgent data, at whose mark a read stops short (see `Conn::drive`).
+        let interest = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
         if let Err(e) = self
             .poll
             .registry()

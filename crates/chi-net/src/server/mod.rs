@@ -157,8 +157,10 @@ pub struct ServerStats {
     pub bytes_out: u64,
     /// Times accepting paused because the process or system ran out of descriptors or memory.
     pub accept_backoffs: u64,
-    /// The most unsent output any one connection held (event model: at most the output cap
-    /// plus one chunk's answer; pooled: one chunk's answer).
+    /// The most unsent output any one connection held. Event model: what the socket did not
+    /// take at once, queued on the connection (0 while every answer is written whole), at most
+    /// the output cap plus one chunk's answer. Pooled: the answer to one chunk, held while its
+    /// worker writes it.
     pub peak_output_buffer: usize,
 }
 
