@@ -8,6 +8,7 @@
 
 chi::process_pool_test_entry!();
 
+mod common;
 #[path = "common/proc.rs"]
 mod proc;
 

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Far longer than any correct wait here; reaching it is a hang.
 pub(crate) const NEVER: Duration = Duration::from_secs(60);
@@ -90,18 +90,8 @@ pub(crate) fn kill(pid: u32, signal: &str) {
     assert!(st.success(), "kill -s {signal} {pid} failed");
 }
 
-/// Polls `cond` until it holds; fails the test after [`NEVER`].
-#[track_caller]
-pub(crate) fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + NEVER;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached within {NEVER:?}"
-        );
-        thread::sleep(Duration::from_millis(2));
-    }
-}
+/// Polls until a condition holds, bounded (shared with the other test binaries).
+pub(crate) use crate::common::poll_until;
 
 /// A fresh path in the temp directory (nothing is created).
 pub(crate) fn temp_path(tag: &str) -> PathBuf {
