@@ -416,15 +416,39 @@ pub(crate) fn run_alone(name: &str) -> bool {
     if std::env::var(ALONE_ENV).is_ok_and(|v| v == name) {
         return false;
     }
+    let run = run_test_child(name, &[(ALONE_ENV, name)]);
+    assert!(
+        run.success && run.stdout.contains("1 passed"),
+        "`{name}` failed when run alone\n--- stdout\n{}\n--- stderr\n{}",
+        run.stdout,
+        run.stderr
+    );
+    true
+}
+
+/// Output of a child run of this test binary.
+#[derive(Debug)]
+pub(crate) struct ChildRun {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs the test `name` of this binary alone in a child process with `env` set, and returns
+/// its exit and output; kills it and fails the test if it takes longer than [`NEVER`].
+#[track_caller]
+pub(crate) fn run_test_child(name: &str, env: &[(&str, &str)]) -> ChildRun {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let mut child = Command::new(exe)
-        .args([name, "--exact", "--test-threads=1", "--nocapture"])
-        .env(ALONE_ENV, name)
+    let mut cmd = Command::new(exe);
+    cmd.args([name, "--exact", "--test-threads=1", "--nocapture"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the test binary again");
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start the test binary again");
+    // Both pipes are read to the end on their own threads, so neither can fill and stall it.
     let drain = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut s = String::new();
@@ -446,16 +470,16 @@ pub(crate) fn run_alone(name: &str) -> bool {
         }
         thread::sleep(Duration::from_millis(5));
     };
-    let out = out.join().unwrap_or_default();
-    let err = err.join().unwrap_or_default();
-    match status {
-        None => panic!(
-            "hang: `{name}` alone did not finish within {NEVER:?}\n--- stdout\n{out}\n--- stderr\n{err}"
-        ),
-        Some(status) => assert!(
-            status.success() && out.contains("1 passed"),
-            "`{name}` failed when run alone ({status})\n--- stdout\n{out}\n--- stderr\n{err}"
-        ),
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let Some(status) = status else {
+        panic!(
+            "hang: child run of `{name}` did not end within {NEVER:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        );
+    };
+    ChildRun {
+        success: status.success(),
+        stdout,
+        stderr,
     }
-    true
 }

@@ -4,12 +4,9 @@
 //! child with its output captured. Every wait has a bound; nothing sleeps to synchronise.
 #![allow(dead_code)] // each test binary uses a subset
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 /// Far longer than any correct wait here; reaching it is a hang.
@@ -117,58 +114,5 @@ pub(crate) fn wait_for_file(path: &Path) -> String {
     text
 }
 
-/// Output of a child run of this test binary.
-#[derive(Debug)]
-pub(crate) struct ChildRun {
-    pub(crate) success: bool,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
-}
-
-/// Runs the test `name` of this binary alone in a child process with `env` set, and returns
-/// its exit and output; fails the test if it takes longer than [`NEVER`].
-#[track_caller]
-pub(crate) fn run_test_child(name: &str, env: &[(&str, &str)]) -> ChildRun {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let mut cmd = Command::new(exe);
-    cmd.args([name, "--exact", "--test-threads=1", "--nocapture"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("start the test binary again");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    let waiter = thread::spawn(move || {
-        let st = child.wait();
-        let _ = tx.send(());
-        st
-    });
-    if rx.recv_timeout(NEVER).is_err() {
-        // Show where it hung: kill it, then print what it wrote.
-        kill(pid, "KILL");
-        let _ = waiter.join();
-        panic!(
-            "hang: child run of {name} did not end within {NEVER:?}\n--- stdout\n{}\n--- stderr\n{}",
-            out.join().unwrap_or_default(),
-            err.join().unwrap_or_default()
-        );
-    }
-    let status = waiter.join().expect("waiter").expect("wait for the child");
-    ChildRun {
-        success: status.success(),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
-}
+/// Running a test of this binary alone in a child (shared with the other test binaries).
+pub(crate) use crate::common::run_test_child;
