@@ -98,7 +98,7 @@ pub(crate) fn handle_chunk(
     handler: &dyn Handler,
     input: &[u8],
     output: &mut Vec<u8>,
-    peer: SocketAddr,
+    peer: &dyn fmt::Display,
     log_messages: bool,
 ) -> Result<(), CloseReason> {
     if log_messages {
@@ -286,7 +286,7 @@ impl Conn {
     /// otherwise it queues behind the backlog, keeping the order.
     fn answer(&mut self, n: usize, ctx: &mut DriveCtx<'_>) -> Result<(), CloseReason> {
         let input = &ctx.buf[..n];
-        let peer = self.peer_addr();
+        let peer = &self.peer;
         if let Some(backlog) = self.backlog.as_deref_mut() {
             // Drop the sent prefix when it is at least as long as what remains: each byte
             // moves at most once per byte sent, and the backlog stays within twice its size.
@@ -321,14 +321,6 @@ impl Conn {
             ctx.shared.peak_output.fetch_max(pending, Ordering::Relaxed);
         }
         Ok(())
-    }
-
-    /// The peer as a `SocketAddr` (for logging).
-    fn peer_addr(&self) -> SocketAddr {
-        match &self.peer {
-            Peer::V4(a) => SocketAddr::V4(*a),
-            Peer::V6(a) => SocketAddr::V6(**a),
-        }
     }
 
     /// Writes from `data` until it is all sent or the socket would block; returns the bytes

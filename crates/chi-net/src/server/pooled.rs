@@ -212,7 +212,7 @@ fn serve_stream(peer: SocketAddr, served: &mut Served<'_>) -> CloseReason {
         };
         served.bytes_in += n as u64;
         out.clear();
-        let handled = handle_chunk(&*ctx.handler, &buf[..n], &mut out, peer, ctx.log_messages);
+        let handled = handle_chunk(&*ctx.handler, &buf[..n], &mut out, &peer, ctx.log_messages);
         if let Err(reason) = handled {
             return reason;
         }
