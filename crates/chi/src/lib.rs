@@ -87,7 +87,7 @@ pub use error::{
     TaskError, TrySubmitError,
 };
 pub use process_pool::{ProcessMap, ProcessMetrics, ProcessPool, ProcessPoolBuilder};
-pub use task::Task;
+pub use task::{Completer, Task};
 pub use thread_pool::{Metrics, ThreadPool, ThreadPoolBuilder};
 
 /// The README's Rust examples, compiled and run as doctests.
