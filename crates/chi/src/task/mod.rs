@@ -22,6 +22,7 @@ mod tests;
 
 pub(crate) use cell::{Core, FnCell, RunResult, Runnable, TaskCell};
 pub use completer::Completer;
+#[cfg(all(feature = "process-pool", target_os = "linux"))]
 pub(crate) use state::{TransitionToCancelled, TransitionToRunning};
 
 use crate::TaskError;
