@@ -1,7 +1,7 @@
-//! The seed's client: connect, then send a message, print the answer, wait, and again —
+//! The line client: connect, then send a message, print the answer, wait, and again —
 //! forever, or `count` times.
 //!
-//! Unlike the seed (which does one `recv(1024)` and may print half an answer, or several),
+//! Unlike a client that does one `recv(1024)` (and may print half an answer, or several),
 //! [`Client::exchange`] reads exactly as many bytes as it sent, since the protocol answers
 //! byte for byte. A server that is down, closes, or resets gives a [`ClientError`], never a
 //! panic or a silent loop.
@@ -249,7 +249,7 @@ pub enum ClientError {
     Output(#[source] io::Error),
 }
 
-/// A connection to a server speaking the seed's protocol.
+/// A connection to a server speaking chi's upper-casing protocol.
 #[derive(Debug)]
 pub struct Client {
     stream: TcpStream,
@@ -354,7 +354,7 @@ pub struct ClientSummary {
     pub exchanges: u64,
 }
 
-/// The seed's client loop: connect, then send `config.message`, print the answer as a line on
+/// The client loop: connect, then send `config.message`, print the answer as a line on
 /// `out` (invalid UTF-8 shown with U+FFFD), wait `config.interval`, repeat — `count` times or
 /// until an error.
 ///

@@ -375,7 +375,7 @@ impl Idle {
     }
 
     /// After an event on an open idle connection: drains whatever the server sent (nothing, for
-    /// a server of the seed's protocol) and returns true if the server closed it.
+    /// a server of chi's protocol) and returns true if the server closed it.
     pub(crate) fn closed_by_server(&mut self, scratch: &mut [u8]) -> bool {
         let Some(stream) = self.stream.as_mut() else {
             return false;

@@ -41,7 +41,7 @@
 //!    connections' schedules spread over the period); a request goes out at its time, or as
 //!    soon as the previous answer is in if that is later. Each connection sends `warmup` unmeasured messages, then `messages` measured
 //!    ones, then closes at once (so a pooled server's worker moves on to a waiting client, as
-//!    with the seed's clients). Idle connections stay silent.
+//!    with line clients). Idle connections stay silent.
 //! 4. **End.** When every active connection has finished its messages, or at the end of the
 //!    duration, or on [`StopHandle::stop`] (the `chi` binary calls it on SIGINT/SIGTERM).
 //!    At the end of the duration the answers under way are counted as `in_flight` and the
@@ -85,8 +85,8 @@
 //!   request to the last measured answer; MB/s counts answer bytes (10^6 bytes; the requests
 //!   carry as much the other way).
 //! - **First answers**: for each connection, when its first correct answer arrived after the
-//!   requests went out. With a server that serves only W clients at a time (the seed's pooled
-//!   design) and more than W connections, `first_answer_ms.max` is how long the last client
+//!   requests went out. With a server that serves only W clients at a time (the classic
+//!   thread-pool design, `Model::Pooled`) and more than W connections, `first_answer_ms.max` is how long the last client
 //!   waited for a worker.
 //!
 //! # JSON schema (`chi load --json`, [`LoadReport`] with serde)
@@ -129,7 +129,7 @@
 //!   connections over several processes (idle ones with `connections = 0`).
 //! - Ports: every connection to one server address takes a local port from
 //!   `net.ipv4.ip_local_port_range` (about 28,000 by default), across all processes.
-//! - A server of the seed's pooled design with W workers serves at most W connections at
+//! - A server of the classic thread-pool design (`Model::Pooled`) with W workers serves at most W connections at
 //!   once: the others' requests wait in the server's queue until earlier connections finish,
 //!   which shows in their latency and `first_answer_ms.max`. A server that never serves a
 //!   connection (its workers held by idle clients) leaves the run waiting until the time

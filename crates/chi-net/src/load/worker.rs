@@ -7,7 +7,7 @@
 //!   gate    wait until every worker has connected everything (or given up)
 //! RUN       every active connection sends its first request at once, then lockstep;
 //!           a connection closes as soon as its last answer is in (so a pooled server's
-//!           worker moves on to the next client, as with the seed's clients)
+//!           worker moves on to the next client, as with line clients)
 //! HOLD      (idle-only runs) keep the idle connections open until the duration ends or a stop
 //!   gate    wait until every worker's active connections are done
 //! CLOSE     drop the idle connections
