@@ -1,5 +1,5 @@
-//! `chi load` through the real binary: JSON on stdout, exit statuses 0/1/2/3, the idle-only
-//! mode and its SIGTERM. Servers run in this process on 127.0.0.1:0; every child is waited
+//! `chi load` through the real binary: the report (JSON with --json), exit statuses
+//! 0/1/2/3/4, the idle-only mode and its SIGTERM. Servers run in this process on 127.0.0.1:0; every child is waited
 //! for (or killed and reaped) on every path.
 
 use std::io::{BufRead, BufReader, Read};
@@ -19,11 +19,11 @@ fn chi() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chi"))
 }
 
-/// Runs `chi load --addr ADDR args…` to completion (every run is bounded by --timeout).
+/// Runs `chi load ADDR --json args…` to completion (every run is bounded by --timeout).
 fn load(addr: SocketAddr, args: &[&str]) -> Output {
     chi()
         .arg("load")
-        .args(["--addr", &addr.to_string(), "--timeout", "30s"])
+        .args([&addr.to_string(), "--json", "--timeout", "30s"])
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -111,7 +111,6 @@ fn load_cli_json_counts_every_answer() {
             "2",
             "--warmup",
             "3",
-            "--json",
         ],
     );
     assert!(out.status.success(), "{:?}\n{}", out.status, stderr(&out));
@@ -125,11 +124,19 @@ fn load_cli_json_counts_every_answer() {
 }
 
 #[test]
-fn load_cli_stdout_not_a_terminal_prints_json() {
+fn load_cli_report_is_text_unless_json_is_asked_even_into_a_pipe() {
     let server = TestServer::upper();
-    let out = load(server.addr, &["--connections", "2", "--messages", "10"]);
+    let out = chi()
+        .args(["load", &server.addr.to_string(), "-c", "2", "-n", "10"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(report(&out).messages, 20);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("answers: 20 ok"), "{text}");
+    assert!(text.contains("result: every answer right"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour into a pipe: {text}");
+    let json = load(server.addr, &["-c", "2", "-n", "10", "--format", "json"]);
+    assert_eq!(report(&json).messages, 20);
 }
 
 #[test]
@@ -163,8 +170,8 @@ fn load_cli_wrong_server_exits_3() {
 }
 
 #[test]
-fn load_cli_time_limit_reports_what_finished_and_exits_3() {
-    // Every answer lacks a byte: the clients wait for it until --timeout.
+fn load_cli_answer_timeout_reports_what_finished_and_exits_3() {
+    // Every answer lacks a byte: each client waits for it until --timeout, then gives up.
     let drop_last = |input: &[u8], output: &mut Vec<u8>| {
         let keep = input.len().saturating_sub(1);
         output.extend(input[..keep].iter().map(u8::to_ascii_uppercase));
@@ -173,8 +180,8 @@ fn load_cli_time_limit_reports_what_finished_and_exits_3() {
     let out = chi()
         .args([
             "load",
-            "--addr",
             &server.addr.to_string(),
+            "--json",
             "--timeout",
             "300ms",
         ])
@@ -184,14 +191,15 @@ fn load_cli_time_limit_reports_what_finished_and_exits_3() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let r = report(&out);
-    assert_eq!(r.end, End::Timeout);
+    assert_eq!(r.end, End::Completed);
+    assert_eq!(r.timed_out, 2);
     assert_eq!((r.answers.short, r.answers.missing), (2, 4));
 }
 
 #[test]
-fn load_cli_refused_connections_exit_3() {
+fn load_cli_refused_connections_exit_4() {
     let out = load(closed_port(), &["--connections", "3", "--messages", "2"]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let r = report(&out);
     assert_eq!(r.connect_failed, 3);
     assert!(r.connect_error.is_some());
@@ -215,18 +223,13 @@ fn load_cli_too_many_connections_for_the_fd_limit_exits_1() {
 }
 
 #[test]
-fn load_cli_unresolvable_address_exits_1() {
+fn load_cli_unresolvable_address_exits_4() {
     let out = chi()
-        .args([
-            "load",
-            "--addr",
-            "no-such-host.invalid:1",
-            "--connections",
-            "1",
-        ])
+        .args(["load", "no-such-host.invalid:1", "--connections", "1"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
 
 #[test]
@@ -238,18 +241,25 @@ fn load_cli_bad_flags_exit_2() {
         &["--threads", "0"],
         &["--timeout", "0s"],
         &["--connections", "-1"],
+        &["-d", "0s"],
+        &["-d", "soon"],
+        &["--rate", "0"],
+        &["--format", "xml"],
         &["--bogus"],
         // Nothing to do: no active and no idle connections.
         &["--connections", "0"],
     ] {
         let out = chi()
-            .arg("load")
-            .args(["--addr", "127.0.0.1:9"])
+            .args(["load", "127.0.0.1:9"])
             .args(args)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(!stderr(&out).is_empty(), "{args:?} says why");
+        let first = stderr(&out).lines().next().unwrap_or_default().to_owned();
+        assert!(
+            first.contains("error"),
+            "{args:?} says why in one line: {first}"
+        );
     }
 }
 
@@ -266,9 +276,21 @@ fn load_cli_help_documents_flags_and_exit_codes() {
         "--warmup",
         "--idle",
         "--json",
+        "--format",
+        "--output",
         "--timeout",
+        "--duration",
+        "--rate",
+        "--hdr-log",
+        "-c, --connections",
+        "-n, --messages",
+        "-t, --threads",
+        "-d, --duration",
+        "-s, --size",
         "Exit status",
-        "3  the run finished but",
+        "3    some answers were wrong",
+        "4    could not connect",
+        "130  interrupted",
         "holding K idle connections",
     ] {
         assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
@@ -315,13 +337,7 @@ impl Drop for Proc {
 fn load_cli_idle_only_holds_until_sigterm() {
     let server = TestServer::upper();
     let mut child = chi()
-        .args([
-            "load",
-            "--addr",
-            &server.addr.to_string(),
-            "--timeout",
-            "60s",
-        ])
+        .args(["load", &server.addr.to_string()])
         .args(["--connections", "0", "--idle", "20", "--json"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -31,8 +31,9 @@ fn after_help() -> String {
          Output: a report on stdout (or in --output FILE), text by default, one JSON object\n\
          (schema \"chi-load/2\") with --json; a progress bar on stderr when stderr is a terminal.\n\
          --hdr-log FILE writes each second's latencies in HdrHistogram's interval log format.\n\n\
-         -c 0 --idle K opens K idle connections and holds them until -d or Ctrl-C; it prints\n\
-         `holding K idle connections to ADDR` on stderr once they are open.\n\n{}",
+         -c 0 --idle K opens K idle connections and holds them until -d or Ctrl-C (either\n\
+         way it exits 0 when they all connected); it prints `holding K idle connections to\n\
+         ADDR` on stderr once they are open.\n\n{}",
         exit::section(&[
             exit::SUCCESS,
             exit::FAILURE,
@@ -177,15 +178,28 @@ pub(crate) fn run(args: LoadArgs, color: ColorChoice) -> anyhow::Result<ExitCode
         format!("{report}\n{}", verdict(&report, on))
     };
     output::write_text(args.output.as_deref(), &text)?;
-    Ok(ExitCode::from(status(&report)))
+    let code = status(&report);
+    if code != exit::SUCCESS {
+        tracing::warn!(
+            "{} answers wrong, {} short, {} missing; {} connections and {} idle connections \
+             failed to connect",
+            report.answers.wrong,
+            report.answers.short,
+            report.answers.missing,
+            report.connect_failed,
+            report.idle_failed,
+        );
+    }
+    Ok(ExitCode::from(code))
 }
 
 /// The exit status a report earns: a wrong answer first (it is the worst news), then an
-/// interruption, then connections that could not connect, then short or missing answers.
+/// interruption (not for an idle-only run, which a signal ends as planned), then connections
+/// that could not connect, then short or missing answers.
 fn status(report: &LoadReport) -> u8 {
     if report.answers.wrong > 0 {
         exit::WRONG_ANSWERS
-    } else if report.end == End::Interrupted {
+    } else if report.end == End::Interrupted && report.connections > 0 {
         exit::INTERRUPTED
     } else if report.connect_failed > 0 || report.idle_failed > 0 {
         exit::CONNECT_FAILED
