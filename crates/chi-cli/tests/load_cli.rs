@@ -368,3 +368,152 @@ fn load_cli_idle_only_holds_until_sigterm() {
     assert_eq!(r.end, End::Interrupted);
     assert_eq!((r.idle_connected, r.idle_failed), (20, 0));
 }
+
+// ===== timed, open-loop, interrupted runs; output files =====
+
+#[test]
+fn load_cli_timed_run_exits_0_with_answers_in_flight_not_missing() {
+    let server = TestServer::upper();
+    let out = load(server.addr, &["-c", "2", "-d", "300ms"]);
+    assert!(out.status.success(), "{:?}\n{}", out.status, stderr(&out));
+    let r = report(&out);
+    assert_eq!(r.end, End::Duration);
+    assert_eq!(r.messages_per_connection, None);
+    assert_eq!(r.duration_s, Some(0.3));
+    assert!(r.answers.ok > 0);
+    assert!(r.answers.in_flight <= 2, "{r:?}");
+    assert_eq!(r.errors, 0);
+}
+
+#[test]
+fn load_cli_rate_reports_the_asked_rate() {
+    let server = TestServer::upper();
+    let out = load(server.addr, &["-c", "2", "-n", "10", "--rate", "400"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = report(&out);
+    assert_eq!((r.rate, r.messages), (Some(400), 20));
+    let text = chi()
+        .args([
+            "load",
+            &server.addr.to_string(),
+            "-c",
+            "1",
+            "-n",
+            "2",
+            "--rate",
+            "50",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("(asked 50)"), "{text}");
+}
+
+#[test]
+fn load_cli_sigint_mid_run_exits_130_with_the_report() {
+    // The handler says when the first message arrives: the run is then under way.
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let server = TestServer::start(move |input: &[u8], output: &mut Vec<u8>| {
+        if let Some(tx) = tx.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        output.extend(input.iter().map(u8::to_ascii_uppercase));
+    });
+    let child = chi()
+        .args([
+            "load",
+            &server.addr.to_string(),
+            "--json",
+            "-c",
+            "2",
+            "-d",
+            "60s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = Proc(Some(child));
+    rx.recv_timeout(LONG).expect("the run starts");
+    let pid = proc.0.as_ref().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (status, stdout) = proc.wait();
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    let r = LoadReport::from_json(stdout.trim()).unwrap();
+    assert_eq!(r.end, End::Interrupted);
+    assert!(r.answers.ok > 0, "{r:?}");
+}
+
+#[test]
+fn load_cli_output_file_takes_the_report() {
+    let server = TestServer::upper();
+    let dir = TempDir::new("output");
+    let file = dir.path.join("report.json");
+    let out = load(
+        server.addr,
+        &["-c", "1", "-n", "5", "-o", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "the report goes to the file only");
+    let r = LoadReport::from_json(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(r.messages, 5);
+}
+
+#[test]
+fn load_cli_hdr_log_holds_every_measured_latency() {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    let server = TestServer::upper();
+    let dir = TempDir::new("hdr");
+    let file = dir.path.join("latency.hlog");
+    let out = load(
+        server.addr,
+        &["-c", "2", "-n", "50", "--hdr-log", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read(&file).unwrap();
+    let mut counted = 0;
+    let mut intervals = 0;
+    for entry in IntervalLogIterator::new(&log) {
+        if let LogEntry::Interval(h) = entry.expect("a well-formed interval log") {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(h.encoded_histogram())
+                .unwrap();
+            let histogram: hdrhistogram::Histogram<u64> =
+                Deserializer::new().deserialize(&mut &bytes[..]).unwrap();
+            counted += histogram.len();
+            intervals += 1;
+        }
+    }
+    assert!(intervals >= 1);
+    assert_eq!(counted, report(&out).messages);
+}
+
+/// A directory under the system's temporary directory, removed when dropped.
+struct TempDir {
+    path: std::path::PathBuf,
+}
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("chi-load-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
