@@ -12,14 +12,7 @@ fn after_help() -> String {
     format!(
         "Logging goes to stderr; RUST_LOG (e.g. RUST_LOG=chi_net=debug) overrides -v/-q.\n\
          Each subcommand's --help lists its flags, environment variables and exit codes.\n\n{}",
-        exit::section(&[
-            exit::SUCCESS,
-            exit::FAILURE,
-            exit::USAGE,
-            exit::WRONG_ANSWERS,
-            exit::CONNECT_FAILED,
-            exit::INTERRUPTED,
-        ])
+        exit::section(&exit::ALL)
     )
 }
 

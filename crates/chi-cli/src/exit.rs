@@ -16,6 +16,16 @@ pub(crate) const CONNECT_FAILED: u8 = 4;
 /// as a shell reports a process that SIGINT ended.
 pub(crate) const INTERRUPTED: u8 = 130;
 
+/// Every status, in order: the statuses `chi load` (and `chi` as a whole) can return.
+pub(crate) const ALL: [u8; 6] = [
+    SUCCESS,
+    FAILURE,
+    USAGE,
+    WRONG_ANSWERS,
+    CONNECT_FAILED,
+    INTERRUPTED,
+];
+
 /// The "Exit status" section that ends a `--help` text, for the given statuses.
 pub(crate) fn section(codes: &[u8]) -> String {
     let mut text = String::from("Exit status:");
@@ -45,14 +55,7 @@ mod tests {
 
     #[test]
     fn every_status_has_a_help_line() {
-        for code in [
-            SUCCESS,
-            FAILURE,
-            USAGE,
-            WRONG_ANSWERS,
-            CONNECT_FAILED,
-            INTERRUPTED,
-        ] {
+        for code in ALL {
             assert!(
                 line(code).trim_start().starts_with(&code.to_string()),
                 "{code}"

@@ -34,14 +34,7 @@ fn after_help() -> String {
          -c 0 --idle K opens K idle connections and holds them until -d or Ctrl-C (either\n\
          way it exits 0 when they all connected); it prints `holding K idle connections to\n\
          ADDR` on stderr once they are open.\n\n{}",
-        exit::section(&[
-            exit::SUCCESS,
-            exit::FAILURE,
-            exit::USAGE,
-            exit::WRONG_ANSWERS,
-            exit::CONNECT_FAILED,
-            exit::INTERRUPTED,
-        ])
+        exit::section(&exit::ALL)
     )
 }
 
