@@ -60,6 +60,25 @@ pub(crate) fn first_reachable(
     Err(last)
 }
 
+/// The server a client connects to: a positional `ADDR`, or the older `--addr` flag.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServerArg {
+    /// Server address, HOST:PORT (a name such as localhost:8080, or an IP).
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_host)]
+    target: String,
+    /// Server address (the same as ADDR; kept for scripts written before ADDR).
+    #[arg(long, hide = true, value_name = "HOST:PORT", conflicts_with = "target",
+          value_parser = parse_host)]
+    addr: Option<String>,
+}
+
+impl ServerArg {
+    /// `host:port` as given.
+    pub(crate) fn host(&self) -> String {
+        self.addr.clone().unwrap_or_else(|| self.target.clone())
+    }
+}
+
 /// clap value parser for `HOST[:PORT]`: not empty, no spaces (resolution happens later).
 pub(crate) fn parse_host(s: &str) -> Result<String, String> {
     if s.is_empty() || s.contains(char::is_whitespace) {

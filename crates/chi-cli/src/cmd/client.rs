@@ -25,13 +25,9 @@ fn after_help() -> String {
 #[derive(clap::Args, Debug)]
 #[command(after_help = after_help())]
 pub(crate) struct ClientArgs {
-    /// Server address, HOST:PORT.
-    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = addr::parse_host)]
-    pub(crate) target: String,
-    /// Server address (the same as ADDR; kept for scripts written before ADDR).
-    #[arg(long, hide = true, value_name = "HOST:PORT", conflicts_with = "target",
-          value_parser = addr::parse_host)]
-    pub(crate) addr: Option<String>,
+    /// The server.
+    #[command(flatten)]
+    pub(crate) server: addr::ServerArg,
     /// The message to send each time.
     #[arg(short, long, default_value = "hello world", value_parser = parse_message)]
     pub(crate) message: String,
@@ -57,7 +53,7 @@ fn parse_message(s: &str) -> Result<String, String> {
 /// Runs `chi client`; a closed stdout (`chi client | head -3`) ends it successfully.
 pub(crate) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let config = ClientConfig::builder()
-        .addr(args.addr.unwrap_or(args.target))
+        .addr(args.server.host())
         .message(args.message.into_bytes())
         .interval(args.interval)
         .count(args.count)
@@ -86,7 +82,7 @@ mod tests {
         let Command::Client(args) = cli.unwrap().command else {
             panic!("not client")
         };
-        assert_eq!(args.target, "localhost:9");
+        assert_eq!(args.server.host(), "localhost:9");
         assert_eq!(args.count, Some(3));
         assert!(args.interval.is_zero());
     }

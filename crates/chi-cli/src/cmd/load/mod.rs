@@ -51,13 +51,9 @@ pub(crate) enum Format {
 #[derive(clap::Args, Debug)]
 #[command(after_help = after_help())]
 pub(crate) struct LoadArgs {
-    /// Server address, HOST:PORT.
-    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = addr::parse_host)]
-    pub(crate) target: String,
-    /// Server address (the same as ADDR; kept for scripts written before ADDR).
-    #[arg(long, hide = true, value_name = "HOST:PORT", conflicts_with = "target",
-          value_parser = addr::parse_host)]
-    pub(crate) addr: Option<String>,
+    /// The server.
+    #[command(flatten)]
+    pub(crate) server: addr::ServerArg,
     /// Active connections (C); 0 with --idle only holds idle connections.
     #[arg(short, long, value_name = "C", default_value_t = chi_net::load::DEFAULT_CONNECTIONS)]
     pub(crate) connections: u64,
@@ -141,7 +137,7 @@ fn target(host: &str) -> Result<SocketAddr, String> {
 
 /// Runs `chi load`.
 pub(crate) fn run(args: LoadArgs, color: ColorChoice) -> anyhow::Result<ExitCode> {
-    let host = args.addr.clone().unwrap_or_else(|| args.target.clone());
+    let host = args.server.host();
     let addr = match target(&host) {
         Ok(addr) => addr,
         Err(reason) => {
@@ -327,7 +323,7 @@ mod tests {
             "-s",
             "1KiB",
         ]);
-        assert_eq!(args.target, "localhost:9");
+        assert_eq!(args.server.host(), "localhost:9");
         assert_eq!(args.connections, 10);
         assert_eq!(args.messages, Some(5));
         assert_eq!(args.threads, Some(2));
