@@ -78,7 +78,9 @@
 //! # Measurements
 //! - **Latency**: from writing a request's first byte (open loop: from the moment it was due,
 //!   so that a server that stalls shows in the percentiles — "coordinated omission"
-//!   corrected) to reading its answer's last byte, for
+//!   corrected; the workers wake for a due request with the poller's millisecond granularity,
+//!   so open-loop latencies include up to about 1 ms of sending late) to reading its answer's
+//!   last byte, for
 //!   measured correct answers, in an HDR histogram of nanoseconds with 3 significant digits
 //!   (reported in µs: p50, p90, p99, p99.9, max, mean).
 //! - **Throughput**: measured correct answers divided by the time from the first measured
