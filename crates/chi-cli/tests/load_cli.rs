@@ -2,7 +2,7 @@
 //! 0/1/2/3/4, the idle-only mode and its SIGTERM. Servers run in this process on 127.0.0.1:0; every child is waited
 //! for (or killed and reaped) on every path.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -516,4 +516,47 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+// ===== the progress bar =====
+
+#[test]
+fn load_cli_progress_bar_follows_stderr_not_stdout() {
+    let server = TestServer::upper();
+    let dir = TempDir::new("bar");
+    let file = dir.path.join("report.json");
+    // stderr a pipe: no bar, whatever stdout is.
+    let out = load(server.addr, &["-c", "2", "-d", "300ms"]);
+    assert!(!stderr(&out).contains("answers"), "{}", stderr(&out));
+    // stderr a terminal (util-linux `script` gives the command a pseudo-terminal), stdout a
+    // file: the bar shows on the terminal, the report goes to the file.
+    let command = format!(
+        "{} load {} -c 2 -d 500ms --json > {}",
+        env!("CARGO_BIN_EXE_chi"),
+        server.addr,
+        file.display()
+    );
+    let Ok(terminal) = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+    else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "load_cli_progress_bar_follows_stderr_not_stdout: terminal half NOT RUN: \
+             `script` (util-linux) is not installed"
+        );
+        return;
+    };
+    assert!(
+        terminal.status.success(),
+        "{}",
+        String::from_utf8_lossy(&terminal.stdout)
+    );
+    let seen = String::from_utf8_lossy(&terminal.stdout);
+    assert!(
+        seen.contains("answers") && seen.contains("=>"),
+        "no bar on the terminal: {seen:?}"
+    );
+    let r = LoadReport::from_json(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(r.end, End::Duration);
 }
