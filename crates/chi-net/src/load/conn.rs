@@ -270,19 +270,8 @@ impl Active {
             }
             // ANSWER COMPLETE
             if self.received == size {
-                let now = Instant::now();
-                self.complete(cx, now);
-                self.seq += 1;
-                if self.seq == cx.total {
-                    self.close();
-                    return true;
-                }
-                match cx.intended(self.id, self.seq) {
-                    Some(due) if due > now => {
-                        self.wait_until(due);
-                        return false;
-                    }
-                    intended => self.start_message(cx, intended.unwrap_or(now), now),
+                if let Some(finished) = self.advance(cx, Instant::now()) {
+                    return finished;
                 }
                 writable = true;
                 // Nothing to read until the answer raises an edge — unless the peer's FIN has
@@ -292,6 +281,28 @@ impl Active {
             }
             if !progressed {
                 return false;
+            }
+        }
+    }
+
+    /// After a complete answer: counts it and starts the next message, now or (open loop) at
+    /// its time. `Some(finished)` when the caller must return: the last message is done, or the
+    /// next one waits.
+    fn advance(&mut self, cx: &mut DriveCtx<'_>, now: Instant) -> Option<bool> {
+        self.complete(cx, now);
+        self.seq += 1;
+        if self.seq == cx.total {
+            self.close();
+            return Some(true);
+        }
+        match cx.intended(self.id, self.seq) {
+            Some(due) if due > now => {
+                self.wait_until(due);
+                Some(false)
+            }
+            intended => {
+                self.start_message(cx, intended.unwrap_or(now), now);
+                None
             }
         }
     }

@@ -302,6 +302,13 @@ impl fmt::Display for LoadReport {
                 self.timeout_s.unwrap_or_default(),
             )?;
         }
+        self.fmt_connections(f)
+    }
+}
+
+impl LoadReport {
+    /// The report's last lines: how the connections fared.
+    fn fmt_connections(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "  connections: {} connected, {} failed",

@@ -342,18 +342,7 @@ impl Worker {
                 break;
             }
             let now = Instant::now();
-            while let Some(&Reverse((at, i))) = due.peek() {
-                if at > now {
-                    break;
-                }
-                due.pop();
-                let conn = &mut self.active[i];
-                if conn.resume(&mut cx, now) {
-                    running -= 1;
-                } else if let Some(at) = conn.take_fresh_due() {
-                    due.push(Reverse((at, i)));
-                }
-            }
+            running -= resume_due(&mut self.active, &mut cx, &mut due, now);
             if let Some(limit) = shared.reply_timeout
                 && now.saturating_duration_since(checked) >= OVERDUE_CHECK
             {
@@ -378,29 +367,13 @@ impl Worker {
                     break;
                 }
             }
-            for event in self.events.iter() {
-                let token = event.token();
-                let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
-                if token.0 % 2 == 1 {
-                    let idle = &mut self.idle[token.0 / 2];
-                    if idle.state == State::Open && idle.closed_by_server(cx.scratch) {
-                        cx.tally.idle_closed += 1;
-                    }
-                    continue;
-                }
-                let i = token.0 / 2;
-                let conn = &mut self.active[i];
-                if conn.state != State::Open {
-                    continue;
-                }
-                let readable = event.is_readable() || broken;
-                let writable = event.is_writable() || broken;
-                if conn.drive(&mut cx, readable, writable, broken) {
-                    running -= 1;
-                } else if let Some(at) = conn.take_fresh_due() {
-                    due.push(Reverse((at, i)));
-                }
-            }
+            running -= dispatch(
+                &self.events,
+                &mut self.idle,
+                &mut self.active,
+                &mut cx,
+                &mut due,
+            );
             cx.tally.publish(&shared.progress);
             if now.saturating_duration_since(handed) >= INTERVAL_HANDOVER {
                 handed = now;
@@ -456,6 +429,65 @@ impl Worker {
             conn.abandon(&mut self.tally, total);
         }
     }
+}
+
+/// Open loop: sends the requests whose time has come; returns how many connections finished.
+fn resume_due(
+    active: &mut [conn::Active],
+    cx: &mut DriveCtx<'_>,
+    due: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    now: Instant,
+) -> usize {
+    let mut finished = 0;
+    while let Some(&Reverse((at, i))) = due.peek() {
+        if at > now {
+            break;
+        }
+        due.pop();
+        let conn = &mut active[i];
+        if conn.resume(cx, now) {
+            finished += 1;
+        } else if let Some(at) = conn.take_fresh_due() {
+            due.push(Reverse((at, i)));
+        }
+    }
+    finished
+}
+
+/// Drives the connections the last poll's events are for; returns how many finished. Open
+/// loop: a connection that now waits for its next request's time joins `due`.
+fn dispatch(
+    events: &Events,
+    idle: &mut [Idle],
+    active: &mut [conn::Active],
+    cx: &mut DriveCtx<'_>,
+    due: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+) -> usize {
+    let mut finished = 0;
+    for event in events.iter() {
+        let token = event.token();
+        let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
+        if token.0 % 2 == 1 {
+            let idle = &mut idle[token.0 / 2];
+            if idle.state == State::Open && idle.closed_by_server(cx.scratch) {
+                cx.tally.idle_closed += 1;
+            }
+            continue;
+        }
+        let i = token.0 / 2;
+        let conn = &mut active[i];
+        if conn.state != State::Open {
+            continue;
+        }
+        let readable = event.is_readable() || broken;
+        let writable = event.is_writable() || broken;
+        if conn.drive(cx, readable, writable, broken) {
+            finished += 1;
+        } else if let Some(at) = conn.take_fresh_due() {
+            due.push(Reverse((at, i)));
+        }
+    }
+    finished
 }
 
 /// Gives up the connections whose answer has taken longer than `limit`; returns how many.
