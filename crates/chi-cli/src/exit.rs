@@ -16,6 +16,12 @@ pub(crate) const CONNECT_FAILED: u8 = 4;
 /// as a shell reports a process that SIGINT ended.
 pub(crate) const INTERRUPTED: u8 = 130;
 
+/// Prints an error's chain on stderr, on one line: `chi: error: …`.
+pub(crate) fn report(err: &anyhow::Error) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "chi: error: {err:#}");
+}
+
 /// Every status, in order: the statuses `chi load` (and `chi` as a whole) can return.
 pub(crate) const ALL: [u8; 6] = [
     SUCCESS,

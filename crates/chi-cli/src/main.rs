@@ -14,10 +14,9 @@ mod output;
 mod progress;
 mod units;
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
 
@@ -30,17 +29,12 @@ fn main() -> ExitCode {
         Command::Client(args) => cmd::client::run(args),
         Command::Load(args) => cmd::load::run(args, cli.color),
         Command::Demo(args) => cmd::demo::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Completions(args) => cmd::completions::run(args),
+        Command::Completions(args) => cmd::completions::run(args, Cli::command()),
     };
     result.unwrap_or_else(|err| {
-        report_error(&err);
+        exit::report(&err);
         ExitCode::from(status_of(&err))
     })
-}
-
-/// Prints the error chain on stderr, on one line.
-pub(crate) fn report_error(err: &anyhow::Error) {
-    let _ = writeln!(std::io::stderr(), "chi: error: {err:#}");
 }
 
 /// A setting a library rejected is a bad command line (2); anything else failed at run time

@@ -64,7 +64,7 @@ pub(crate) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(ClientError::Output(e)) if e.kind() == ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e @ (ClientError::Connect { .. } | ClientError::Resolve { .. })) => {
-            crate::report_error(&e.into());
+            exit::report(&e.into());
             Ok(ExitCode::from(exit::CONNECT_FAILED))
         }
         Err(e) => Err(e.into()),
@@ -73,15 +73,22 @@ pub(crate) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::{Cli, Command};
     use clap::Parser;
+
+    /// `chi client` alone, as the top-level command line would hand it over.
+    #[derive(Parser, Debug)]
+    struct Client {
+        #[command(flatten)]
+        args: super::ClientArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<super::ClientArgs, clap::Error> {
+        Client::try_parse_from(["chi-client"].iter().chain(args)).map(|c| c.args)
+    }
 
     #[test]
     fn client_takes_a_positional_address_and_short_flags() {
-        let cli = Cli::try_parse_from(["chi", "client", "localhost:9", "-n", "3", "-i", "0"]);
-        let Command::Client(args) = cli.unwrap().command else {
-            panic!("not client")
-        };
+        let args = parse(&["localhost:9", "-n", "3", "-i", "0"]).unwrap();
         assert_eq!(args.server.host(), "localhost:9");
         assert_eq!(args.count, Some(3));
         assert!(args.interval.is_zero());
@@ -90,12 +97,12 @@ mod tests {
     #[test]
     fn client_bad_values_are_usage_errors() {
         for argv in [
-            &["chi", "client", "--count", "0"][..],
-            &["chi", "client", "--interval", "soon"],
-            &["chi", "client", "--message", ""],
-            &["chi", "client", "a:1", "--addr", "b:2"],
+            &["--count", "0"][..],
+            &["--interval", "soon"],
+            &["--message", ""],
+            &["a:1", "--addr", "b:2"],
         ] {
-            let err = Cli::try_parse_from(argv).unwrap_err();
+            let err = parse(argv).unwrap_err();
             assert_eq!(err.exit_code(), i32::from(crate::exit::USAGE), "{argv:?}");
         }
     }

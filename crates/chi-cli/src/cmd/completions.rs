@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 use crate::exit;
@@ -26,15 +25,16 @@ pub(crate) struct CompletionsArgs {
     shell: String,
 }
 
-/// Prints the script; a closed stdout is not an error.
-pub(crate) fn run(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
+/// Prints the script for `command` (the whole `chi` command line); a closed stdout is not an
+/// error.
+pub(crate) fn run(args: CompletionsArgs, mut command: clap::Command) -> anyhow::Result<ExitCode> {
     let shell = match args.shell.as_str() {
         "bash" => Shell::Bash,
         "zsh" => Shell::Zsh,
         _ => Shell::Fish,
     };
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut crate::cli::Cli::command(), "chi", &mut script);
+    clap_complete::generate(shell, &mut command, "chi", &mut script);
     crate::output::write_stdout(&script)?;
     Ok(ExitCode::SUCCESS)
 }

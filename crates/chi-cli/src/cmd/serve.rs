@@ -150,19 +150,26 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::{Cli, Command};
     use clap::Parser;
 
-    fn serve(argv: &[&str]) -> super::ServeArgs {
-        let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not serve")
-        };
-        args
+    /// `chi serve` alone, as the top-level command line would hand it over.
+    #[derive(Parser, Debug)]
+    struct Serve {
+        #[command(flatten)]
+        args: super::ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<super::ServeArgs, clap::Error> {
+        Serve::try_parse_from(["chi-serve"].iter().chain(args)).map(|s| s.args)
+    }
+
+    fn serve(args: &[&str]) -> super::ServeArgs {
+        parse(args).unwrap()
     }
 
     #[test]
     fn serve_defaults() {
-        let args = serve(&["chi", "serve"]);
+        let args = serve(&[]);
         assert_eq!(args.addr, "127.0.0.1:8080");
         assert_eq!(args.port, None);
         assert_eq!(args.model, super::ModelArg::Event);
@@ -173,22 +180,22 @@ mod tests {
 
     #[test]
     fn serve_port_and_host_names() {
-        let args = serve(&["chi", "serve", "-p", "9000", "--addr", "localhost"]);
+        let args = serve(&["-p", "9000", "--addr", "localhost"]);
         assert_eq!((args.addr.as_str(), args.port), ("localhost", Some(9000)));
     }
 
     #[test]
     fn serve_bad_values_are_usage_errors() {
         for argv in [
-            &["chi", "serve", "--workers", "0"][..],
-            &["chi", "serve", "--model", "threads"],
-            &["chi", "serve", "--addr", ""],
-            &["chi", "serve", "--port", "65536"],
-            &["chi", "serve", "--idle-timeout", "0s"],
-            &["chi", "serve", "--output-cap", "lots"],
-            &["chi", "serve", "--bogus"],
+            &["--workers", "0"][..],
+            &["--model", "threads"],
+            &["--addr", ""],
+            &["--port", "65536"],
+            &["--idle-timeout", "0s"],
+            &["--output-cap", "lots"],
+            &["--bogus"],
         ] {
-            let err = Cli::try_parse_from(argv).unwrap_err();
+            let err = parse(argv).unwrap_err();
             assert_eq!(err.exit_code(), i32::from(crate::exit::USAGE), "{argv:?}");
         }
     }

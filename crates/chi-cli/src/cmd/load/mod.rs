@@ -141,7 +141,7 @@ pub(crate) fn run(args: LoadArgs, color: ColorChoice) -> anyhow::Result<ExitCode
     let addr = match target(&host) {
         Ok(addr) => addr,
         Err(reason) => {
-            crate::report_error(&anyhow::anyhow!(reason));
+            exit::report(&anyhow::anyhow!(reason));
             return Ok(ExitCode::from(exit::CONNECT_FAILED));
         }
     };
@@ -296,21 +296,24 @@ fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
     use clap::Parser;
 
-    fn load(argv: &[&str]) -> LoadArgs {
-        let Command::Load(args) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not load")
-        };
-        args
+    /// `chi load` alone, as the top-level command line would hand it over.
+    #[derive(Parser, Debug)]
+    struct Load {
+        #[command(flatten)]
+        args: LoadArgs,
+    }
+
+    fn load(args: &[&str]) -> LoadArgs {
+        Load::try_parse_from(["chi-load"].iter().chain(args))
+            .unwrap()
+            .args
     }
 
     #[test]
     fn load_takes_the_short_flags_of_wrk_and_oha() {
         let args = load(&[
-            "chi",
-            "load",
             "localhost:9",
             "-c",
             "10",
@@ -334,17 +337,17 @@ mod tests {
     #[test]
     fn load_message_count_defaults_only_without_a_duration() {
         let addr = "127.0.0.1:9".parse().unwrap();
-        let counted = load(&["chi", "load"]).config(addr).unwrap();
+        let counted = load(&[]).config(addr).unwrap();
         assert_eq!(counted.messages(), Some(chi_net::load::DEFAULT_MESSAGES));
-        let timed = load(&["chi", "load", "-d", "1s"]).config(addr).unwrap();
+        let timed = load(&["-d", "1s"]).config(addr).unwrap();
         assert_eq!(timed.messages(), None);
         assert_eq!(timed.duration(), Some(Duration::from_secs(1)));
     }
 
     #[test]
     fn load_json_either_way() {
-        assert!(load(&["chi", "load", "--json"]).json());
-        assert!(load(&["chi", "load", "--format", "json"]).json());
-        assert!(!load(&["chi", "load"]).json());
+        assert!(load(&["--json"]).json());
+        assert!(load(&["--format", "json"]).json());
+        assert!(!load(&[]).json());
     }
 }
