@@ -17,9 +17,9 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// A bar on stderr when stderr is a terminal and `wanted`; `None` otherwise.
-    pub(crate) fn on_stderr(first: &LoadProgress, wanted: bool) -> Option<Progress> {
-        if !wanted || !std::io::stderr().is_terminal() {
+    /// A bar on stderr when stderr is a terminal; `None` otherwise.
+    pub(crate) fn on_stderr(first: &LoadProgress) -> Option<Progress> {
+        if !std::io::stderr().is_terminal() {
             return None;
         }
         let timed = first.expected.is_none();

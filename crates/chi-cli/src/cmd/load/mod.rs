@@ -250,7 +250,7 @@ fn watch(
 ) -> anyhow::Result<()> {
     let config = run.config();
     let sockets = config.connections() + config.idle();
-    let mut bar = Progress::on_stderr(&run.progress(), true);
+    let mut bar = Progress::on_stderr(&run.progress());
     let mut announced = false;
     let mut stopped = false;
     while !run.wait_timeout(Duration::from_millis(100)) {
