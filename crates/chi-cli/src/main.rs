@@ -9,6 +9,7 @@ mod demo_process;
 mod load;
 mod logging;
 mod serve;
+mod signals;
 
 use std::io::Write;
 use std::process::ExitCode;

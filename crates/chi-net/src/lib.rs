@@ -54,6 +54,9 @@
 //!   is closed at once, without an answer; the client sees end of stream (or a reset if it had
 //!   already sent data). It is counted in [`ServerStats::rejected`].
 //! - idle timeout: a connection with no byte read or written for that long is closed.
+//! - Every duration and size has a documented maximum ([`MAX_DURATION`], [`MAX_CONNECTIONS`],
+//!   [`MAX_OUTPUT_CAP`], [`MAX_BACKLOG`], [`MAX_WORKERS`]); the builder rejects more, and
+//!   every deadline the server computes saturates, so no setting can overflow a clock.
 //! - Accept errors never stop or spin the server: errors of one connection are skipped; when
 //!   the process runs out of descriptors (EMFILE/ENFILE) accepting pauses — the clients wait
 //!   in the listen backlog — and resumes when a connection closes (or after a back-off of at
@@ -64,12 +67,22 @@
 //!   `SO_REUSEPORT` so several processes can share the port (see the crate README).
 //!
 //! # Shutdown
-//! [`ServerHandle::shutdown`] (or SIGINT/SIGTERM when
-//! [`ServerConfigBuilder::handle_signals`] is on) drains: the server stops accepting, reads and
-//! answers the data already received, sends all pending output, sends FIN, and closes each
-//! connection once its client closes; `run` returns when all are closed, or closes the rest
-//! at the drain timeout. A second signal, or [`ServerHandle::shutdown_now`], closes everything
-//! at once. A pooled handler that blocks forever cannot be interrupted.
+//! [`ServerHandle::shutdown`] drains, in both models: the server stops accepting, reads and
+//! answers the data already received (pooled: also for connections still waiting for a
+//! worker), sends all pending output, sends FIN, and closes each connection once its client
+//! closes — never with unread input, which would make the kernel reset the connection and
+//! destroy answers in flight; `run` returns when all are closed, or closes the rest at the
+//! drain timeout. [`ServerHandle::shutdown_now`] closes everything at once. A pooled handler
+//! that blocks forever cannot be interrupted.
+//!
+//! The library installs no signal handlers and never exits the process: a program turns
+//! SIGINT/SIGTERM into handle calls itself (`chi serve` drains on the first and stops at once
+//! on the second).
+//!
+//! # Failures
+//! A server thread that dies (a panic outside a handler, or a failing poll) stops the whole
+//! server: `run` returns [`ServerError::ThreadDied`] naming it, after closing every
+//! connection, rather than serving on with a part missing.
 //!
 //! # Logging
 //! Through `tracing`: connections opened and closed at DEBUG, each received message at DEBUG
@@ -80,18 +93,16 @@
 pub mod client;
 mod config;
 mod handler;
-mod listener;
 pub mod load;
 mod server;
-mod shutdown;
 pub mod units;
 
 pub use client::{Client, ClientConfig, ClientError, ClientSummary};
 pub use config::{
     ConfigError, ConfigErrorKind, DEFAULT_ADDR, DEFAULT_BACKLOG, DEFAULT_DRAIN_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_OUTPUT_CAP, DEFAULT_POOLED_WORKERS, MAX_WORKERS, Model,
-    ParseModelError, ServerConfig, ServerConfigBuilder,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_OUTPUT_CAP, DEFAULT_POOLED_WORKERS, MAX_BACKLOG,
+    MAX_CONNECTIONS, MAX_DURATION, MAX_OUTPUT_CAP, MAX_WORKERS, Model, ParseModelError,
+    ServerConfig, ServerConfigBuilder,
 };
 pub use handler::{AsciiUpper, Handler, ascii_upper};
-pub use server::{MESSAGE_LOG_TARGET, READ_CHUNK, Server, ServerError, ServerStats};
-pub use shutdown::ServerHandle;
+pub use server::{MESSAGE_LOG_TARGET, READ_CHUNK, Server, ServerError, ServerHandle, ServerStats};

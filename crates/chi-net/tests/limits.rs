@@ -158,9 +158,9 @@ fn bind_in_use_is_a_clear_error(model: Model) {
         .unwrap();
     let err = Server::bind(config).unwrap_err();
     match &err {
-        ServerError::Bind { addr, source } => {
+        ServerError::Bind { addr, error } => {
             assert_eq!(*addr, first.addr);
-            assert_eq!(source.kind(), io::ErrorKind::AddrInUse);
+            assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
         }
         other => panic!("expected a bind error, got {other:?}"),
     }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::listener::{AcceptFailure, Backoff, classify};
-use crate::shutdown::{RunState, Shared};
+use super::deadline_after;
+use super::listener::{AcceptFailure, Backoff, classify};
+use super::state::{RunState, Shared};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -118,6 +119,7 @@ impl Acceptor {
                 Ok((stream, peer)) => {
                     if self.backoff.active() {
                         self.backoff.reset();
+                        // ORDERING: SeqCst, as the `swap` below (see there).
                         self.shared.backing_off.store(false, Ordering::SeqCst);
                         tracing::info!("accepting connections again");
                     }
@@ -130,8 +132,13 @@ impl Acceptor {
                     }
                     AcceptFailure::BackOff => {
                         let delay = self.backoff.next_delay();
-                        self.retry_at = Some(Instant::now() + delay);
+                        self.retry_at = deadline_after(Instant::now(), delay);
+                        // ORDERING: Relaxed, a statistic.
                         self.shared.accept_backoffs.fetch_add(1, Ordering::Relaxed);
+                        // ORDERING: SeqCst pairs with the SeqCst load of `backing_off` in
+                        // `Shared::connection_closed` (the server state): a connection closing
+                        // after this swap sees the flag and wakes the acceptor, so the retry
+                        // never waits for the whole back-off while a descriptor is free.
                         if !self.shared.backing_off.swap(true, Ordering::SeqCst) {
                             tracing::warn!(
                                 error = %err,
@@ -155,7 +162,10 @@ impl Acceptor {
         peer: SocketAddr,
         dispatch: &mut dyn FnMut(TcpStream, SocketAddr),
     ) {
+        // ORDERING: SeqCst, as every access to `open` (see `Shared::state`); only this thread
+        // increments it, so the check cannot be overtaken by another admission.
         if self.shared.open.load(Ordering::SeqCst) >= self.max_connections {
+            // ORDERING: Relaxed, a statistic.
             self.shared.rejected.fetch_add(1, Ordering::Relaxed);
             if !self.at_limit {
                 self.at_limit = true;
@@ -169,7 +179,9 @@ impl Acceptor {
             return;
         }
         self.at_limit = false;
+        // ORDERING: SeqCst, see `Shared::state`.
         self.shared.open.fetch_add(1, Ordering::SeqCst);
+        // ORDERING: Relaxed, a statistic.
         self.shared.accepted.fetch_add(1, Ordering::Relaxed);
         // Answers are small and latency matters more than packet count.
         if let Err(e) = stream.set_nodelay(true) {
