@@ -280,7 +280,7 @@ fn pooled_serves_waiting_clients_in_arrival_order() {
 #[test]
 fn event_idle_timers_of_closed_connections_go_with_them() {
     const KEEP: usize = 10;
-    const CHURN: usize = 20_000;
+    const CHURN: usize = 50_000;
     let server = start(Model::Event, |b| {
         b.idle_timeout(Some(Duration::from_secs(3600)))
     });
