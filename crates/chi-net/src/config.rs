@@ -6,9 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The seed's address: `127.0.0.1:8080`.
+/// The default address: `127.0.0.1:8080`.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
-/// Workers of the `pooled` model when not set: 3, as the seed's `ThreadPoolExecutor(3)`.
+/// Workers of the `pooled` model when not set: 3, the classic thread-pool server's pool size.
 pub const DEFAULT_POOLED_WORKERS: usize = 3;
 /// Connections open at once when not set.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -44,7 +44,7 @@ pub enum Model {
     /// inline. Scales to many thousands of mostly idle clients. The default.
     #[default]
     Event,
-    /// The seed's design: each connection is served by one `chi::ThreadPool` worker for its
+    /// The classic thread-pool server design: each connection is served by one `chi::ThreadPool` worker for its
     /// whole life. With W workers, W clients are served at once and the next ones wait.
     Pooled,
 }
@@ -94,7 +94,7 @@ impl FromStr for Model {
 ///     .idle_timeout(Some(Duration::from_secs(30)))
 ///     .build()
 ///     .unwrap();
-/// assert_eq!(config.workers(), 3); // the seed's pool size
+/// assert_eq!(config.workers(), 3); // the classic pool size
 ///
 /// let err = ServerConfig::builder().workers(0).build().unwrap_err();
 /// assert_eq!(err.to_string(), "workers must be at least 1");
@@ -113,7 +113,7 @@ pub struct ServerConfig {
 }
 
 impl Default for ServerConfig {
-    /// The seed's server: `127.0.0.1:8080`, event model, no idle timeout.
+    /// The defaults: `127.0.0.1:8080`, event model, no idle timeout.
     fn default() -> Self {
         ServerConfig {
             addr: DEFAULT_ADDR,
@@ -163,7 +163,7 @@ impl ServerConfig {
     }
 
     /// Close a connection after this long without a byte read or written; `None` (the
-    /// default, as in the seed) keeps silent clients forever.
+    /// default) keeps silent clients forever.
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
     }
@@ -392,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn config_defaults_follow_the_seed() {
+    fn config_defaults_are_the_classic_server() {
         let c = ServerConfig::builder().build().unwrap();
         assert_eq!(c.addr(), "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.model(), Model::Event);

@@ -1,6 +1,6 @@
 //! chi-net: a TCP server whose concurrency a chi pool bounds, its client, and a load generator.
 //!
-//! The seed's server, in Rust: clients connect to `127.0.0.1:8080` and every byte they send
+//! The classic thread-pool upper-casing server, in Rust: clients connect to `127.0.0.1:8080` and every byte they send
 //! comes back with ASCII letters upper-cased.
 //!
 //! ```
@@ -9,7 +9,7 @@
 //!
 //! let config = ServerConfig::builder()
 //!     .addr("127.0.0.1:0".parse().unwrap()) // any free port
-//!     .model(Model::Pooled)                 // the seed's design: a pool of 3 workers
+//!     .model(Model::Pooled)                 // the classic design: a pool of 3 workers
 //!     .build()?;
 //! let server = Server::bind(config)?;
 //! let (addr, handle) = (server.local_addr(), server.handle());
@@ -32,7 +32,7 @@
 //! The reply stream is the request stream with `a`–`z` upper-cased, byte for byte, as Python's
 //! `bytes.upper()`: every other byte (including bytes ≥ 0x80 and invalid UTF-8) passes through.
 //! The answer does not depend on how TCP splits the stream, and is sent as soon as a chunk is
-//! read, so the seed's client (`send`, then `recv(1024)`) gets its answer at once. Plug another
+//! read, so a client that sends and then reads once (`send`, then `recv(1024)`) gets its answer at once. Plug another
 //! byte transform in with [`Server::bind_with`] and a [`Handler`].
 //!
 //! # Two models, one API
@@ -42,11 +42,10 @@
 //!   catches up, so a client that never reads costs at most the cap plus one chunk. An idle
 //!   connection costs a few hundred bytes of server memory (plus the kernel's socket buffers).
 //!   Use it to serve many clients, or clients that stay connected.
-//! - [`Model::Pooled`]: the seed's design. Each connection is submitted to a
+//! - [`Model::Pooled`]: the classic thread-pool server design. Each connection is submitted to a
 //!   [`chi::ThreadPool`] and one worker serves it, with blocking I/O, for its whole life.
 //!   With W workers (default 3) W clients are served at once and the next one waits —
-//!   connected, queued, not refused — until one leaves. An idle timeout (off by default, as
-//!   in the seed) frees a worker from a silent client. Use it to bound work by threads, or
+//!   connected, queued, not refused — until one leaves. An idle timeout (off by default) frees a worker from a silent client. Use it to bound work by threads, or
 //!   when a handler may block.
 //!
 //! # Limits, both models

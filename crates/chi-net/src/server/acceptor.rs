@@ -135,11 +135,11 @@ impl Acceptor {
                         self.retry_at = deadline_after(Instant::now(), delay);
                         // ORDERING: Relaxed, a statistic.
                         self.shared.accept_backoffs.fetch_add(1, Ordering::Relaxed);
-                        // ORDERING: SeqCst pairs with the SeqCst load of `backing_off` in
-                        // `Shared::connection_closed` (the server state): a connection closing
-                        // after this swap sees the flag and wakes the acceptor, so the retry
-                        // never waits for the whole back-off while a descriptor is free.
-                        if !self.shared.backing_off.swap(true, Ordering::SeqCst) {
+                        // ORDERING: SeqCst pairs with the SeqCst load in the server state's
+                        // `Shared::connection_closed`: a close after this swap sees the flag and
+                        // wakes us, so a freed descriptor never waits out the back-off.
+                        let was_backing_off = self.shared.backing_off.swap(true, Ordering::SeqCst);
+                        if !was_backing_off {
                             tracing::warn!(
                                 error = %err,
                                 "cannot accept connections; pausing until a connection closes \

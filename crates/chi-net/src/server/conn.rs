@@ -266,6 +266,7 @@ impl Conn {
         let pending = self.pending();
         if pending > *ctx.peak {
             *ctx.peak = pending;
+            // ORDERING: Relaxed, a statistic.
             ctx.shared.peak_output.fetch_max(pending, Ordering::Relaxed);
         }
         Ok(())

@@ -93,10 +93,7 @@ pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), Server
     let waited = match (accepted, shared.state()) {
         (Ok(()), RunState::Draining) => {
             let deadline = deadline_after(Instant::now(), ctx.config.drain_timeout());
-            tracing::info!(
-                open = shared.open.load(Ordering::SeqCst),
-                "draining connections"
-            );
+            tracing::info!(open = shared.stats().open, "draining connections");
             broadcast(&loops, || LoopMsg::Drain(deadline));
             // The loops enforce the deadline themselves; here only a stop-now can intervene.
             acceptor.wait_until(None, true, &all_exited)

@@ -27,8 +27,8 @@ use state::Shared;
 /// Bytes a server reads from a connection at once: the most one `Handler::handle` call sees.
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// The `tracing` target under which each received message is logged at DEBUG level, as the
-/// seed prints every message (`chi serve -v`). The level is checked once per `run`, not per read.
+/// The `tracing` target under which each received message is logged at DEBUG level, so
+/// `chi serve -v` shows every message. The level is checked once per `run`, not per read.
 pub const MESSAGE_LOG_TARGET: &str = "chi_net::message";
 
 /// A bound TCP server, ready to [`run`](Server::run).
@@ -51,7 +51,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds a server speaking the seed's protocol ([`AsciiUpper`]).
+    /// Binds a server speaking the upper-casing protocol ([`AsciiUpper`]).
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         Server::bind_with(config, AsciiUpper)
     }
