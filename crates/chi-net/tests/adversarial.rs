@@ -2,6 +2,7 @@
 //! under load for both models, the pooled model's arrival order, idle-timer entries of closed
 //! connections, slow clients with and without an idle timeout, a flood past the connection cap.
 
+#[macro_use]
 mod common;
 
 use std::io::{self, Read, Write};
@@ -42,6 +43,21 @@ fn write_some(stream: &TcpStream, data: &[u8], written: &mut usize) -> usize {
     *written - start
 }
 
+/// Writes `message` on every client without blocking, round after round, until a whole round
+/// moves nothing or everything is sent (so bounded by the message size); returns the bytes
+/// written on each.
+fn push_until_stuck(clients: &[TcpStream], message: &[u8]) -> Vec<usize> {
+    let mut written = vec![0; clients.len()];
+    while clients
+        .iter()
+        .zip(&mut written)
+        .map(|(client, w)| write_some(client, message, w))
+        .sum::<usize>()
+        > 0
+    {}
+    written
+}
+
 /// 100 clients (with the pooled model's 3 workers, 97 of them waiting) each push up to 256 KiB;
 /// then the server is asked to drain. Every client gets a byte-exact answer for at least
 /// everything the server's kernel had received before the request, then end of stream — not
@@ -68,15 +84,7 @@ fn drain_under_load_answers_everything_received(model: Model) {
                     .unwrap()
             })
             .collect();
-        // Push until a whole round moves nothing (or everything is sent); bounded by SIZE.
-        let mut written = vec![0; CLIENTS];
-        while clients
-            .iter()
-            .zip(&mut written)
-            .map(|(client, w)| write_some(client, &message, w))
-            .sum::<usize>()
-            > 0
-        {}
+        let written = push_until_stuck(&clients, &message);
         let received: Vec<usize> = clients
             .iter()
             .zip(&written)
@@ -202,19 +210,6 @@ fn flood_past_the_connection_cap(model: Model) {
     server.stop();
 }
 
-macro_rules! for_both_models {
-    ($($case:ident),* $(,)?) => {
-        mod event {
-            use super::*;
-            $( #[test] fn $case() { super::$case(Model::Event) } )*
-        }
-        mod pooled {
-            use super::*;
-            $( #[test] fn $case() { super::$case(Model::Pooled) } )*
-        }
-    };
-}
-
 for_both_models!(
     drain_under_load_answers_everything_received,
     slow_clients_without_idle_timeout,
@@ -255,8 +250,8 @@ fn pooled_serves_waiting_clients_in_arrival_order() {
     }
     let served = || recorder.0.lock().unwrap().clone();
     wait_until("the first clients served", || served().len() == WORKERS);
-    for leaving in 0..CLIENTS {
-        clients[leaving].shutdown(Shutdown::Write).unwrap();
+    for (leaving, client) in clients.iter().enumerate() {
+        client.shutdown(Shutdown::Write).unwrap();
         let next = leaving + WORKERS;
         if next < CLIENTS {
             wait_until("the next client served", || served().len() == next + 1);
@@ -322,14 +317,7 @@ fn never_reading_clients_are_bounded_by_the_output_cap() {
     let server = start(Model::Event, |b| b.output_cap(CAP));
     let message = pattern(LIMIT);
     let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(server.addr)).collect();
-    let mut written = vec![0; CLIENTS];
-    while clients
-        .iter()
-        .zip(&mut written)
-        .map(|(client, w)| write_some(client, &message, w))
-        .sum::<usize>()
-        > 0
-    {}
+    let written = push_until_stuck(&clients, &message);
     let stats = server.handle.stats();
     assert!(
         stats.peak_output_buffer <= CAP + chi_net::READ_CHUNK,

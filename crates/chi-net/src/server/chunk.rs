@@ -53,3 +53,13 @@ pub(crate) fn handle_chunk(
     catch_unwind(AssertUnwindSafe(|| handler.handle(input, output)))
         .map_err(|_| CloseReason::HandlerPanicked)
 }
+
+/// Logs a connection's end at DEBUG (both models).
+pub(crate) fn log_closed(
+    peer: &dyn fmt::Display,
+    reason: &CloseReason,
+    bytes_in: u64,
+    bytes_out: u64,
+) {
+    tracing::debug!(%peer, %reason, bytes_in, bytes_out, "connection closed");
+}

@@ -17,7 +17,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acceptor::{Acceptor, WaitEnd};
-use super::chunk::CloseReason;
+use super::chunk::{CloseReason, log_closed};
 use super::conn::{Conn, DriveCtx, Progress};
 use super::state::{RunState, Shared};
 use super::{READ_CHUNK, RunContext, ServerError, deadline_after, panic_message};
@@ -120,7 +120,7 @@ fn broadcast(loops: &[LoopHandle], msg: impl Fn() -> LoopMsg) {
 
 fn stop_and_join(loops: Vec<LoopHandle>, shared: &Shared) {
     broadcast(&loops, || LoopMsg::Stop);
-    join(loops, &shared);
+    join(loops, shared);
     // ORDERING: SeqCst, see `all_exited` in `run`.
     debug_assert_eq!(shared.running_loops.load(Ordering::SeqCst), 0);
 }
@@ -440,13 +440,7 @@ impl EventLoop {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        tracing::debug!(
-            peer = %conn.peer,
-            reason = %reason,
-            bytes_in = conn.bytes_in,
-            bytes_out = conn.bytes_out,
-            "connection closed"
-        );
+        log_closed(&conn.peer, &reason, conn.bytes_in, conn.bytes_out);
         let (bytes_in, bytes_out) = (conn.bytes_in, conn.bytes_out);
         // Release the descriptor before telling the acceptor, which may be waiting for one.
         drop(conn);

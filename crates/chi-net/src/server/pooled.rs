@@ -27,7 +27,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acceptor::{Acceptor, WaitEnd};
-use super::chunk::{CloseReason, handle_chunk};
+use super::chunk::{CloseReason, handle_chunk, log_closed};
 use super::state::{RunState, Shared};
 use super::{READ_CHUNK, RunContext, ServerError, deadline_after, panic_message};
 use crate::handler::Handler;
@@ -163,11 +163,31 @@ pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), Server
     });
     acceptor.close_listener();
 
+    let result = finish(
+        accepted,
+        &mut acceptor,
+        &conn_ctx,
+        ctx.config.drain_timeout(),
+    );
+    // Every task has ended or is ending; this joins the workers.
+    pool.shutdown();
+    result
+}
+
+/// After accepting ended: drains (if asked to) until every connection is closed or the
+/// deadline passes, then closes what is left.
+fn finish(
+    accepted: io::Result<()>,
+    acceptor: &mut Acceptor,
+    conn_ctx: &ConnCtx,
+    drain_timeout: Duration,
+) -> Result<(), ServerError> {
+    let shared = &conn_ctx.shared;
     // ORDERING: SeqCst, as every access to `open` (see `Shared::state`).
     let all_closed = || shared.open.load(Ordering::SeqCst) == 0;
     let mut waited = accepted.map(|()| WaitEnd::StopNow);
     if waited.is_ok() && shared.state() == RunState::Draining {
-        let deadline = deadline_after(Instant::now(), ctx.config.drain_timeout());
+        let deadline = deadline_after(Instant::now(), drain_timeout);
         let stats = shared.stats();
         tracing::info!(
             open = stats.open,
@@ -190,8 +210,6 @@ pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), Server
         let after = acceptor.wait_until(None, false, &all_closed);
         waited = waited.and(after);
     }
-    // Every task has ended or is ending; this joins the workers.
-    pool.shutdown();
     waited.map(drop).map_err(ServerError::Setup)
 }
 
@@ -260,13 +278,7 @@ impl Drop for Session<'_> {
             .reason
             .take()
             .unwrap_or_else(|| CloseReason::Error(io::Error::other("the worker panicked")));
-        tracing::debug!(
-            peer = %self.peer,
-            reason = %reason,
-            bytes_in = self.bytes_in,
-            bytes_out = self.bytes_out,
-            "connection closed"
-        );
+        log_closed(&self.peer, &reason, self.bytes_in, self.bytes_out);
         // Close the descriptor before the acceptor (which may wait for a free one) hears of it.
         drop(self.stream.take());
         self.ctx
