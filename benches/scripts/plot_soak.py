@@ -36,7 +36,8 @@ def main():
     for ax, (label, ys) in zip(axes, series):
         ax.plot(t, ys, marker=".")
         ax.set_ylabel(label, fontsize=8)
-        ax.set_ylim(bottom=0)
+        finite = [y for y in ys if y == y]  # drop NaN (a window without a load run)
+        ax.set_ylim(0, max(finite, default=1) * 1.25 or 1)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("minutes")
     fig.suptitle("chi serve soak: repeated short chi load runs with connection churn")

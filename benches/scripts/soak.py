@@ -73,9 +73,9 @@ def load_once(chi, addr, args):
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         report = json.loads(out.stdout)
-        errors = sum(v for v in report.get("errors", {}).values() if isinstance(v, int))
+        errors = int(report.get("errors", 0)) + int(report.get("connect_failed", 0))
         return report["latency_us"]["p99"], errors + (out.returncode != 0)
-    except (subprocess.TimeoutExpired, json.JSONDecodeError, KeyError, TypeError):
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, KeyError, TypeError, ValueError):
         return None, 1
 
 
@@ -111,6 +111,9 @@ def main():
                     p99s.append(p99)
                 next_load = max(next_load + args.period, time.monotonic())
             time.sleep(max(0.0, min(next_load, next_sample) - time.monotonic()))
+        rss, fds = proc_status(server.pid)
+        rows.append(dict(t_s=round(time.monotonic() - start), rss_kib=rss, fds=fds,
+                         p99_us=max(p99s) if p99s else "", loads=loads, errors=errors))
     finally:
         server.send_signal(signal.SIGTERM)
         try:
