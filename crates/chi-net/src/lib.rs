@@ -42,11 +42,12 @@
 //!   catches up, so a client that never reads costs at most the cap plus one chunk. An idle
 //!   connection costs a few hundred bytes of server memory (plus the kernel's socket buffers).
 //!   Use it to serve many clients, or clients that stay connected.
-//! - [`Model::Pooled`]: the classic thread-pool server design. Each connection is submitted to a
-//!   [`chi::ThreadPool`] and one worker serves it, with blocking I/O, for its whole life.
+//! - [`Model::Pooled`]: the classic thread-pool server design. Each connection is queued and
+//!   one [`chi::ThreadPool`] worker serves it, one message at a time, for its whole life.
 //!   With W workers (default 3) W clients are served at once and the next one waits —
-//!   connected, queued, not refused — until one leaves. An idle timeout (off by default) frees a worker from a silent client. Use it to bound work by threads, or
-//!   when a handler may block.
+//!   connected, queued, not refused — until one leaves; waiting clients are served in arrival
+//!   order. An idle timeout (off by default) frees a worker from a silent client. Use it to
+//!   bound work by threads, or when a handler may block.
 //!
 //! # Limits, both models
 //! - `max_connections`: a connection accepted while that many are open (served or waiting)

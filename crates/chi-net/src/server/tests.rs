@@ -1,5 +1,5 @@
-//! Server failures that need a fault injected from inside the crate: a server thread that
-//! dies must stop the server, and `run` must say why.
+//! Server failures that need a fault injected from inside the crate (a server thread that
+//! dies must stop the server, and `run` must say why), and deadline arithmetic.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::{Server, ServerError};
+use super::{Server, ServerError, deadline_after};
 use crate::config::{Model, ServerConfig};
 
 /// Never reached by a working server.
@@ -63,4 +63,14 @@ fn event_loop_death_stops_the_server() {
 #[test]
 fn pooled_worker_death_stops_the_server() {
     dead_thread_stops_the_server(Model::Pooled);
+}
+
+#[test]
+fn deadlines_past_the_clock_are_never() {
+    let now = std::time::Instant::now();
+    assert_eq!(deadline_after(now, Duration::MAX), None);
+    assert_eq!(
+        deadline_after(now, Duration::from_secs(1)),
+        Some(now + Duration::from_secs(1))
+    );
 }
