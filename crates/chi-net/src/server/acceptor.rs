@@ -89,6 +89,9 @@ impl Acceptor {
                 .retry_at
                 .map(|at| at.saturating_duration_since(Instant::now()));
             let woken = self.poll_once(timeout)?;
+            #[cfg(test)]
+            self.shared
+                .maybe_inject_fault(super::state::Fault::Acceptor);
             try_now = match self.retry_at {
                 // Backing off: retry when due, or early when a closing connection woke us
                 // (it freed a descriptor).
@@ -117,6 +120,9 @@ impl Acceptor {
         for _ in 0..ACCEPTS_PER_TURN {
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    #[cfg(test)]
+                    self.shared
+                        .maybe_inject_fault(super::state::Fault::Acceptor);
                     if self.backoff.active() {
                         self.backoff.reset();
                         // ORDERING: SeqCst, as the `swap` below (see there).

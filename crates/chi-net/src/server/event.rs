@@ -37,11 +37,22 @@ enum LoopMsg {
 
 /// The acceptor's side of a loop. It shares the loop's receiver so that, after the loop has
 /// ended (a dead loop ends early), connections still queued for it are closed and counted.
+/// Dropping it unjoined (the acceptor panicked) stops the loop and joins it.
 struct LoopHandle {
     tx: Sender<LoopMsg>,
     rx: Arc<Mutex<Receiver<LoopMsg>>>,
     waker: Arc<Waker>,
-    thread: JoinHandle<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for LoopHandle {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.send(LoopMsg::Stop);
+            // The loop closes its connections and exits at once; its own panics are caught.
+            let _ = thread.join();
+        }
+    }
 }
 
 impl LoopHandle {
@@ -127,9 +138,11 @@ fn stop_and_join(loops: Vec<LoopHandle>, shared: &Shared) {
 
 /// Joins the loops, then closes the connections a loop left in its queue (a dead loop does).
 fn join(loops: Vec<LoopHandle>, shared: &Shared) {
-    for handle in loops {
+    for mut handle in loops {
         // A loop catches its own panics (see `spawn_loop`), so this join cannot fail.
-        let _ = handle.thread.join();
+        if let Some(thread) = handle.thread.take() {
+            let _ = thread.join();
+        }
         let rx = handle.rx.lock().unwrap_or_else(PoisonError::into_inner);
         while let Ok(msg) = rx.try_recv() {
             if let LoopMsg::Conn(stream, _) = msg {
@@ -176,7 +189,7 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> io::Result<LoopHandle> {
             tx,
             rx,
             waker,
-            thread,
+            thread: Some(thread),
         }),
         Err(e) => {
             // ORDERING: SeqCst, see `all_exited` in `run`.
@@ -293,7 +306,7 @@ impl EventLoop {
                 return Err(e);
             }
             #[cfg(test)]
-            self.shared.maybe_inject_fault();
+            self.shared.maybe_inject_fault(super::state::Fault::Worker);
             let now = Instant::now();
             for event in events.iter() {
                 match event.token() {

@@ -14,6 +14,7 @@ mod tests;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,9 +125,15 @@ impl Server {
             shared: Arc::clone(&shared),
             log_messages,
         };
-        match model {
-            Model::Event => event::run(ctx, &mut on_ready)?,
-            Model::Pooled => pooled::run(ctx, &mut on_ready)?,
+        // The acceptor runs here: a panic in it stops the model's threads (they are told as
+        // it unwinds) and becomes an error like any other thread's death.
+        let outcome = catch_unwind(AssertUnwindSafe(|| match model {
+            Model::Event => event::run(ctx, &mut on_ready),
+            Model::Pooled => pooled::run(ctx, &mut on_ready),
+        }));
+        match outcome {
+            Ok(result) => result?,
+            Err(panic) => shared.thread_died("the acceptor", &panic_message(&*panic)),
         }
         match shared.failure() {
             Some(cause) => Err(ServerError::ThreadDied(cause)),
@@ -191,7 +198,7 @@ pub enum ServerError {
     /// The pooled model's `chi::ThreadPool` could not be built.
     #[error("cannot start the connection pool: {0}")]
     Pool(chi::BuildError),
-    /// A server thread (an event loop, or the poller of a pooled worker) died: it panicked or
+    /// A server thread (the acceptor, an event loop or a pooled worker) died: it panicked or
     /// its poll failed. The server stopped the other threads and closed every connection.
     #[error("the server stopped because {0}")]
     ThreadDied(String),

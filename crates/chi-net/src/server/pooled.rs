@@ -137,6 +137,9 @@ pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), Server
         log_messages: ctx.log_messages,
     });
 
+    // Declared after the pool, so dropped before it: if the acceptor panics, the workers are
+    // told to stop before the pool waits for them.
+    let _stop_on_panic = StopOnPanic(&conn_ctx);
     ready();
     let mut next_id = 0u64;
     let accepted = acceptor.accept_until_shutdown(&mut |stream, peer| {
@@ -211,6 +214,18 @@ fn finish(
         waited = waited.and(after);
     }
     waited.map(drop).map_err(ServerError::Setup)
+}
+
+/// Stops the workers if the acceptor unwinds (see `run`).
+struct StopOnPanic<'a>(&'a ConnCtx);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.shared.request(RunState::Stopping);
+            self.0.close_waiting();
+        }
+    }
 }
 
 /// A pool task: serves the oldest waiting connection. A panic outside the handler (which
@@ -310,7 +325,9 @@ impl Session<'_> {
         // FIN sent during a drain: input is read and dropped until the client's FIN.
         let mut lingering = false;
         #[cfg(test)]
-        self.ctx.shared.maybe_inject_fault();
+        self.ctx
+            .shared
+            .maybe_inject_fault(super::state::Fault::Worker);
         loop {
             let state = self.ctx.shared.state();
             if state == RunState::Stopping {

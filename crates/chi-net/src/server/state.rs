@@ -24,6 +24,17 @@ pub(crate) enum RunState {
     Stopping = 2,
 }
 
+/// Tests only: where `Shared::maybe_inject_fault` may panic.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Fault {
+    /// An event loop or a pooled worker.
+    Worker = 1,
+    /// The acceptor (the thread in `Server::run`).
+    Acceptor = 2,
+}
+
 /// A server's counters: a snapshot from `ServerHandle::stats`, or the final ones from
 /// `Server::run`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,9 +102,10 @@ pub(crate) struct Shared {
     pub(crate) backing_off: AtomicBool,
     /// Event loops still running; each one wakes the acceptor when it exits.
     pub(crate) running_loops: AtomicUsize,
-    /// Tests only: the next server thread to call `maybe_inject_fault` panics.
+    /// Tests only: the next server thread of this kind (`Fault`) to call `maybe_inject_fault`
+    /// panics; 0 for none.
     #[cfg(test)]
-    pub(crate) inject_fault: AtomicBool,
+    pub(crate) inject_fault: AtomicU8,
 }
 
 impl Shared {
@@ -195,9 +207,14 @@ impl Shared {
     /// Tests only: panics once after `inject_fault` was set, as a server thread with a bug
     /// would (handler panics are caught per connection, so they cannot serve to kill one).
     #[cfg(test)]
-    pub(crate) fn maybe_inject_fault(&self) {
+    pub(crate) fn maybe_inject_fault(&self, here: Fault) {
+        let here = here as u8;
         // ORDERING: SeqCst, so exactly one thread takes the fault; tests only.
-        if self.inject_fault.swap(false, Ordering::SeqCst) {
+        if self
+            .inject_fault
+            .compare_exchange(here, 0, Ordering::SeqCst, Ordering::SeqCst)
+            == Ok(here)
+        {
             panic!("injected fault");
         }
     }

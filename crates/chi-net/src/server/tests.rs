@@ -7,13 +7,14 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::state::Fault;
 use super::{Server, ServerError, deadline_after};
 use crate::config::{Model, ServerConfig};
 
 /// Never reached by a working server.
 const LONG: Duration = Duration::from_secs(30);
 
-fn dead_thread_stops_the_server(model: Model) {
+fn dead_thread_stops_the_server(model: Model, fault: Fault) {
     let config = ServerConfig::builder()
         .addr("127.0.0.1:0".parse().unwrap())
         .model(model)
@@ -32,18 +33,25 @@ fn dead_thread_stops_the_server(model: Model) {
     let mut answer = [0; 2];
     client.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"OK");
-    // The next thread to pass its fault point (the loop or worker of the next client) dies.
+    // The next thread of that kind to pass its fault point dies: the acceptor when it accepts
+    // the next client, or the loop or worker that gets it.
     // ORDERING: SeqCst, see `Shared::maybe_inject_fault`.
-    shared.inject_fault.store(true, Ordering::SeqCst);
+    shared.inject_fault.store(fault as u8, Ordering::SeqCst);
     let mut victim = TcpStream::connect(addr).unwrap();
     let _ = victim.write_all(b"boom");
     let result = rx
         .recv_timeout(LONG)
         .expect("run() returned after a thread died, without a shutdown request");
     thread.join().unwrap().ok();
+    let thread = match fault {
+        Fault::Acceptor => "the acceptor",
+        Fault::Worker if model == Model::Event => "event loop",
+        Fault::Worker => "a pooled worker",
+    };
     match result {
         Err(ServerError::ThreadDied(cause)) => {
             assert!(cause.contains("injected fault"), "{cause}");
+            assert!(cause.starts_with(thread), "{cause}");
         }
         other => panic!("expected ThreadDied, got {other:?}"),
     }
@@ -57,12 +65,22 @@ fn dead_thread_stops_the_server(model: Model) {
 
 #[test]
 fn event_loop_death_stops_the_server() {
-    dead_thread_stops_the_server(Model::Event);
+    dead_thread_stops_the_server(Model::Event, Fault::Worker);
 }
 
 #[test]
 fn pooled_worker_death_stops_the_server() {
-    dead_thread_stops_the_server(Model::Pooled);
+    dead_thread_stops_the_server(Model::Pooled, Fault::Worker);
+}
+
+#[test]
+fn event_acceptor_death_stops_the_server() {
+    dead_thread_stops_the_server(Model::Event, Fault::Acceptor);
+}
+
+#[test]
+fn pooled_acceptor_death_stops_the_server() {
+    dead_thread_stops_the_server(Model::Pooled, Fault::Acceptor);
 }
 
 #[test]
