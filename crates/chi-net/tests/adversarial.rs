@@ -116,7 +116,9 @@ fn drain_under_load_answers_everything_received(model: Model) {
     drop(clients);
     let stats = server.wait();
     assert_eq!((stats.open, stats.forced), (0, 0), "{stats:?}");
+    // Every one of them closed by the drain's handshake, and counted so.
     assert_eq!(stats.closed, CLIENTS as u64);
+    assert_eq!(stats.drained, CLIENTS as u64, "{stats:?}");
 }
 
 // ===== slow clients =====
