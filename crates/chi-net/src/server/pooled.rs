@@ -266,6 +266,7 @@ fn serve_oldest(ctx: &ConnCtx) {
             bytes_in: 0,
             bytes_out: 0,
             last_activity: Instant::now(),
+            read_to_block: false,
         };
         let reason = session.serve(&mut poller);
         session.reason = Some(reason);
@@ -284,6 +285,9 @@ struct Session<'a> {
     bytes_in: u64,
     bytes_out: u64,
     last_activity: Instant,
+    /// A poll reported the client's FIN, an error or urgent data: from then on a short read
+    /// no longer means the receive queue is empty (see `converse`).
+    read_to_block: bool,
 }
 
 impl Drop for Session<'_> {
@@ -307,7 +311,8 @@ impl Session<'_> {
         let Some(mut stream) = self.stream.take() else {
             return CloseReason::Forced;
         };
-        let interest = Interest::READABLE | Interest::WRITABLE;
+        // PRIORITY reports urgent data, at whose mark a read stops short (see `converse`).
+        let interest = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
         let reason = match poller.poll.registry().register(&mut stream, CONN, interest) {
             Ok(()) => {
                 let reason = self.converse(&mut stream, poller);
@@ -324,6 +329,12 @@ impl Session<'_> {
     fn converse(&mut self, stream: &mut TcpStream, poller: &mut Poller) -> CloseReason {
         // FIN sent during a drain: input is read and dropped until the client's FIN.
         let mut lingering = false;
+        // The last read was short while serving normally: the receive queue is empty, and
+        // (edge-triggered epoll) the next arrival raises a new event, so wait for it instead
+        // of spending a read on `WouldBlock` — as the event model does. Not after an event
+        // reported FIN, an error or urgent data (`read_to_block`): a read also stops short at
+        // an urgent mark with data queued behind it.
+        let mut queue_empty = false;
         #[cfg(test)]
         self.ctx
             .shared
@@ -332,6 +343,12 @@ impl Session<'_> {
             let state = self.ctx.shared.state();
             if state == RunState::Stopping {
                 return CloseReason::Forced;
+            }
+            if std::mem::take(&mut queue_empty) && state == RunState::Running {
+                if let Err(reason) = self.wait(poller) {
+                    return reason;
+                }
+                continue;
             }
             match stream.read(&mut poller.buf) {
                 Ok(0) => {
@@ -352,6 +369,7 @@ impl Session<'_> {
                     if let Err(reason) = self.answer(stream, poller, n) {
                         return reason;
                     }
+                    queue_empty = n < poller.buf.len() && !self.read_to_block;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if state == RunState::Draining && !lingering {
@@ -432,9 +450,16 @@ impl Session<'_> {
         }
         let timeout = idle_at.map(|at| at.saturating_duration_since(now));
         match poller.poll.poll(&mut poller.events, timeout) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(e) => Err(CloseReason::Error(e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(CloseReason::Error(e)),
         }
+        let special = |e: &mio::event::Event| {
+            e.token() == CONN && (e.is_read_closed() || e.is_error() || e.is_priority())
+        };
+        if poller.events.iter().any(|e| special(e)) {
+            self.read_to_block = true;
+        }
+        Ok(())
     }
 }
