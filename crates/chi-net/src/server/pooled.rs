@@ -457,7 +457,7 @@ impl Session<'_> {
         let special = |e: &mio::event::Event| {
             e.token() == CONN && (e.is_read_closed() || e.is_error() || e.is_priority())
         };
-        if poller.events.iter().any(|e| special(e)) {
+        if poller.events.iter().any(special) {
             self.read_to_block = true;
         }
         Ok(())
