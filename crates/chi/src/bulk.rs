@@ -111,8 +111,10 @@ where
                     task.result()
                 } else {
                     task.cancel();
+                    crate::unwind::drop_caught(task);
                     for t in self.in_flight.drain(..) {
                         t.cancel();
+                        crate::unwind::drop_caught(t);
                     }
                     self.input_done = true;
                     Err(TaskError::TimedOut(self.timeout))
@@ -131,6 +133,9 @@ impl<I: Iterator, F, T> Drop for Map<'_, I, F, T> {
     fn drop(&mut self) {
         for t in self.in_flight.drain(..) {
             t.cancel();
+            // A finished look-ahead value was never handed out: chi drops it, catching a
+            // panic from its `Drop` (the iterator's own drop must not unwind).
+            crate::unwind::drop_caught(t);
         }
     }
 }

@@ -262,7 +262,12 @@ impl ProcessPool {
             items,
         };
         match self.shared.enqueue(job, admit) {
-            Ok(()) => Ok(Task::from_cell(cell)),
+            Ok(()) => {
+                // The argument crossed as bytes; chi drops the value itself, so a panic from
+                // its `Drop` is caught (and logged) rather than losing the task's handle.
+                crate::unwind::drop_caught(arg);
+                Ok(Task::from_cell(cell))
+            }
             Err((Refusal::Full, _)) => Err(Refused::Full(arg)),
             Err((Refusal::ShutDown, _)) => Err(Refused::ShutDown(arg)),
         }

@@ -262,6 +262,15 @@ impl<T> Core<T> {
             .with(|p| unsafe { (*p).as_ref().and_then(|o| o.as_ref().err().cloned()) })
     }
 
+    /// Drops the outcome if it is still in the slot, on the caller's thread (a `Task` handle
+    /// that is dropped once the task is takeable). The caller must be the unique owner and
+    /// have seen `is_takeable`, as for `take`.
+    pub(crate) fn drop_outcome(&self) {
+        // SAFETY: as in `take`.
+        let v = self.slot.with_mut(|p| unsafe { (*p).take() });
+        drop(v);
+    }
+
     /// PENDING → CANCELLED. On success the caller must drop the work and complete.
     pub(crate) fn try_cancel(&self) -> TransitionToCancelled {
         self.state.try_cancel()
@@ -270,6 +279,25 @@ impl<T> Core<T> {
     /// PENDING → RUNNING.
     pub(crate) fn try_start(&self) -> TransitionToRunning {
         self.state.try_start()
+    }
+}
+
+impl<T> Drop for Core<T> {
+    /// The last holder of the allocation is chi (a worker, a queue, a supervisor) when the
+    /// handle went first: a result or a never-run callback whose `Drop` panics must not
+    /// unwind into chi's threads, so both are dropped under `catch_unwind` here. (A handle
+    /// that is dropped after completion drops the value itself, on the user's thread: see
+    /// `Task`'s `Drop`.)
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no other reference to the cell exists any more.
+        let v = self.slot.with_mut(|p| unsafe { (*p).take() });
+        if v.is_some() {
+            unwind::drop_caught(v);
+        }
+        let slow = self.lock_slow().take();
+        if slow.is_some() {
+            unwind::drop_caught(slow);
+        }
     }
 }
 
@@ -344,10 +372,23 @@ impl<F, T> FnCell<F, T> {
     fn cancel_as(&self, err: TaskError) -> TransitionToCancelled {
         let t = self.core.try_cancel();
         if t == TransitionToCancelled::Success {
-            drop(self.take_func());
+            // The closure's captures are user code: a panicking `Drop` must not stop the
+            // handle from completing (nor escape into `cancel` / `shutdown_now`).
+            unwind::drop_caught(self.take_func());
             self.core.complete(Err(err));
         }
         t
+    }
+}
+
+impl<F, T> Drop for FnCell<F, T> {
+    /// A closure that was neither run nor cancelled (its queue went away) is dropped here.
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no other reference to the cell exists any more.
+        let f = self.func.with_mut(|p| unsafe { (*p).take() });
+        if f.is_some() {
+            unwind::drop_caught(f);
+        }
     }
 }
 

@@ -200,6 +200,18 @@ impl<T> Future for Task<T> {
     }
 }
 
+impl<T> Drop for Task<T> {
+    /// A finished task's value is dropped here, on the dropping thread: if its `Drop` panics,
+    /// the panic is the caller's (as for any value they drop). A task dropped before it
+    /// finishes leaves its value to the pool, which drops it on completion and catches (and
+    /// logs) a panic from that `Drop`.
+    fn drop(&mut self) {
+        if self.core().snapshot().is_takeable() {
+            self.core().drop_outcome();
+        }
+    }
+}
+
 // The handle holds no self-references; moving it while pinned is fine.
 impl<T> Unpin for Task<T> {}
 
