@@ -72,6 +72,7 @@
 
 mod bulk;
 mod error;
+pub mod limits;
 mod loom;
 pub mod process_pool;
 mod task;

@@ -171,13 +171,14 @@ impl Link {
     /// closed its socket but lives on), it is killed first. `None` if the status could not
     /// be read.
     pub(crate) fn reap(&self, grace: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + grace;
+        // A grace past the clock's range waits for the exit without killing.
+        let deadline = crate::limits::deadline_after(grace);
         loop {
             if let Some(st) = self.try_status() {
                 return Some(st);
             }
             let now = Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|d| now >= d) {
                 self.kill();
                 return self
                     .child
@@ -186,7 +187,7 @@ impl Link {
                     .wait()
                     .ok();
             }
-            let left = deadline - now;
+            let left = deadline.map_or(Duration::MAX, |d| d - now);
             match self.pidfd() {
                 Some(fd) => {
                     let _ = sys::wait_readable(fd, Some(left));

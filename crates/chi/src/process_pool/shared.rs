@@ -634,7 +634,8 @@ impl Shared {
             return None;
         }
         let now = Instant::now();
-        let due = s.head_since + limit;
+        // A limit past the clock's range is never reached.
+        let due = s.head_since.checked_add(limit)?;
         if now < due {
             return Some(due - now);
         }
