@@ -8,6 +8,11 @@
 //! dropped when it completes (exactly once). Call [`Task::cancel`] to stop work that has not
 //! started.
 //!
+//! User values whose `Drop` panics: wherever chi drops a closure, a result, a callback or an
+//! argument itself (cancel, `shutdown_now`, a failed pool, a result nobody holds a handle to),
+//! the panic is caught and logged and the handle still completes. Dropping your own `Task`
+//! after it finished drops its value on your thread, and a panic there is yours.
+//!
 //! Implementation notes (see `cell.rs` for who may touch which field): one heap allocation per
 //! task holds the state word, the result slot, the slow part and, for the thread pool, the
 //! closure. The handle is an `Arc` of it; the queued job is the same `Arc`.
