@@ -8,26 +8,12 @@
 mod common;
 
 use chi::limits::{MAX_DURATION, MAX_QUEUE_BOUND, MAX_STACK_SIZE, MAX_THREAD_WORKERS};
-use chi::{BuildError, BuildErrorKind, ReturnWhen, ThreadPool};
-use common::{Gate, bounded};
+use chi::{ReturnWhen, ThreadPool};
+use common::{Gate, HUGE, bounded};
 use std::time::Duration;
 
-/// Durations no deadline can be computed for, and one the clock can still add.
-const HUGE: [Duration; 3] = [
-    Duration::MAX,
-    Duration::from_secs(u64::MAX),
-    Duration::from_secs(1 << 62),
-];
-
-/// The message of a builder's `Invalid` error.
-fn invalid(r: Result<ThreadPool, BuildError>) -> String {
-    match r {
-        Ok(_) => panic!("expected an Invalid build error, the pool was built"),
-        Err(e) => match e.kind() {
-            BuildErrorKind::Invalid(msg) => msg.clone(),
-            other => panic!("expected an Invalid build error, got {other:?}"),
-        },
-    }
+fn invalid(r: Result<ThreadPool, chi::BuildError>) -> String {
+    common::invalid_setting(r)
 }
 
 #[test]

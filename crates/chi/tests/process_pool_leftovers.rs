@@ -14,8 +14,8 @@ mod common;
 mod proc;
 
 use chi::limits::{MAX_DURATION, MAX_PROCESS_WORKERS};
-use chi::{BuildErrorKind, ProcessPool, TaskError};
-use common::{DropCounter, DropPanics, bounded};
+use chi::{ProcessPool, TaskError};
+use common::{DropCounter, DropPanics, HUGE, bounded};
 use proc::{NEVER, alive, poll_until, temp_path, wait_for_file};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -222,20 +222,8 @@ fn orphaned_result_that_panics_in_drop_leaves_the_pool_working() {
 
 // ===== huge durations =====
 
-const HUGE: [Duration; 3] = [
-    Duration::MAX,
-    Duration::from_secs(u64::MAX),
-    Duration::from_secs(1 << 62),
-];
-
 fn invalid(b: chi::ProcessPoolBuilder) -> String {
-    match b.build() {
-        Ok(_) => panic!("expected an Invalid build error, the pool was built"),
-        Err(e) => match e.kind() {
-            BuildErrorKind::Invalid(msg) => msg.clone(),
-            other => panic!("expected an Invalid build error, got {other:?}"),
-        },
-    }
+    common::invalid_setting(b.build())
 }
 
 #[test]

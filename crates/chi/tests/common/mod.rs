@@ -149,6 +149,28 @@ impl Drop for DropPanics {
     }
 }
 
+// ===== huge durations and refused settings =====
+
+/// Durations no deadline can be computed for, and one the clock can still add: a run-time
+/// timeout of any of them means "wait forever"; a builder refuses them all.
+pub(crate) const HUGE: [Duration; 3] = [
+    Duration::MAX,
+    Duration::from_secs(u64::MAX),
+    Duration::from_secs(1 << 62),
+];
+
+/// The message of a builder's `Invalid` error; fails the test on anything else.
+#[track_caller]
+pub(crate) fn invalid_setting<P>(built: Result<P, chi::BuildError>) -> String {
+    match built {
+        Ok(_) => panic!("expected an Invalid build error, the pool was built"),
+        Err(e) => match e.kind() {
+            chi::BuildErrorKind::Invalid(msg) => msg.clone(),
+            other => panic!("expected an Invalid build error, got {other:?}"),
+        },
+    }
+}
+
 // ===== waits with a bound =====
 
 /// Receives one message, failing the test (not hanging it) if none comes within [`NEVER`].
