@@ -45,6 +45,13 @@ fn start_sleeper_and_hang(path: String) -> u32 {
     pid
 }
 
+/// Starts `sleep 60`, writes its pid to `path`, then ends its worker with exit code 3.
+fn start_sleeper_and_exit(path: String) -> u32 {
+    let pid = start_sleeper(());
+    std::fs::write(&path, pid.to_string()).expect("write the pid file");
+    std::process::exit(3)
+}
+
 fn square(x: u64) -> u64 {
     x * x
 }
@@ -125,6 +132,26 @@ fn grandchild_ends_when_its_running_task_is_cancelled() {
     assert_eq!(
         t.result_timeout(NEVER).map_err(|e| e.to_string()),
         Err(TaskError::Cancelled.to_string())
+    );
+}
+
+#[test]
+fn grandchild_ends_when_its_worker_crashes() {
+    let pool = ProcessPool::new(1).unwrap();
+    let path = temp_path("crash-grandchild");
+    let t = pool
+        .submit(start_sleeper_and_exit, path.display().to_string())
+        .unwrap();
+    match t.result_timeout(NEVER) {
+        Err(chi::ResultTimeoutError::Failed(TaskError::WorkerDied(chi::ExitReason::Code(3)))) => {}
+        other => panic!("expected WorkerDied(Code(3)), got {other:?}"),
+    }
+    let pid: u32 = wait_for_file(&path).parse().unwrap();
+    let _ = std::fs::remove_file(&path);
+    wait_gone(pid, "worker exited with the task");
+    assert_eq!(
+        pool.submit(square, 2).unwrap().result_timeout(NEVER).ok(),
+        Some(4)
     );
 }
 
