@@ -286,6 +286,10 @@ impl<T> Drop for Core<T> {
     /// Callbacks that never ran (and the wakers) are user values: dropped under
     /// `catch_unwind`. (The slot drops itself the same way: see [`Caught`].)
     fn drop(&mut self) {
+        // The slow part exists only if someone set NOTIFY: most tasks skip the lock.
+        if !self.snapshot().has_notify() {
+            return;
+        }
         let slow = self.lock_slow().take();
         if slow.is_some() {
             unwind::drop_caught(slow);
