@@ -120,7 +120,9 @@ fn failed_pool_cancels_closures_that_panic_in_drop() {
         outcome
     });
     match outcome {
-        Err(TaskError::PoolFailed(msg)) => assert!(msg.contains("init exploded"), "{msg}"),
+        Err(TaskError::PoolFailed(cause)) => {
+            assert!(cause.to_string().contains("init exploded"), "{cause}")
+        }
         other => panic!("expected PoolFailed, got {other:?}"),
     }
     assert_eq!(drops.count(), 1);

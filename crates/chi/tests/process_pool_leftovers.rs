@@ -97,7 +97,7 @@ fn grandchild_ends_when_the_pool_is_dropped() {
 #[test]
 fn grandchild_ends_when_its_worker_times_out_and_the_pool_goes_on() {
     let pool = ProcessPool::builder()
-        .workers(1)
+        .max_workers(1)
         .task_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
@@ -158,7 +158,7 @@ fn grandchild_ends_when_its_worker_crashes() {
 #[test]
 fn grandchild_ends_when_its_worker_is_recycled() {
     let pool = ProcessPool::builder()
-        .workers(1)
+        .max_workers(1)
         .max_tasks_per_worker(1)
         .build()
         .unwrap();
@@ -267,7 +267,7 @@ fn builder_refuses_durations_and_sizes_over_their_maximum() {
         let msg = invalid(ProcessPool::builder().startup_timeout(d));
         assert!(msg.contains("startup_timeout"), "{msg}");
     }
-    let msg = invalid(ProcessPool::builder().workers(MAX_PROCESS_WORKERS + 1));
+    let msg = invalid(ProcessPool::builder().max_workers(MAX_PROCESS_WORKERS + 1));
     assert!(msg.contains("MAX_PROCESS_WORKERS"), "{msg}");
     let msg = invalid(ProcessPool::builder().queue_bound(usize::MAX));
     assert!(msg.contains("queue_bound"), "{msg}");
@@ -278,7 +278,7 @@ fn builder_refuses_durations_and_sizes_over_their_maximum() {
 #[test]
 fn maximum_durations_are_accepted_and_tasks_run() {
     let pool = ProcessPool::builder()
-        .workers(1)
+        .max_workers(1)
         .task_timeout(MAX_DURATION)
         .startup_timeout(MAX_DURATION)
         .build()
@@ -292,7 +292,7 @@ fn maximum_durations_are_accepted_and_tasks_run() {
 #[test]
 fn run_time_timeouts_past_the_clock_wait_for_the_outcome() {
     let pool = ProcessPool::builder()
-        .workers(1)
+        .max_workers(1)
         .queue_bound(1)
         .build()
         .unwrap();
@@ -304,7 +304,12 @@ fn run_time_timeouts_past_the_clock_wait_for_the_outcome() {
             .unwrap();
         assert!(t.wait_timeout(d));
         assert_eq!(t.result_timeout(d).ok(), Some(49));
-        let got: Vec<u64> = pool.map(square, 1..=4, 2).map(Result::unwrap).collect();
+        let got: Vec<u64> = pool
+            .map(square, 1..=4)
+            .chunksize(2)
+            .timeout(d)
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(got, [1, 4, 9, 16]);
     }
 }

@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 /// fn main() {
 ///     chi::process_pool::init();
 ///     let pool = chi::ProcessPool::builder()
-///         .workers(4)
+///         .max_workers(4)
 ///         .task_timeout(Duration::from_secs(30))
 ///         .max_tasks_per_worker(1000)
 ///         .env("RUST_LOG", "info")
@@ -37,6 +37,7 @@ pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 /// }
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ProcessPoolBuilder {
     workers: Option<usize>,
     task_timeout: Option<Duration>,
@@ -70,9 +71,10 @@ impl ProcessPoolBuilder {
         Self::default()
     }
 
-    /// How many worker processes. Default: the machine's available parallelism. At most
+    /// How many worker processes (all start at once, unlike the thread pool's lazy workers).
+    /// Default: the machine's available parallelism. At most
     /// [`MAX_PROCESS_WORKERS`](crate::limits::MAX_PROCESS_WORKERS).
-    pub fn workers(mut self, n: usize) -> Self {
+    pub fn max_workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self
     }
@@ -155,7 +157,7 @@ impl ProcessPoolBuilder {
     fn check_limits(&self, workers: usize) -> Result<(), BuildError> {
         use crate::limits::{self, check_size};
         check_size(
-            "workers",
+            "max_workers",
             workers,
             limits::MAX_PROCESS_WORKERS,
             "MAX_PROCESS_WORKERS",

@@ -19,7 +19,7 @@ use super::link::Link;
 use super::protocol::{self, DoneHeader, DoneStatus, FrameBuf, InitCall, RunHeader};
 use super::sys::{self, EventFd, PENDING, REVOKED, STARTED};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
-use crate::{ExitReason, TaskError};
+use crate::{Cause, ExitReason, TaskError};
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::ops::Range;
@@ -89,7 +89,7 @@ struct Slot {
     ewma_ns: u64,
 }
 
-/// Counters for [`ProcessMetrics`](super::ProcessMetrics).
+/// Counters for [`Metrics`](super::Metrics).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
     pub(crate) spawned: u64,
@@ -224,6 +224,7 @@ impl State {
         let was_idle = slot.in_flight.is_empty();
         let mut o = link.outbox();
         let mut sent = 0;
+        let mut timed = false;
         while sent < n {
             let Some(job) = pending.pop_front() else {
                 break;
@@ -249,9 +250,16 @@ impl State {
             };
             if let Err(e) = protocol::encode_run(&mut o.buf, &header, &job.items, cfg.max_message) {
                 job.cell.place(None);
-                out.push((job, Some(TaskError::Codec(e.to_string()))));
+                out.push((
+                    job,
+                    Some(TaskError::Codec(Cause::with_source(
+                        "the message did not encode",
+                        e,
+                    ))),
+                ));
                 continue;
             }
+            timed |= job.limit(cfg.task_timeout).is_some();
             slot.next_seq += 1;
             slot.sent += 1;
             sent += 1;
@@ -272,7 +280,7 @@ impl State {
             }
         }
         link.flush_locked(&mut o);
-        if was_idle && sent > 0 && cfg.task_timeout.is_some() {
+        if was_idle && sent > 0 && timed {
             // The supervisor may be asleep with no deadline: it must start timing this one.
             link.wake_supervisor();
         }
@@ -577,7 +585,7 @@ impl Shared {
         tracing::warn!(reason = %why, "a process-pool worker failed to start");
         for job in failed {
             job.cell
-                .deliver(Delivery::Failed(TaskError::PoolFailed(format!(
+                .deliver(Delivery::Failed(TaskError::pool_failed(format!(
                     "no worker process could start: {why}"
                 ))));
         }
@@ -651,8 +659,8 @@ impl Shared {
             s.closing = true;
             link.send_with(|b| protocol::encode_empty(b, protocol::SHUTDOWN));
         }
-        let limit = self.cfg.task_timeout?;
         let head = s.in_flight.front_mut()?;
+        let limit = head.job.limit(self.cfg.task_timeout)?;
         if head.timed_out {
             return None;
         }
@@ -713,7 +721,7 @@ impl Shared {
                     }
                     Some(REVOKED) => out.push((f.job, None)),
                     _ => {
-                        let err = match (f.timed_out, self.cfg.task_timeout) {
+                        let err = match (f.timed_out, f.job.limit(self.cfg.task_timeout)) {
                             (true, Some(t)) => TaskError::TimedOut(t),
                             _ => TaskError::WorkerDied(reason),
                         };

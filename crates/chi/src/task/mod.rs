@@ -18,6 +18,7 @@
 //! closure. The handle is an `Arc` of it; the queued job is the same `Arc`.
 
 mod cell;
+mod completer;
 mod state;
 mod waiter;
 
@@ -25,6 +26,8 @@ mod waiter;
 mod tests;
 
 pub(crate) use cell::{Core, FnCell, RunResult, Runnable, TaskCell};
+pub use completer::Completer;
+#[cfg(all(feature = "process-pool", target_os = "linux"))]
 pub(crate) use state::{TransitionToCancelled, TransitionToRunning};
 
 use crate::TaskError;
@@ -195,8 +198,9 @@ impl<T> Task<T> {
 impl<T> Future for Task<T> {
     type Output = Result<T, TaskError>;
 
-    /// Ready with the outcome once the task finishes. Polling again after `Ready` is a misuse;
-    /// it returns `Err(TaskError::PoolFailed)` saying the result was already taken.
+    /// Ready with the outcome once the task finishes. Polling again after `Ready` is a misuse
+    /// of the `Future` contract; it returns `Err(TaskError::ResultTaken)` (never the value
+    /// twice, never a panic).
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.core().poll_ready(cx) {
             Poll::Pending => Poll::Pending,
