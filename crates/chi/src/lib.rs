@@ -112,5 +112,5 @@ pub use thread_pool::{Metrics, ThreadPool, ThreadPoolBuilder};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[cfg_attr(feature = "process-pool", doc = include_str!("../README.md"))]
 mod readme_doctest {}
