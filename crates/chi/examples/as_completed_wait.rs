@@ -34,13 +34,11 @@ fn main() {
     let quick = pool.submit(|| true).expect("the pool is running");
     quick.wait(); // finished tasks come first, so the first item below is `quick`
     let mut timed = chi::as_completed_timeout([stuck, quick], Duration::from_millis(50));
-    let first = timed.next().expect("two tasks were given");
-    assert!(
-        first
-            .expect("`quick` has finished")
-            .result()
-            .expect("no panic")
-    );
+    let first = timed
+        .next()
+        .expect("two tasks were given")
+        .expect("`quick` has finished");
+    assert!(first.result().expect("no task panics"));
     let timeout = timed
         .next()
         .expect("the deadline is reported")
