@@ -42,7 +42,7 @@ pub(crate) fn run_process_demo() -> anyhow::Result<()> {
         std::process::id()
     );
     let pool = ProcessPool::builder()
-        .workers(5)
+        .max_workers(5)
         .task_timeout(Duration::from_millis(300))
         .build()
         .context("starting the process pool")?;

@@ -96,19 +96,20 @@ pub mod process_pool;
 mod task;
 pub mod thread_pool;
 mod unwind;
+mod window;
 
 pub use bulk::{
-    AsCompleted, AsCompletedTimeout, Map, ReturnWhen, WaitTimeout, as_completed,
-    as_completed_timeout, wait,
+    AsCompleted, AsCompletedTimeout, ReturnWhen, WaitTimeout, as_completed, as_completed_timeout,
+    wait,
 };
 pub use error::{
     BuildError, BuildErrorKind, ExitReason, ResultTimeoutError, SubmitError, SubmitTimeoutError,
     TaskError, TrySubmitError,
 };
 #[cfg(all(feature = "process-pool", target_os = "linux"))]
-pub use process_pool::{ProcessMap, ProcessMetrics, ProcessPool, ProcessPoolBuilder};
+pub use process_pool::{ProcessPool, ProcessPoolBuilder};
 pub use task::{Completer, Task};
-pub use thread_pool::{Metrics, ThreadPool, ThreadPoolBuilder};
+pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

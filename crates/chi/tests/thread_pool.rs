@@ -133,7 +133,7 @@ mod workers {
     fn workers_zero_before_first_submit() {
         let pool = ThreadPool::new(4).unwrap();
         assert_eq!(pool.metrics().workers, 0);
-        assert_eq!(pool.metrics(), chi::Metrics::default());
+        assert_eq!(pool.metrics(), chi::thread_pool::Metrics::default());
         pool.submit(|| ()).unwrap().result().unwrap();
         assert!(pool.metrics().workers >= 1);
     }
@@ -1420,7 +1420,7 @@ mod metrics {
     #[test]
     fn metrics_fields_track_pool() {
         let pool = ThreadPool::new(2).unwrap();
-        assert_eq!(pool.metrics(), chi::Metrics::default());
+        assert_eq!(pool.metrics(), chi::thread_pool::Metrics::default());
         let gate = Gate::new();
         let held = common::hold_workers(&pool, &gate, 2);
         let queued: Vec<_> = (0..3).map(|i| pool.submit(move || i).unwrap()).collect();

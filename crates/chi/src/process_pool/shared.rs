@@ -89,7 +89,7 @@ struct Slot {
     ewma_ns: u64,
 }
 
-/// Counters for [`ProcessMetrics`](super::ProcessMetrics).
+/// Counters for [`Metrics`](super::Metrics).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
     pub(crate) spawned: u64,

@@ -16,6 +16,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use crate::bulk::Map;
 pub use builder::ThreadPoolBuilder;
 pub use scope::{Scope, ScopedTask};
 
