@@ -103,8 +103,8 @@ pub use bulk::{
     wait,
 };
 pub use error::{
-    BuildError, BuildErrorKind, ExitReason, ResultTimeoutError, SubmitError, SubmitTimeoutError,
-    TaskError, TrySubmitError,
+    BuildError, BuildErrorKind, Cause, ExitReason, PanicPayload, ResultTimeoutError, SubmitError,
+    SubmitTimeoutError, TaskError, TrySubmitError,
 };
 #[cfg(all(feature = "process-pool", target_os = "linux"))]
 pub use process_pool::{ProcessPool, ProcessPoolBuilder};

@@ -445,12 +445,7 @@ fn map_item_failures_stay_in_their_item() {
     let got: Vec<Result<u32, TaskError>> = pool.map(panics_if_odd, 0..10u32).chunksize(4).collect();
     for (i, r) in got.iter().enumerate() {
         if i % 2 == 1 {
-            assert_eq!(
-                r,
-                &Err(TaskError::Panicked {
-                    message: format!("odd {i}")
-                })
-            );
+            assert_eq!(r, &Err(TaskError::panicked(format!("odd {i}"))));
         } else {
             assert_eq!(r, &Ok(i as u32));
         }
@@ -605,7 +600,10 @@ fn fault_argument_encode_fails_in_parent() {
     let sent = pool.metrics().messages;
     let err = get(pool.submit(takes_unencodable, Unencodable).unwrap()).unwrap_err();
     match &err {
-        TaskError::Codec(m) => assert!(m.starts_with("the argument did not encode"), "{m}"),
+        TaskError::Codec(m) => assert!(
+            m.to_string().starts_with("the argument did not encode"),
+            "{m}"
+        ),
         other => panic!("{other:?}"),
     }
     assert_eq!(pool.metrics().messages, sent, "nothing was sent");
@@ -620,7 +618,8 @@ fn fault_argument_decode_fails_in_worker() {
     let err = get(pool.submit(takes_undecodable, Undecodable).unwrap()).unwrap_err();
     match &err {
         TaskError::Codec(m) => assert!(
-            m.starts_with("the argument did not decode in the worker"),
+            m.to_string()
+                .starts_with("the argument did not decode in the worker"),
             "{m}"
         ),
         other => panic!("{other:?}"),
@@ -636,9 +635,7 @@ fn fault_task_panics() {
     let before = worker_pid(&pool);
     assert_eq!(
         get(pool.submit(panics, 7).unwrap()),
-        Err(TaskError::Panicked {
-            message: "boom 7".into()
-        })
+        Err(TaskError::panicked("boom 7"))
     );
     assert_serves(&pool);
     assert_eq!(worker_pid(&pool), before, "the worker survived");
@@ -695,7 +692,8 @@ fn fault_result_decode_fails_in_parent() {
     let err = get(pool.submit(returns_undecodable, ()).unwrap()).unwrap_err();
     match &err {
         TaskError::Codec(m) => assert!(
-            m.starts_with("the result did not decode in the pool"),
+            m.to_string()
+                .starts_with("the result did not decode in the pool"),
             "{m}"
         ),
         other => panic!("{other:?}"),
@@ -768,14 +766,19 @@ fn fault_message_over_size_limit() {
     let err = get(pool.submit(reverse, pattern(100 << 10, 1)).unwrap()).unwrap_err();
     match &err {
         TaskError::Codec(m) => assert!(
-            m.contains("over the pool's maximum message size of 65536 bytes"),
+            m.to_string()
+                .contains("over the pool's maximum message size of 65536 bytes"),
             "{m}"
         ),
         other => panic!("{other:?}"),
     }
     let err = get(pool.submit(make_blob, 100 << 10).unwrap()).unwrap_err();
     match &err {
-        TaskError::Codec(m) => assert!(m.contains("over the pool's maximum message size"), "{m}"),
+        TaskError::Codec(m) => assert!(
+            m.to_string()
+                .contains("over the pool's maximum message size"),
+            "{m}"
+        ),
         other => panic!("{other:?}"),
     }
     assert_serves(&pool);
@@ -882,7 +885,10 @@ fn fault_initializer_panics() {
     for _ in 0..3 {
         match get(pool.submit(square, 2).unwrap()) {
             Err(TaskError::PoolFailed(m)) => {
-                assert!(m.contains("initializer panicked: no config"), "{m}");
+                assert!(
+                    m.to_string().contains("initializer panicked: no config"),
+                    "{m}"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -903,7 +909,7 @@ fn fault_initializer_exits() {
         .build()
         .unwrap();
     match get(pool.submit(square, 2).unwrap()) {
-        Err(TaskError::PoolFailed(m)) => assert!(m.contains("exit code 5"), "{m}"),
+        Err(TaskError::PoolFailed(m)) => assert!(m.to_string().contains("exit code 5"), "{m}"),
         other => panic!("{other:?}"),
     }
 }
@@ -932,7 +938,7 @@ fn fault_build_mismatch_is_refused() {
         .build()
         .unwrap();
     match get(pool.submit(square, 2).unwrap()) {
-        Err(TaskError::PoolFailed(m)) => assert!(m.contains("different build"), "{m}"),
+        Err(TaskError::PoolFailed(m)) => assert!(m.to_string().contains("different build"), "{m}"),
         other => panic!("{other:?}"),
     }
 }

@@ -332,14 +332,16 @@ mod initializer {
         bounded("tasks of a pool whose initializer panics", move || {
             let first = p.submit(|| 1).unwrap().result();
             match first {
-                Err(TaskError::PoolFailed(msg)) => assert!(msg.contains("init exploded"), "{msg}"),
+                Err(TaskError::PoolFailed(cause)) => {
+                    assert!(cause.to_string().contains("init exploded"), "{cause}")
+                }
                 other => panic!("expected PoolFailed, got {other:?}"),
             }
             // Later submissions fail the same way, at once.
             for _ in 0..10 {
                 match p.submit(|| 2).unwrap().result() {
-                    Err(TaskError::PoolFailed(msg)) => {
-                        assert!(msg.contains("init exploded"), "{msg}")
+                    Err(TaskError::PoolFailed(cause)) => {
+                        assert!(cause.to_string().contains("init exploded"), "{cause}")
                     }
                     other => panic!("expected PoolFailed, got {other:?}"),
                 }
@@ -623,12 +625,7 @@ mod task {
         let task = pool.submit(|| -> u8 { panic!("bad") }).unwrap();
         task.wait();
         assert!(task.done() && !task.cancelled() && !task.running());
-        assert_eq!(
-            task.error(),
-            Some(TaskError::Panicked {
-                message: "bad".into()
-            })
-        );
+        assert_eq!(task.error(), Some(TaskError::panicked("bad")));
     }
 
     #[test]
@@ -836,16 +833,18 @@ mod task_error {
             .unwrap()
             .result()
             .unwrap_err();
-        assert_eq!(
-            err,
-            TaskError::Panicked {
-                message: "boom 42".into()
-            }
-        );
+        assert_eq!(err, TaskError::panicked("boom 42"));
         assert!(err.is_panic() && !err.is_cancelled());
         assert_eq!(err.panic_message(), Some("boom 42"));
         assert_eq!(err.to_string(), "task panicked: boom 42");
-        assert_eq!(err.into_panic(), Ok("boom 42".to_owned()));
+        // The payload itself, as std raised it (a `&str` or a `String`, by how the message
+        // was formatted).
+        let payload = err.into_panic().unwrap();
+        let text = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        assert_eq!(text, Some("boom 42"));
     }
 
     #[test]
@@ -858,6 +857,43 @@ mod task_error {
             .unwrap_err();
         assert!(err.is_panic(), "{err:?}");
         assert!(err.panic_message().is_some());
+        // The original payload survives, for `resume_unwind`; a clone taken before gets the
+        // message instead, never the payload twice.
+        let copy = err.clone();
+        let payload = err.into_panic().unwrap();
+        assert_eq!(payload.downcast_ref::<u32>(), Some(&17));
+        assert!(copy.into_panic().unwrap().downcast_ref::<u32>().is_none());
+    }
+
+    /// The payload round-trips through `resume_unwind`: a `catch_unwind` around it sees the
+    /// task's own value.
+    #[test]
+    fn panicked_payload_round_trips_through_resume_unwind() {
+        let pool = ThreadPool::new(1).unwrap();
+        let err = pool
+            .submit(|| -> u8 { std::panic::panic_any(("tuple", 5u64)) })
+            .unwrap()
+            .result()
+            .unwrap_err();
+        let raised = err.into_panic().unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::panic::resume_unwind(raised)
+        }));
+        let payload = caught.unwrap_err();
+        assert_eq!(payload.downcast_ref::<(&str, u64)>(), Some(&("tuple", 5)));
+    }
+
+    /// Errors that wrap a cause expose it through `source()`: a process-pool codec failure
+    /// carries the codec's own error.
+    #[test]
+    fn pool_failed_and_codec_expose_source() {
+        use std::error::Error as _;
+        let io = std::io::Error::other("disk gone");
+        let err = TaskError::Codec(chi::Cause::with_source("the argument did not encode", io));
+        let cause = err.source().expect("Codec has a source");
+        assert_eq!(cause.to_string(), "the argument did not encode: disk gone");
+        assert_eq!(cause.source().unwrap().to_string(), "disk gone");
+        assert!(TaskError::Cancelled.source().is_none());
     }
 
     #[test]
@@ -866,12 +902,12 @@ mod task_error {
         assert!(err.is_cancelled() && !err.is_panic());
         assert_eq!(err.panic_message(), None);
         assert_eq!(err.to_string(), "task cancelled");
-        assert_eq!(err.clone().into_panic(), Err(TaskError::Cancelled));
+        assert_eq!(err.clone().into_panic().unwrap_err(), TaskError::Cancelled);
     }
 
     #[test]
     fn pool_failed_is_neither() {
-        let err = TaskError::PoolFailed("init".into());
+        let err = TaskError::PoolFailed(chi::Cause::new("init"));
         assert!(!err.is_cancelled() && !err.is_panic());
         assert_eq!(err.panic_message(), None);
         assert!(err.to_string().contains("init"));
@@ -1566,12 +1602,29 @@ mod scope {
             .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
             .unwrap_or_default();
         assert!(msg.contains("scoped boom"), "{msg:?}");
+        assert_eq!(
+            msg, "scoped boom",
+            "the original payload, not a wrapper message"
+        );
         assert!(
             other_ran.load(Ordering::SeqCst),
             "the other scoped task was lost"
         );
         // The pool survived.
         assert_eq!(pool.submit(|| 5).unwrap().result(), Ok(5));
+    }
+
+    /// As `std::thread::scope`: the scope re-raises the task's own payload, whatever its type.
+    #[test]
+    fn scope_task_panic_reraises_original_payload() {
+        let pool = ThreadPool::new(2).unwrap();
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            pool.scope(|s| {
+                s.spawn(|| std::panic::panic_any(42i64));
+            })
+        }));
+        let payload = caught.expect_err("scope must panic");
+        assert_eq!(payload.downcast_ref::<i64>(), Some(&42));
     }
 
     #[test]

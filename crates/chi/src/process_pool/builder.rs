@@ -37,6 +37,7 @@ pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 /// }
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ProcessPoolBuilder {
     workers: Option<usize>,
     task_timeout: Option<Duration>,

@@ -4,9 +4,9 @@ use super::ProcessPool;
 use super::cell::{self, ChunkOut, Job, JobCell, ProcCell};
 use super::protocol::{self, ARG, ARG_FAILED, FnRef, Items};
 use super::registry;
-use crate::TaskError;
 use crate::task::Task;
 use crate::window::{Expired, Window};
+use crate::{Cause, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -52,10 +52,11 @@ impl Cursor {
                 let mut items = Items::new(&bytes[*pos..]);
                 let out = match items.next() {
                     Some(Ok((tag, b))) => cell::decode_item::<R>(tag, b),
-                    Some(Err(e)) => Err(TaskError::Codec(e.to_string())),
-                    None => Err(TaskError::Codec(
-                        "the worker sent fewer results than items".into(),
-                    )),
+                    Some(Err(e)) => Err(TaskError::Codec(Cause::with_source(
+                        "a malformed answer from the worker",
+                        e,
+                    ))),
+                    None => Err(TaskError::codec("the worker sent fewer results than items")),
                 };
                 *pos = bytes.len() - items.remaining();
                 Some(out)
@@ -179,7 +180,7 @@ where
         let func = match &self.func {
             Ok(f) => *f,
             Err(msg) => {
-                failed(&mut self.window, TaskError::PoolFailed(msg.clone()));
+                failed(&mut self.window, TaskError::pool_failed(msg.clone()));
                 return true;
             }
         };
@@ -189,7 +190,7 @@ where
                 "a chunk of {count} arguments is {} bytes, over the pool's maximum message size of {max} bytes; use a smaller chunksize",
                 items.len()
             );
-            failed(&mut self.window, TaskError::Codec(msg));
+            failed(&mut self.window, TaskError::codec(msg));
             return true;
         }
         let cell = Arc::new(ProcCell::new(cell::keep_chunk));
@@ -206,7 +207,7 @@ where
         } else {
             failed(
                 &mut self.window,
-                TaskError::PoolFailed("the pool was shut down".into()),
+                TaskError::pool_failed("the pool was shut down"),
             );
             self.input_done = true;
         }

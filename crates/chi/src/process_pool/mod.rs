@@ -85,9 +85,9 @@ pub use builder::{DEFAULT_MAX_MESSAGE, ProcessPoolBuilder};
 pub use entry::{init, is_worker};
 pub use map::Map;
 
-use crate::TaskError;
 use crate::error::{BuildError, BuildErrorKind, SubmitError, SubmitTimeoutError, TrySubmitError};
 use crate::task::Task;
+use crate::{Cause, TaskError};
 use cell::{Job, ProcCell};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -283,13 +283,14 @@ impl ProcessPool {
         // (A shut-down pool is noticed by `enqueue`, under the lock it takes anyway.)
         let func = match registry::fn_ref(f) {
             Ok(r) => r,
-            Err(msg) => return Ok(Task::ready(Err(TaskError::PoolFailed(msg)))),
+            Err(msg) => return Ok(Task::ready(Err(TaskError::pool_failed(msg)))),
         };
         let mut items = Vec::with_capacity(32);
         let start = protocol::begin_item(&mut items, protocol::ARG);
         if let Err(e) = protocol::encode_into(&arg, &mut items) {
-            return Ok(Task::ready(Err(TaskError::Codec(format!(
-                "the argument did not encode: {e}"
+            return Ok(Task::ready(Err(TaskError::Codec(Cause::with_source(
+                "the argument did not encode",
+                e,
             )))));
         }
         let max = self.shared.cfg.max_message;
@@ -298,7 +299,7 @@ impl ProcessPool {
             let msg = format!(
                 "the argument is {len} bytes, over the pool's maximum message size of {max} bytes"
             );
-            return Ok(Task::ready(Err(TaskError::Codec(msg))));
+            return Ok(Task::ready(Err(TaskError::codec(msg))));
         }
         let cell = Arc::new(ProcCell::new(cell::decode_one::<R>));
         let job = Job {

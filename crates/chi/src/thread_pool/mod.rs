@@ -176,7 +176,7 @@ impl ThreadPool {
             return Err(Refused::ShutDown(f));
         }
         if let Some(msg) = shared.failure() {
-            return Ok(Task::ready(Err(TaskError::PoolFailed(msg))));
+            return Ok(Task::ready(Err(TaskError::pool_failed(msg))));
         }
         if let Some(bound) = &shared.queues.bound {
             if shared.is_own_worker() {
@@ -197,7 +197,7 @@ impl ThreadPool {
                 }
                 if let Some(msg) = shared.failure() {
                     bound.release();
-                    return Ok(Task::ready(Err(TaskError::PoolFailed(msg))));
+                    return Ok(Task::ready(Err(TaskError::pool_failed(msg))));
                 }
             }
         }

@@ -267,7 +267,7 @@ impl Shared {
     /// handle waits forever. With workers alive, they are woken to run it instead.
     pub(crate) fn rescue(&self) {
         if let Some(msg) = self.failure() {
-            self.cancel_queued(TaskError::PoolFailed(msg));
+            self.cancel_queued(TaskError::pool_failed(msg));
         } else if self.alive() == 0 {
             self.cancel_queued(TaskError::Cancelled);
         } else {
@@ -299,7 +299,7 @@ impl Shared {
             }
         }
         self.status.fetch_or(FAILED, Ordering::AcqRel);
-        self.cancel_queued(TaskError::PoolFailed(msg));
+        self.cancel_queued(TaskError::pool_failed(msg));
         self.sleep.wake_all();
         if let Some(b) = &self.queues.bound {
             b.wake_all();

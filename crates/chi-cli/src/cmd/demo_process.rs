@@ -1,4 +1,4 @@
-//! The process-pool part of `chi demo`: the seed's walkthrough on worker processes (ten tasks
+//! The process-pool part of `chi demo`: the walkthrough on worker processes (ten tasks
 //! that print the worker pid they run in, results by done-callback), then one task that
 //! crashes its worker and one that runs past the task timeout, both handled while the pool
 //! carries on.
