@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo metadata --format-version 1 --locked | python3 -c '
+cargo metadata --format-version 1 | python3 -c '
 import json, sys
 
 meta = json.load(sys.stdin)
