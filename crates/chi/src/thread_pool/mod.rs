@@ -237,6 +237,42 @@ impl ThreadPool {
         n
     }
 
+    /// Blocks until every task submitted before this call has finished (run, failed or been
+    /// cancelled), without shutting the pool down: the threadpool crate's `join`. Tasks those
+    /// tasks submit are waited for too. Called from a task of this pool, it waits for every
+    /// other task and runs queued work meanwhile (it cannot wait for itself).
+    ///
+    /// ```
+    /// let pool = chi::ThreadPool::new(2).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// for i in 0..10 {
+    ///     let tx = tx.clone();
+    ///     drop(pool.submit(move || tx.send(i).unwrap()).unwrap());
+    /// }
+    /// pool.wait_idle();
+    /// assert_eq!(rx.try_iter().count(), 10, "every task ran before wait_idle returned");
+    /// assert!(!pool.is_shut_down(), "the pool still takes work");
+    /// ```
+    pub fn wait_idle(&self) {
+        self.shared.wait_idle();
+    }
+
+    /// Stops accepting work and returns at once (Python's `shutdown(wait=False)`): the
+    /// workers finish what is queued and running in the background, then exit. Dropping the
+    /// pool afterwards does not wait for them. Handles of the queued tasks still get their
+    /// results.
+    ///
+    /// ```
+    /// let pool = chi::ThreadPool::new(1).unwrap();
+    /// let task = pool.submit(|| 5).unwrap();
+    /// pool.shutdown_background();
+    /// assert_eq!(task.result(), Ok(5));
+    /// ```
+    pub fn shutdown_background(self) {
+        self.shared.begin_shutdown();
+        self.shared.detach_workers();
+    }
+
     /// True once `shutdown` or `shutdown_now` was called.
     pub fn is_shut_down(&self) -> bool {
         self.shared.is_shut_down()
