@@ -12,6 +12,7 @@ mod exit;
 mod logging;
 mod output;
 mod progress;
+mod signals;
 mod units;
 
 use std::process::ExitCode;
