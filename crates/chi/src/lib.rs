@@ -118,6 +118,6 @@ pub use task::{Completer, Task};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 
 /// The README's Rust examples, compiled and run as doctests.
-#[cfg(all(doctest, feature = "process-pool"))]
-#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+#[cfg_attr(feature = "process-pool", doc = include_str!("../README.md"))]
 mod readme_doctest {}
