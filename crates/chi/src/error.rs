@@ -37,6 +37,10 @@ pub enum TaskError {
     /// The pool could not run the task at all (for example its worker initializer failed).
     #[error("pool failed: {0}")]
     PoolFailed(String),
+    /// The [`Completer`](crate::Completer) of a completable task was dropped without
+    /// finishing it.
+    #[error("the task's completer was dropped without an outcome")]
+    Abandoned,
 }
 
 impl TaskError {

@@ -68,11 +68,30 @@
 //! [`ThreadPool::shutdown`] stops accepting work, runs everything queued, and joins every
 //! worker; [`ThreadPool::shutdown_now`] cancels what has not started. Dropping the pool is
 //! `shutdown`: no worker thread outlives it.
+//!
+//! # Features and platforms
+//!
+//! | feature | default | what it adds | where it builds |
+//! |---|---|---|---|
+//! | (none) | | [`Task`], [`Completer`], [`ThreadPool`], `scope`, `map`, [`as_completed`], [`wait`] | wherever std does (std + crossbeam only) |
+//! | `process-pool` | yes | [`process_pool`]: `ProcessPool`, worker entry, serde-encoded tasks (pulls in serde, postcard, libc) | Linux only; elsewhere a clear `compile_error!` |
+//!
+//! A library that wants to stay portable depends on
+//! `chi = { version = "0.1", default-features = false }`.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(all(feature = "process-pool", not(target_os = "linux")))]
+compile_error!(
+    "chi's `process-pool` feature works on Linux only; on other systems depend on chi with \
+     `default-features = false` (the thread pool, tasks, scope, map, as_completed and wait \
+     build wherever std does)"
+);
 
 mod bulk;
 mod error;
 mod loom;
+#[cfg(all(feature = "process-pool", target_os = "linux"))]
 pub mod process_pool;
 mod task;
 pub mod thread_pool;
@@ -86,8 +105,9 @@ pub use error::{
     BuildError, BuildErrorKind, ExitReason, ResultTimeoutError, SubmitError, SubmitTimeoutError,
     TaskError, TrySubmitError,
 };
+#[cfg(all(feature = "process-pool", target_os = "linux"))]
 pub use process_pool::{ProcessMap, ProcessMetrics, ProcessPool, ProcessPoolBuilder};
-pub use task::Task;
+pub use task::{Completer, Task};
 pub use thread_pool::{Metrics, ThreadPool, ThreadPoolBuilder};
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -743,6 +743,51 @@ fn fault_task_timeout() {
     assert_serves(&pool);
 }
 
+/// Case 9b: a per-task timeout stands next to the pool-wide one: the shorter own limit kills its
+/// task with its own figure, a task without one keeps the pool's, and a pool without a limit
+/// still enforces a task's own.
+#[test]
+fn fault_per_task_timeout_beside_pool_timeout() {
+    let pool_limit = Duration::from_secs(3600);
+    let own = Duration::from_millis(200);
+    let pool = ProcessPool::builder()
+        .workers(2)
+        .task_timeout(pool_limit)
+        .build()
+        .unwrap();
+    let h = Holder::new();
+    let stuck = pool.submit_with_timeout(hold, h.arg(), own).unwrap();
+    let victim = h.wait_started();
+    assert_eq!(get(stuck), Err(TaskError::TimedOut(own)));
+    h.gone();
+    poll_until("the timed-out worker to end", || !proc::alive(victim));
+    let quick = pool
+        .submit_with_timeout(square, 12, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        get(quick),
+        Ok(144),
+        "a task within its own limit is unaffected"
+    );
+    assert_serves(&pool);
+
+    let unlimited = ProcessPool::new(1).unwrap();
+    let h = Holder::new();
+    let stuck = unlimited.submit_with_timeout(hold, h.arg(), own).unwrap();
+    h.wait_started();
+    assert_eq!(get(stuck), Err(TaskError::TimedOut(own)));
+    h.gone();
+    assert_eq!(
+        unlimited
+            .submit_with_timeout(square, 3, Duration::ZERO)
+            .unwrap()
+            .result(),
+        Err(TaskError::TimedOut(Duration::ZERO)),
+        "a zero limit ends the task at once"
+    );
+    assert_serves(&unlimited);
+}
+
 /// Case 10: `max_tasks_per_worker = 1` over 200 tasks: all complete, no deadlock, every task on a
 /// fresh process.
 #[test]

@@ -26,6 +26,7 @@ use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::task::{Core, TaskCell};
 use serde::de::DeserializeOwned;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 /// The supervisor won `try_start`: it owns completion.
 const OWNED: usize = 1;
@@ -82,6 +83,15 @@ pub(crate) struct Job {
     pub(crate) count: u32,
     /// The encoded argument items.
     pub(crate) items: Vec<u8>,
+    /// This task's own time limit, in place of the pool's `task_timeout`.
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Job {
+    /// The time limit that applies to this message: its own, else the pool's.
+    pub(crate) fn limit(&self, pool_limit: Option<Duration>) -> Option<Duration> {
+        self.timeout.or(pool_limit)
+    }
 }
 
 impl std::fmt::Debug for Job {

@@ -177,6 +177,7 @@ where
             func,
             count,
             items,
+            timeout: None,
         };
         if self.pool.enqueue_chunk(job) {
             let task = Task::from_cell(cell.clone());

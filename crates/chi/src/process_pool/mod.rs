@@ -229,7 +229,53 @@ impl ProcessPool {
             })
     }
 
+    /// Like [`submit`](Self::submit), with a time limit for this task alone, in place of the
+    /// pool's [`task_timeout`](ProcessPoolBuilder::task_timeout) (pebble's
+    /// `schedule(timeout=…)`). Past it the task ends with [`TaskError::TimedOut`] and its
+    /// worker is killed and replaced. The limit counts from when the task starts running, not
+    /// from submission; a zero limit ends the task with `TimedOut` at once, without sending it.
+    ///
+    /// ```no_run
+    /// # fn slow(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+    /// use std::time::Duration;
+    /// let pool = chi::ProcessPool::new(1).unwrap();
+    /// let task = pool.submit_with_timeout(slow, 10_000, Duration::from_millis(50)).unwrap();
+    /// assert_eq!(task.result(), Err(chi::TaskError::TimedOut(Duration::from_millis(50))));
+    /// ```
+    pub fn submit_with_timeout<A, R>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        timeout: Duration,
+    ) -> Result<Task<R>, SubmitError<A>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if timeout.is_zero() {
+            return Ok(Task::ready(Err(TaskError::TimedOut(timeout))));
+        }
+        self.submit_job(f, arg, Admit::Until(None), Some(timeout))
+            .map_err(|r| match r {
+                Refused::Full(a) | Refused::ShutDown(a) => SubmitError(a),
+            })
+    }
+
     fn submit_with<A, R>(&self, f: fn(A) -> R, arg: A, admit: Admit) -> Result<Task<R>, Refused<A>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit_job(f, arg, admit, None)
+    }
+
+    fn submit_job<A, R>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        admit: Admit,
+        timeout: Option<Duration>,
+    ) -> Result<Task<R>, Refused<A>>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -260,6 +306,7 @@ impl ProcessPool {
             func,
             count: 1,
             items,
+            timeout,
         };
         match self.shared.enqueue(job, admit) {
             Ok(()) => Ok(Task::from_cell(cell)),

@@ -224,6 +224,7 @@ impl State {
         let was_idle = slot.in_flight.is_empty();
         let mut o = link.outbox();
         let mut sent = 0;
+        let mut timed = false;
         while sent < n {
             let Some(job) = pending.pop_front() else {
                 break;
@@ -252,6 +253,7 @@ impl State {
                 out.push((job, Some(TaskError::Codec(e.to_string()))));
                 continue;
             }
+            timed |= job.limit(cfg.task_timeout).is_some();
             slot.next_seq += 1;
             slot.sent += 1;
             sent += 1;
@@ -272,7 +274,7 @@ impl State {
             }
         }
         link.flush_locked(&mut o);
-        if was_idle && sent > 0 && cfg.task_timeout.is_some() {
+        if was_idle && sent > 0 && timed {
             // The supervisor may be asleep with no deadline: it must start timing this one.
             link.wake_supervisor();
         }
@@ -628,8 +630,8 @@ impl Shared {
             s.closing = true;
             link.send_with(|b| protocol::encode_empty(b, protocol::SHUTDOWN));
         }
-        let limit = self.cfg.task_timeout?;
         let head = s.in_flight.front_mut()?;
+        let limit = head.job.limit(self.cfg.task_timeout)?;
         if head.timed_out {
             return None;
         }
@@ -685,7 +687,7 @@ impl Shared {
                     }
                     Some(REVOKED) => out.push((f.job, None)),
                     _ => {
-                        let err = match (f.timed_out, self.cfg.task_timeout) {
+                        let err = match (f.timed_out, f.job.limit(self.cfg.task_timeout)) {
                             (true, Some(t)) => TaskError::TimedOut(t),
                             _ => TaskError::WorkerDied(reason),
                         };

@@ -13,6 +13,7 @@
 //! closure. The handle is an `Arc` of it; the queued job is the same `Arc`.
 
 mod cell;
+mod completer;
 mod state;
 mod waiter;
 
@@ -20,6 +21,8 @@ mod waiter;
 mod tests;
 
 pub(crate) use cell::{Core, FnCell, RunResult, Runnable, TaskCell};
+pub use completer::Completer;
+#[cfg(all(feature = "process-pool", target_os = "linux"))]
 pub(crate) use state::{TransitionToCancelled, TransitionToRunning};
 
 use crate::TaskError;

@@ -1,0 +1,190 @@
+//! [`Completer<T>`]: a [`Task<T>`] made without a pool, finished by whoever holds the completer
+//! (Python's `Future()` with `set_result` / `set_exception`).
+//!
+//! Ownership of the outcome follows the task's state word, as for pool tasks: the completer
+//! owns completion once it has moved the task out of PENDING (`set_running`, or implicitly in
+//! `complete`); a `cancel` that wins the transition out of PENDING first owns it instead, and
+//! the completer's later outcome is dropped.
+
+use super::Task;
+use super::cell::{Core, TaskCell};
+use super::state::{TransitionToCancelled, TransitionToRunning};
+use crate::{TaskError, unwind};
+use std::fmt;
+use std::sync::Arc;
+
+/// What `Task::cancel` calls on a completable task (see [`Completer::with_cancel_hook`]).
+type CancelHook = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// The allocation behind a completable task: the core plus an optional cancel hook.
+struct HookCell<T> {
+    core: Core<T>,
+    hook: Option<CancelHook>,
+}
+
+impl<T> HookCell<T> {
+    /// Calls the hook; a panic in it counts as "could not cancel" and is logged.
+    fn call_hook(&self) -> bool {
+        let Some(hook) = &self.hook else {
+            return false;
+        };
+        match unwind::catch(hook) {
+            Ok(stopped) => stopped,
+            Err(panic) => {
+                tracing::error!(%panic, "a completable task's cancel hook panicked");
+                false
+            }
+        }
+    }
+}
+
+impl<T: Send> TaskCell<T> for HookCell<T> {
+    fn core(&self) -> &Core<T> {
+        &self.core
+    }
+
+    fn cancel(&self) -> bool {
+        match self.core.try_cancel() {
+            TransitionToCancelled::Success => {
+                self.core.complete(Err(TaskError::Cancelled));
+                // Tell whoever would have produced the value; the task is cancelled whatever
+                // the hook answers.
+                self.call_hook();
+                true
+            }
+            TransitionToCancelled::AlreadyCancelled => true,
+            TransitionToCancelled::TooLate => {
+                !self.core.snapshot().is_complete() && self.call_hook()
+            }
+        }
+    }
+}
+
+/// The producer's side of a completable [`Task<T>`].
+///
+/// ```
+/// use chi::{Completer, TaskError};
+///
+/// let (completer, task) = Completer::new();
+/// std::thread::spawn(move || completer.set_result(6 * 7));
+/// assert_eq!(task.result(), Ok(42));
+///
+/// // Works with everything that takes tasks: as_completed, wait, callbacks, `.await`.
+/// let (c, t) = Completer::<u32>::new();
+/// t.add_done_callback(|outcome| assert!(outcome.is_err()));
+/// c.set_error(TaskError::Cancelled);
+/// assert!(t.done());
+/// ```
+///
+/// Dropping a completer that has not finished its task finishes it with
+/// [`TaskError::Abandoned`], so no waiter hangs on a producer that went away.
+#[must_use = "dropping a Completer finishes its task with TaskError::Abandoned"]
+pub struct Completer<T: Send + 'static> {
+    cell: Option<Arc<HookCell<T>>>,
+}
+
+impl<T: Send + 'static> fmt::Debug for Completer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completer")
+            .field("finished", &self.cell.is_none())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> Completer<T> {
+    /// A pending task and the completer that finishes it.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> (Completer<T>, Task<T>) {
+        Self::make(None)
+    }
+
+    /// Like [`new`](Completer::new), with a hook that [`Task::cancel`] calls:
+    ///
+    /// - while the task is pending, `cancel` cancels it (it reports [`TaskError::Cancelled`]
+    ///   and the completer's outcome will be dropped), then calls the hook so the producer can
+    ///   stop work it has not started; `cancel` returns true whatever the hook answers;
+    /// - once the completer has called [`set_running`](Completer::set_running), `cancel`
+    ///   returns the hook's answer: true means "stop requested, the producer will finish the
+    ///   task with `Cancelled`" (the process pool's contract for a running task).
+    ///
+    /// A panic in the hook is caught and logged, and counts as false.
+    pub fn with_cancel_hook(
+        hook: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> (Completer<T>, Task<T>) {
+        Self::make(Some(Box::new(hook)))
+    }
+
+    fn make(hook: Option<CancelHook>) -> (Completer<T>, Task<T>) {
+        let cell = Arc::new(HookCell {
+            core: Core::new(),
+            hook,
+        });
+        let task = Task::from_cell(cell.clone());
+        (Completer { cell: Some(cell) }, task)
+    }
+
+    fn cell(&self) -> &HookCell<T> {
+        self.cell
+            .as_deref()
+            .expect("a Completer holds its cell until it is consumed")
+    }
+
+    /// Marks the task running (Python's `set_running_or_notify_cancel`): from now on a plain
+    /// `cancel` cannot stop it. False if it was cancelled first. Calling it twice is harmless.
+    pub fn set_running(&self) -> bool {
+        let core = &self.cell().core;
+        if core.snapshot().is_running() {
+            return true;
+        }
+        match core.try_start() {
+            TransitionToRunning::Success => true,
+            TransitionToRunning::Cancelled => false,
+        }
+    }
+
+    /// True once the task was cancelled through its handle (before it was marked running).
+    pub fn is_cancelled(&self) -> bool {
+        self.cell().core.snapshot().is_cancelled()
+    }
+
+    /// Finishes the task with `outcome`. Returns false if the task was cancelled first; the
+    /// outcome is then dropped (a panic in its `Drop` is caught and logged).
+    pub fn complete(mut self, outcome: Result<T, TaskError>) -> bool {
+        let cell = self.cell.take().expect("a Completer is consumed once");
+        finish(&cell, outcome)
+    }
+
+    /// Finishes the task with a value (`complete(Ok(value))`).
+    pub fn set_result(self, value: T) -> bool {
+        self.complete(Ok(value))
+    }
+
+    /// Finishes the task with an error (`complete(Err(err))`).
+    pub fn set_error(self, err: TaskError) -> bool {
+        self.complete(Err(err))
+    }
+}
+
+/// Completes `cell` unless a canceller owns it.
+fn finish<T: Send>(cell: &HookCell<T>, outcome: Result<T, TaskError>) -> bool {
+    let snap = cell.core.snapshot();
+    let owned = snap.is_running() && !snap.is_complete()
+        || cell.core.try_start() == TransitionToRunning::Success;
+    if owned {
+        cell.core.complete(outcome);
+        true
+    } else {
+        if let Err(panic) = unwind::catch(move || drop(outcome)) {
+            tracing::error!(%panic, "dropping a cancelled task's outcome panicked");
+        }
+        false
+    }
+}
+
+impl<T: Send + 'static> Drop for Completer<T> {
+    fn drop(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            finish(&cell, Err(TaskError::Abandoned));
+        }
+    }
+}
