@@ -23,7 +23,10 @@ pub(crate) enum WireError {
     Panicked(String),
     Cancelled,
     /// Exit code, signal, or `None` when the holder vanished (heartbeat lapsed).
-    WorkerDied { code: Option<i32>, signal: Option<i32> },
+    WorkerDied {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
     TimedOut(u64),
     Codec(String),
     Failed(String),

@@ -84,11 +84,7 @@ impl<A, R> fmt::Debug for TaskDef<A, R> {
 /// task is refused, never run with the wrong types).
 pub(crate) fn signature<A, R>() -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let names = [
-        std::any::type_name::<A>(),
-        "->",
-        std::any::type_name::<R>(),
-    ];
+    let names = [std::any::type_name::<A>(), "->", std::any::type_name::<R>()];
     for b in names.iter().flat_map(|s| s.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -107,7 +103,8 @@ mod tests {
         s.len() as u64
     }
     static ID: TaskDef<u64, u64> = TaskDef::new("id", id);
-    static LEN: TaskDef<String, u64> = TaskDef::new("len", len).with_timeout(Duration::from_secs(2));
+    static LEN: TaskDef<String, u64> =
+        TaskDef::new("len", len).with_timeout(Duration::from_secs(2));
 
     #[test]
     fn signature_tells_types_apart() {
