@@ -235,7 +235,7 @@ impl Cluster {
     }
 
     fn start(cfg: Config) -> Result<Cluster, ClusterError> {
-        let mut link = Link::new(cfg.target.clone(), Duration::from_secs(10));
+        let mut link = Link::new(cfg.target.clone(), &cfg.keys.tasks, Duration::from_secs(10));
         let deadline = Some(Instant::now() + cfg.broker_timeout);
         let tasks = cfg.keys.tasks.clone();
         let seq_key = cfg.keys.seq.clone();

@@ -38,34 +38,83 @@ impl Target {
 pub(crate) type Conn = Box<dyn ConnectionLike + Send>;
 
 /// Opens a connection whose reads give up after `read_timeout` (a blocking command must
-/// block for less than that).
-pub(crate) fn open(target: &Target, read_timeout: Duration) -> Result<Conn, RedisError> {
-    let connect_timeout = Duration::from_secs(2);
-    match target {
-        Target::Single(url) => {
-            let client = redis::Client::open(url.as_str())?;
-            let conn = client.get_connection_with_timeout(connect_timeout)?;
-            conn.set_read_timeout(Some(read_timeout))?;
-            conn.set_write_timeout(Some(read_timeout))?;
-            Ok(Box::new(conn))
-        }
-        Target::Cluster(urls) => {
-            let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
-                .connection_timeout(connect_timeout)
-                .retries(2)
-                .build()?;
-            let conn = client.get_connection()?;
-            conn.set_read_timeout(Some(read_timeout))?;
-            conn.set_write_timeout(Some(read_timeout))?;
-            Ok(Box::new(conn))
+/// block for less than that). In a Redis Cluster, the connection goes to the node that owns
+/// `route_key`'s slot: every key of a queue shares one hash tag, so one node serves them all,
+/// and a `MOVED` reply (resharding, failover) makes the link reconnect and look again.
+pub(crate) fn open(
+    target: &Target,
+    route_key: &str,
+    read_timeout: Duration,
+) -> Result<Conn, RedisError> {
+    let info = match target {
+        Target::Single(url) => redis::IntoConnectionInfo::into_connection_info(url.as_str())?,
+        Target::Cluster(urls) => owner_of(urls, route_key, read_timeout)?,
+    };
+    let conn = redis::Client::open(info)?.get_connection_with_timeout(Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(read_timeout))?;
+    conn.set_write_timeout(Some(read_timeout))?;
+    Ok(Box::new(conn))
+}
+
+/// Asks the seed nodes, in turn, which node serves the slot of `key`.
+fn owner_of(
+    urls: &[String],
+    key: &str,
+    timeout: Duration,
+) -> Result<redis::ConnectionInfo, RedisError> {
+    let mut last = RedisError::from((redis::ErrorKind::Client, "no Redis Cluster seed node given"));
+    for url in urls {
+        let r = (|| {
+            let seed = redis::IntoConnectionInfo::into_connection_info(url.as_str())?;
+            let mut c = redis::Client::open(seed.clone())?
+                .get_connection_with_timeout(Duration::from_secs(2))?;
+            c.set_read_timeout(Some(timeout))?;
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query(&mut c)?;
+            let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c)?;
+            for range in items(&slots) {
+                let r = items(range);
+                let (Some(lo), Some(hi)) = (r.first().and_then(int), r.get(1).and_then(int)) else {
+                    continue;
+                };
+                if (lo..=hi).contains(&slot) {
+                    let master = r.get(2).map(items).unwrap_or_default();
+                    let host = master.first().and_then(text).unwrap_or_default();
+                    let port = master.get(1).and_then(int).unwrap_or(0);
+                    let host = if host.is_empty() || host == "?" {
+                        match seed.addr() {
+                            redis::ConnectionAddr::Tcp(h, _) => h.clone(),
+                            _ => "127.0.0.1".to_owned(),
+                        }
+                    } else {
+                        host
+                    };
+                    let port = u16::try_from(port).map_err(|_| {
+                        RedisError::from((redis::ErrorKind::Parse, "bad port in CLUSTER SLOTS"))
+                    })?;
+                    return Ok(seed.set_addr(redis::ConnectionAddr::Tcp(host, port)));
+                }
+            }
+            Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "no node serves the queue's slot (CLUSTERDOWN?)",
+            )))
+        })();
+        match r {
+            Ok(info) => return Ok(info),
+            Err(e) => last = e,
         }
     }
+    Err(last)
 }
 
 /// A connection that reopens itself: [`Link::call`] retries a request across reconnects,
 /// with back-off, until a deadline.
 pub(crate) struct Link {
     target: Target,
+    route_key: String,
     read_timeout: Duration,
     conn: Option<Conn>,
     /// Incremented on every successful (re)connect, so callers can notice a reconnect.
@@ -87,9 +136,11 @@ impl fmt::Debug for Link {
 pub(crate) struct Unavailable(pub(crate) String);
 
 impl Link {
-    pub(crate) fn new(target: Target, read_timeout: Duration) -> Link {
+    /// A link for commands on `route_key` and keys with the same hash tag.
+    pub(crate) fn new(target: Target, route_key: &str, read_timeout: Duration) -> Link {
         Link {
             target,
+            route_key: route_key.to_owned(),
             read_timeout,
             conn: None,
             epoch: 0,
@@ -129,7 +180,7 @@ impl Link {
 
     fn connected(&mut self) -> Result<&mut dyn ConnectionLike, RedisError> {
         if self.conn.is_none() {
-            self.conn = Some(open(&self.target, self.read_timeout)?);
+            self.conn = Some(open(&self.target, &self.route_key, self.read_timeout)?);
             self.epoch += 1;
         }
         match self.conn.as_mut() {
@@ -147,7 +198,10 @@ pub(crate) fn is_connection_error(e: &RedisError) -> bool {
         || e.is_timeout()
         || e.is_unrecoverable_error()
         || e.is_cluster_error()
-        || e.code() == Some("LOADING")
+        || matches!(
+            e.code(),
+            Some("LOADING" | "MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN")
+        )
 }
 
 /// True for the error Redis gives when a consumer group (or its stream) does not exist.

@@ -15,7 +15,11 @@ const BLOCK: Duration = Duration::from_millis(500);
 
 /// The reader's loop; returns when the client stops it.
 pub(crate) fn run(inner: &Inner) {
-    let mut link = Link::new(inner.cfg.target.clone(), BLOCK + Duration::from_secs(5));
+    let mut link = Link::new(
+        inner.cfg.target.clone(),
+        &inner.results_key,
+        BLOCK + Duration::from_secs(5),
+    );
     let mut last = "0-0".to_owned();
     let mut epoch = 0;
     // ORDERING: SeqCst pairs with the store in `Cluster::stop_reader`.
@@ -35,7 +39,9 @@ pub(crate) fn run(inner: &Inner) {
             }
         };
         if link.epoch != epoch {
-            if epoch != 0 {
+            // Epoch 1 is the first connection; any later one follows a lost connection
+            // (possibly lost before this loop first looked).
+            if link.epoch > 1 {
                 find_lost(inner, &mut link, &mut last);
             }
             epoch = link.epoch;

@@ -42,7 +42,7 @@ pub struct WorkerStatus {
 /// Reads the state of `queue` on the Redis at `url`.
 pub fn status(url: &str, queue: &str) -> Result<QueueStatus, ClusterError> {
     let k = QueueKeys::new(queue);
-    let mut link = Link::new(Target::parse(url), Duration::from_secs(5));
+    let mut link = Link::new(Target::parse(url), &k.tasks, Duration::from_secs(5));
     let deadline = Some(Instant::now() + Duration::from_secs(5));
     let now = conn::now_ms();
     let sec = now / 1000;

@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 /// Serves until the worker is asked to stop.
 pub(super) fn run(s: &Shared, tx: &Sender<Reply>) -> Result<(), ClusterError> {
     let block = s.heartbeat.min(Duration::from_millis(500));
-    let mut link = Link::new(s.target.clone(), block + Duration::from_secs(5));
+    let mut link = Link::new(
+        s.target.clone(),
+        &s.keys.tasks,
+        block + Duration::from_secs(5),
+    );
     let mut next_reclaim = Instant::now();
     while !s.stopping() {
         let free = wait_free(s, block);

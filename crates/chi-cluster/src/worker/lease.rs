@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// The heartbeat thread: runs until the worker stops.
 pub(super) fn heartbeat(s: &Shared) {
-    let mut link = Link::new(s.target.clone(), Duration::from_secs(5));
+    let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(5));
     loop {
         beat(s, &mut link);
         let st = lock(&s.state);
@@ -140,7 +140,7 @@ pub(super) fn reclaim(
 
 /// Leaves the queue: removes the heartbeat and the consumer (it holds nothing any more).
 pub(super) fn leave(s: &Shared) {
-    let mut link = Link::new(s.target.clone(), Duration::from_secs(5));
+    let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(5));
     let deadline = Some(Instant::now() + Duration::from_secs(2));
     let _ = link.call(deadline, |c| {
         redis::pipe()

@@ -139,7 +139,7 @@ impl WorkerBuilder {
         };
         let keys = QueueKeys::new(&self.queue);
         let target = Target::parse(&url);
-        let mut link = Link::new(target.clone(), Duration::from_secs(10));
+        let mut link = Link::new(target.clone(), &keys.tasks, Duration::from_secs(10));
         let deadline = Some(Instant::now() + Duration::from_secs(30));
         let n: i64 = link.call(deadline, |c| {
             conn::ensure_group(c, &keys.tasks)?;

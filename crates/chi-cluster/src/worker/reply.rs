@@ -69,7 +69,7 @@ impl Reply {
 
 /// Runs until every sender is gone and everything received is answered.
 pub(super) fn run(s: &Shared, rx: &Receiver<Reply>) {
-    let mut link = Link::new(s.target.clone(), Duration::from_secs(10));
+    let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(10));
     loop {
         let first = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(r) => r,

@@ -10,6 +10,7 @@ pub(crate) mod tasks;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,6 +84,19 @@ pub(crate) fn have_redis() -> bool {
         );
     }
     found
+}
+
+/// Makes the child get SIGKILL when this test process dies, so that no server or worker
+/// outlives a test run that was killed.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
+    // is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
 }
 
 /// A port nobody listens on right now (the OS picks it; it may be taken again before use,
@@ -166,6 +180,7 @@ impl RedisServer {
             ]);
             cmd.args(["--cluster-node-timeout", "5000"]);
         }
+        die_with_parent(&mut cmd);
         let child = cmd.spawn().expect("start redis-server");
         self.child = Some(child);
         let end = Instant::now() + NEVER;
@@ -218,6 +233,19 @@ impl RedisServer {
             .strip_prefix(':')
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{args:?} gave {r:?}, not an integer"))
+    }
+
+    /// A numeric field of `INFO <section>` (read with `redis-cli`).
+    pub(crate) fn info_int(&self, section: &str, field: &str) -> i64 {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "info", section])
+            .output()
+            .expect("run redis-cli");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in INFO {section}: {text}"))
     }
 
     pub(crate) fn url(&self) -> String {
