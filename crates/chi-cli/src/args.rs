@@ -51,6 +51,8 @@ pub(crate) enum Command {
     Load(crate::load::LoadArgs),
     /// The seed's pool walkthrough: tasks with callbacks on a thread pool and a process pool.
     Demo(crate::demo::DemoArgs),
+    /// Past one machine: a worker, a demo and the status of queues on Redis Streams.
+    Cluster(crate::cluster::ClusterArgs),
 }
 
 /// How `chi serve` runs its connections.

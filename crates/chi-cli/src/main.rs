@@ -4,6 +4,7 @@
 
 mod args;
 mod client;
+mod cluster;
 mod demo;
 mod demo_process;
 mod load;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         Command::Client(args) => client::run(args),
         Command::Load(args) => load::run(args),
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Cluster(args) => cluster::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| report(&err))
 }

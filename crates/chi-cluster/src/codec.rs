@@ -53,6 +53,7 @@ impl From<&TaskError> for WireError {
                 WireError::TimedOut(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             }
             TaskError::Codec(m) => WireError::Codec(m.clone()),
+            TaskError::PoolFailed(m) => WireError::Failed(m.clone()),
             other => WireError::Failed(other.to_string()),
         }
     }

@@ -25,6 +25,10 @@ pub const DONE_COUNTER_TTL: u64 = 120;
 /// How long (ms) a cancel mark is kept: a task cancelled longer ago than this is forgotten.
 pub const CANCEL_KEEP_MS: u64 = 24 * 3600 * 1000;
 
+/// How long (ms) a worker's heartbeat may be silent before live workers forget it (remove it
+/// from the heartbeat hash; its tasks were reclaimed long before).
+pub const FORGET_WORKER_MS: u64 = 60_000;
+
 /// The names of one queue's keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueKeys {

@@ -20,5 +20,5 @@ pub use codec::DEFAULT_MAX_PAYLOAD;
 pub use def::TaskDef;
 pub use error::{ClusterError, SubmitError};
 pub use map::ClusterMap;
-pub use status::{QueueStatus, WorkerStatus, status};
+pub use status::{QueueStatus, WorkerStatus, queues, status};
 pub use worker::{StopHandle, Worker, WorkerBuilder};

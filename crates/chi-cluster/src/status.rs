@@ -134,3 +134,47 @@ fn pending_by_consumer(link: &mut Link, k: &QueueKeys) -> Result<Vec<(String, u6
         })
         .collect())
 }
+
+/// The queues that have a task stream on the Redis at `url` (every seed node of a Redis
+/// Cluster is scanned, so pass them all to see every queue).
+pub fn queues(url: &str) -> Result<Vec<String>, ClusterError> {
+    let urls = match Target::parse(url) {
+        Target::Single(u) => vec![u],
+        Target::Cluster(us) => us,
+    };
+    let mut out = Vec::new();
+    for u in urls {
+        let mut link = Link::new(Target::Single(u), "", Duration::from_secs(5));
+        let deadline = Some(Instant::now() + Duration::from_secs(5));
+        let mut cursor = "0".to_owned();
+        loop {
+            let v: Value = link.call(deadline, |c| {
+                redis::cmd("SCAN")
+                    .arg(&cursor)
+                    .arg("MATCH")
+                    .arg("chi:{*}:tasks")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)
+            })??;
+            let parts = conn::items(&v);
+            for k in parts.get(1).map(conn::items).unwrap_or_default() {
+                if let Some(q) = conn::text(k).as_deref().and_then(queue_of) {
+                    out.push(q.to_owned());
+                }
+            }
+            cursor = parts.first().and_then(conn::text).unwrap_or_default();
+            if cursor == "0" || cursor.is_empty() {
+                break;
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// `q` of a key `chi:{q}:tasks`.
+fn queue_of(key: &str) -> Option<&str> {
+    key.strip_prefix("chi:{")?.strip_suffix("}:tasks")
+}

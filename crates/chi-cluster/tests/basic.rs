@@ -83,8 +83,8 @@ fn map_is_ordered_and_lazy() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let _w1 = WorkerSpec::new(&redis.url()).threads().slots(2).spawn();
-    let _w2 = WorkerSpec::new(&redis.url()).threads().slots(2).spawn();
+    let _w1 = WorkerSpec::new(&redis.url()).threads().slots(16).spawn();
+    let _w2 = WorkerSpec::new(&redis.url()).threads().slots(16).spawn();
     let client = Cluster::connect(&redis.url()).unwrap();
     let n = 100_000u64;
     let mut expect = 0u64;

@@ -5,15 +5,18 @@
 use super::Shared;
 use crate::client::lock;
 use crate::conn::{self, Entry, Link};
-use crate::keys::GROUP;
+use crate::keys::{FORGET_WORKER_MS, GROUP};
 use redis::Value;
 use std::time::{Duration, Instant};
 
 /// The heartbeat thread: runs until the worker stops.
 pub(super) fn heartbeat(s: &Shared) {
     let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(5));
-    loop {
+    for n in 0u64.. {
         beat(s, &mut link);
+        if n % 20 == 0 {
+            forget_silent(s, &mut link);
+        }
         let st = lock(&s.state);
         let (st, _) = s
             .changed
@@ -28,6 +31,29 @@ pub(super) fn heartbeat(s: &Shared) {
             std::thread::sleep(s.heartbeat);
         }
     }
+}
+
+/// Removes workers silent for [`FORGET_WORKER_MS`] from the heartbeat hash.
+fn forget_silent(s: &Shared, link: &mut Link) {
+    let deadline = Some(Instant::now() + s.heartbeat);
+    let now = conn::now_ms();
+    let _ = link.call(deadline, |c| {
+        let all: Value = redis::cmd("HGETALL").arg(&s.keys.workers).query(c)?;
+        let silent: Vec<String> = conn::items(&all)
+            .chunks(2)
+            .filter_map(|p| {
+                let beat = u64::try_from(conn::int(p.get(1)?)?).ok()?;
+                (now.saturating_sub(beat) > FORGET_WORKER_MS).then(|| conn::text(&p[0]))?
+            })
+            .collect();
+        if silent.is_empty() {
+            return Ok(());
+        }
+        redis::cmd("HDEL")
+            .arg(&s.keys.workers)
+            .arg(&silent)
+            .query::<()>(c)
+    });
 }
 
 /// One beat: the time, the lease refresh of held entries, and their cancel marks.
