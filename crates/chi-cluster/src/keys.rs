@@ -121,7 +121,7 @@ pub mod dead {
     pub const NAME: &str = "name";
     /// Deliveries the task had.
     pub const ATTEMPTS: &str = "attempts";
-    /// The consumer that held it last.
+    /// The worker that dead-lettered it (the one that found it past its attempts).
     pub const HOLDER: &str = "holder";
 }
 
