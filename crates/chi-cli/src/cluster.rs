@@ -323,8 +323,9 @@ fn demo(url: &str) -> anyhow::Result<()> {
         .position(|c| c.id() == holder)
         .context("the holder is not one of the demo's workers")?;
     let mut dead = workers.0.remove(victim);
-    dead.kill()?;
+    let killed = dead.kill();
     dead.wait()?;
+    killed?;
     say(format!(
         "  killed worker pid {holder} (SIGKILL) while it ran the task"
     ));
