@@ -6,7 +6,7 @@ mod common;
 use chi::TaskError;
 use chi_cluster::{Cluster, SubmitError};
 use common::tasks::*;
-use common::{RedisServer, WorkerSpec, eventually, wait_workers};
+use common::{RedisServer, WorkerSpec, eventually};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -19,13 +19,9 @@ fn __cluster_worker_entry() {
 
 #[test]
 fn results_come_from_two_workers() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, _workers, client)) = common::with_workers(2) else {
         return;
     };
-    let _w1 = WorkerSpec::new(&redis.url()).spawn();
-    let _w2 = WorkerSpec::new(&redis.url()).spawn();
-    wait_workers(&redis, "default", 2);
-    let client = Cluster::connect(&redis.url()).unwrap();
     assert_eq!(client.submit(&SQUARE, 12).unwrap().result(), Ok(144));
     // Hold one worker on a gated task: the other must answer the next one.
     let dir = common::TempDir::new("two");
@@ -106,11 +102,9 @@ fn map_is_ordered_and_lazy() {
 
 #[test]
 fn an_unknown_name_or_other_types_get_a_clear_error() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, _w, client)) = common::with_worker() else {
         return;
     };
-    let _w = WorkerSpec::new(&redis.url()).spawn();
-    let client = Cluster::connect(&redis.url()).unwrap();
     let e = client.submit(&UNKNOWN, 1).unwrap().result().unwrap_err();
     let TaskError::PoolFailed(msg) = e else {
         panic!("{e:?}")
@@ -131,11 +125,9 @@ fn an_unknown_name_or_other_types_get_a_clear_error() {
 
 #[test]
 fn sixteen_mib_each_way_and_the_size_limit() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, _w, client)) = common::with_worker() else {
         return;
     };
-    let _w = WorkerSpec::new(&redis.url()).spawn();
-    let client = Cluster::connect(&redis.url()).unwrap();
     let big: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
     let mut expect = big.clone();
     expect.reverse();

@@ -92,11 +92,9 @@ fn a_poison_task_ends_worker_died_and_is_dead_lettered() {
 
 #[test]
 fn a_crash_in_a_process_pool_worker_fails_only_that_task() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, _w, client)) = common::with_worker() else {
         return;
     };
-    let _w = WorkerSpec::new(&redis.url()).spawn();
-    let client = Cluster::connect(&redis.url()).unwrap();
     let e = client.submit(&ABORT, 1).unwrap().result().unwrap_err();
     assert!(
         matches!(e, TaskError::WorkerDied(ExitReason::Signal(6))),
@@ -123,11 +121,9 @@ fn a_cancelled_pending_task_never_starts() {
 
 #[test]
 fn a_cancelled_running_task_is_stopped_by_its_worker() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, _w, client)) = common::with_worker() else {
         return;
     };
-    let _w = WorkerSpec::new(&redis.url()).spawn();
-    let client = Cluster::connect(&redis.url()).unwrap();
     let dir = TempDir::new("cancel-running");
     let task = client.submit(&GATED, (dir.str(), "r".into())).unwrap();
     eventually("the task started", || !started_by(&dir, "r").is_empty());
@@ -143,11 +139,9 @@ fn a_cancelled_running_task_is_stopped_by_its_worker() {
 
 #[test]
 fn a_task_past_its_deadline_times_out() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, _w, client)) = common::with_worker() else {
         return;
     };
-    let _w = WorkerSpec::new(&redis.url()).spawn();
-    let client = Cluster::connect(&redis.url()).unwrap();
     // From the definition (100 ms) ...
     let e = client
         .submit(&SLEEP_CAPPED, 60_000)
@@ -197,13 +191,9 @@ fn a_stopped_worker_finishes_what_it_holds() {
 
 #[test]
 fn a_long_task_does_not_hold_back_short_ones() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((_redis, _workers, client)) = common::with_workers(2) else {
         return;
     };
-    let _w1 = WorkerSpec::new(&redis.url()).spawn();
-    let _w2 = WorkerSpec::new(&redis.url()).spawn();
-    wait_workers(&redis, "default", 2);
-    let client = Cluster::connect(&redis.url()).unwrap();
     let dir = TempDir::new("hol");
     let long = client.submit(&GATED, (dir.str(), "l".into())).unwrap();
     eventually("the long task started", || {

@@ -487,6 +487,27 @@ pub(crate) fn wait_workers(server: &RedisServer, queue: &str, n: i64) {
     });
 }
 
+/// A server, one worker (one process-pool slot) and a client with default settings; `None`
+/// when Redis is missing.
+pub(crate) fn with_worker() -> Option<(RedisServer, WorkerProc, chi_cluster::Cluster)> {
+    let (redis, mut workers, client) = with_workers(1)?;
+    let worker = workers.pop().expect("one worker");
+    Some((redis, worker, client))
+}
+
+/// A server, `n` one-slot workers that heartbeat already, and a client.
+pub(crate) fn with_workers(
+    n: usize,
+) -> Option<(RedisServer, Vec<WorkerProc>, chi_cluster::Cluster)> {
+    let redis = RedisServer::start()?;
+    let workers: Vec<WorkerProc> = (0..n)
+        .map(|_| WorkerSpec::new(&redis.url()).spawn())
+        .collect();
+    wait_workers(&redis, "default", n as i64);
+    let client = chi_cluster::Cluster::connect(&redis.url()).expect("the client connects");
+    Some((redis, workers, client))
+}
+
 /// The body of the hidden worker test: serves until SIGTERM when [`WORKER_ENV`] is set.
 pub(crate) fn worker_main() {
     let Ok(spec) = std::env::var(WORKER_ENV) else {
