@@ -150,7 +150,11 @@ fn bench_chi(s: &Sizes) -> Map<String, Value> {
     let rates: Vec<f64> = (0..3)
         .map(|_| {
             let t = Instant::now();
-            let sum: u64 = pool.map(inc, 0..s.map_n, 1000).map(Result::unwrap).sum();
+            let sum: u64 = pool
+                .map(inc, 0..s.map_n)
+                .chunksize(1000)
+                .map(Result::unwrap)
+                .sum();
             assert_eq!(sum, s.map_n * (s.map_n + 1) / 2);
             s.map_n as f64 / t.elapsed().as_secs_f64()
         })
@@ -171,7 +175,8 @@ fn bench_chi(s: &Sizes) -> Map<String, Value> {
     );
     let t = Instant::now();
     let n = pool
-        .map(spin, std::iter::repeat_n(50, s.cpu_n as usize), 250)
+        .map(spin, std::iter::repeat_n(50, s.cpu_n as usize))
+        .chunksize(250)
         .map(Result::unwrap)
         .count();
     assert_eq!(n as u64, s.cpu_n);

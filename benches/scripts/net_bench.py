@@ -204,7 +204,7 @@ class IdleHolder:
 
     def __init__(self, chi, addr, idle):
         self.argv = [chi, "load", "--addr", addr, "--connections", "0", "--idle", str(idle),
-                     "--threads", "1", "--timeout", "10m", "--json"]
+                     "--threads", "1", "--duration", "10m", "--json"]
         self.proc = subprocess.Popen(pinned(LOAD_CPU, self.argv), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.err = queue.Queue()

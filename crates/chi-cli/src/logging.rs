@@ -1,12 +1,11 @@
-//! Logging to stderr through `tracing`, at a level chosen by -v/-q (or RUST_LOG).
-
-use std::io::IsTerminal;
+//! Logging to stderr through `tracing`, at a level chosen by -v/-q (or RUST_LOG), coloured as
+//! `--color`/`NO_COLOR` say.
 
 use tracing_subscriber::EnvFilter;
 
 /// Installs the stderr subscriber. -v: debug for chi's crates (connections, and each message
 /// `chi serve` receives); -vv: trace; -q: warnings; -qq: errors. RUST_LOG, when set, wins.
-pub(crate) fn init(verbose: u8, quiet: u8) {
+pub(crate) fn init(verbose: u8, quiet: u8, color: bool) {
     let ours = match (verbose, quiet) {
         (0, 0) => "info",
         (1, _) => "debug",
@@ -16,13 +15,11 @@ pub(crate) fn init(verbose: u8, quiet: u8) {
     };
     let default = format!("warn,chi={ours},chi_net={ours},chi_cli={ours}");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let stderr = std::io::stderr();
-    let ansi = stderr.is_terminal();
     // A second init (never in the binary) would fail; logging is best effort either way.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(ansi)
+        .with_ansi(color)
         .with_target(verbose > 0)
         .try_init();
 }

@@ -1,45 +1,52 @@
-//! The `chi` binary: thin glue. Parse the command line, set up logging, run the subcommand,
-//! map the outcome to an exit status (documented in `chi --help`).
+//! The `chi` binary: parse the command line, set up logging, run the subcommand, map the
+//! outcome to an exit status (`exit.rs`, listed in every `--help`). Process-wide policy —
+//! signal handlers, exit statuses, parsing of durations and sizes — lives here, not in the
+//! libraries.
 #![forbid(unsafe_code)]
 
-mod args;
-mod client;
+mod addr;
+mod cli;
 mod cluster;
-mod demo;
-mod demo_process;
-mod load;
+mod cmd;
+mod color;
+mod exit;
 mod logging;
-mod serve;
+mod output;
+mod progress;
+mod units;
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use args::{Cli, Command, EXIT_FAILURE, EXIT_USAGE};
+use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     chi::process_pool::init(); // a process-pool worker (chi demo) stops here
     let cli = Cli::parse();
-    logging::init(cli.verbose, cli.quiet);
+    logging::init(cli.verbose, cli.quiet, cli.color.stderr());
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::Client(args) => client::run(args),
-        Command::Load(args) => load::run(args),
-        Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Client(args) => cmd::client::run(args),
+        Command::Load(args) => cmd::load::run(args, cli.color),
+        Command::Demo(args) => cmd::demo::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Completions(args) => cmd::completions::run(args, Cli::command()),
         Command::Cluster(args) => cluster::run(args).map(|()| ExitCode::SUCCESS),
     };
-    result.unwrap_or_else(|err| report(&err))
+    result.unwrap_or_else(|err| {
+        exit::report(&err);
+        ExitCode::from(status_of(&err))
+    })
 }
 
-/// Prints the error chain on stderr and picks the exit status. (A closed stdout is success;
-/// the subcommands that print turn it into `Ok` themselves, since only they can tell it from
-/// a broken connection.)
-fn report(err: &anyhow::Error) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "chi: error: {err:#}");
-    if err.downcast_ref::<chi_net::ConfigError>().is_some() {
-        ExitCode::from(EXIT_USAGE)
-    } else {
-        ExitCode::from(EXIT_FAILURE)
-    }
+/// A setting a library rejected is a bad command line (2); anything else failed at run time
+/// (1). (A closed stdout is success; the subcommands that print turn it into `Ok` themselves,
+/// since only they can tell it from a broken connection.)
+fn status_of(err: &anyhow::Error) -> u8 {
+    let usage = err.downcast_ref::<chi_net::ConfigError>().is_some()
+        || err
+            .downcast_ref::<chi_net::load::LoadConfigError>()
+            .is_some()
+        || err.downcast_ref::<chi_net::ClientConfigError>().is_some();
+    if usage { exit::USAGE } else { exit::FAILURE }
 }

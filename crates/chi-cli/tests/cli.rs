@@ -138,9 +138,11 @@ fn help_documents_exit_codes() {
         "load",
         "demo",
         "Exit status",
-        "0  success",
-        "1  failure",
-        "2  bad",
+        "0    success",
+        "1    failure",
+        "2    bad",
+        "4    could not connect",
+        "130  interrupted",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
@@ -165,11 +167,12 @@ fn help_documents_exit_codes() {
     let out = run(&["client", "--help"]);
     let help = stdout_text(&out);
     for needle in [
-        "--addr",
+        "[ADDR]",
         "--message",
         "--interval",
         "--count",
         "hello world",
+        "Exit status",
     ] {
         assert!(
             help.contains(needle),
@@ -183,7 +186,7 @@ fn bad_flags_exit_2_with_clear_errors() {
     for (args, needle) in [
         (&["serve", "--workers", "0"][..], "--workers"),
         (&["serve", "--model", "threads"], "possible values"),
-        (&["serve", "--addr", "not-an-address"], "--addr"),
+        (&["serve", "--addr", "not an address"], "--addr"),
         (&["serve", "--idle-timeout", "soon"], "--idle-timeout"),
         (&["client", "--count", "0"], "--count"),
         (&["client", "--message", ""], "must not be empty"),
@@ -353,11 +356,11 @@ fn refusing_port() -> (socket2::Socket, SocketAddr) {
 }
 
 #[test]
-fn client_server_down_exits_1() {
+fn client_server_down_exits_4() {
     let (_hold, addr) = refusing_port();
     let addr = addr.to_string();
-    let out = run(&["client", "--addr", &addr, "--count", "1"]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["client", &addr, "--count", "1"]);
+    assert_eq!(out.status.code(), Some(4));
     let err = stderr_text(&out);
     assert!(err.contains(&format!("cannot connect to {addr}")), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -367,9 +370,11 @@ fn client_server_down_exits_1() {
 fn client_server_goes_away_exits_1() {
     let (server, addr) = serve(&[]);
     let addr_arg = addr.to_string();
-    let mut client = Proc::spawn(&["client", "--addr", &addr_arg, "--interval", "20ms"]);
+    let mut client = Proc::spawn(&["client", &addr_arg, "--interval", "20ms"]);
+    // Kept open: a closed stdout would end the client successfully before the server leaves.
+    let mut stdout = client.stdout();
     let mut first = String::new();
-    client.stdout().read_line(&mut first).unwrap();
+    stdout.read_line(&mut first).unwrap();
     assert_eq!(first, "HELLO WORLD\n");
     server.signal("TERM");
     let (status, stderr) = client.wait();

@@ -456,8 +456,9 @@ impl Inner {
         let (completer, task) = Completer::with_cancel_hook(move || cancel_remote(&weak, seq));
         let finish = Box::new(move |outcome: Outcome| {
             let result = match outcome {
-                Ok(bytes) => codec::decode::<R>(&bytes)
-                    .map_err(|e| TaskError::Codec(format!("the result did not decode: {e}"))),
+                Ok(bytes) => codec::decode::<R>(&bytes).map_err(|e| {
+                    TaskError::Codec(chi::Cause::new(format!("the result did not decode: {e}")))
+                }),
                 Err(e) => Err(TaskError::from(e)),
             };
             completer.complete(result)

@@ -1,6 +1,6 @@
 //! Payloads and errors on the wire: postcard, as chi's process pool encodes its messages.
 
-use chi::{ExitReason, TaskError};
+use chi::{Cause, ExitReason, TaskError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ pub(crate) enum WireError {
 impl From<&TaskError> for WireError {
     fn from(e: &TaskError) -> WireError {
         match e {
-            TaskError::Panicked { message } => WireError::Panicked(message.clone()),
+            TaskError::Panicked { message, .. } => WireError::Panicked(message.clone()),
             TaskError::Cancelled => WireError::Cancelled,
             TaskError::WorkerDied(ExitReason::Code(c)) => WireError::WorkerDied {
                 code: Some(*c),
@@ -52,8 +52,8 @@ impl From<&TaskError> for WireError {
             TaskError::TimedOut(d) => {
                 WireError::TimedOut(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             }
-            TaskError::Codec(m) => WireError::Codec(m.clone()),
-            TaskError::PoolFailed(m) => WireError::Failed(m.clone()),
+            TaskError::Codec(m) => WireError::Codec(m.to_string()),
+            TaskError::PoolFailed(m) => WireError::Failed(m.to_string()),
             other => WireError::Failed(other.to_string()),
         }
     }
@@ -62,7 +62,7 @@ impl From<&TaskError> for WireError {
 impl From<WireError> for TaskError {
     fn from(e: WireError) -> TaskError {
         match e {
-            WireError::Panicked(message) => TaskError::Panicked { message },
+            WireError::Panicked(message) => TaskError::panicked(message),
             WireError::Cancelled => TaskError::Cancelled,
             WireError::WorkerDied {
                 code: Some(c),
@@ -74,8 +74,8 @@ impl From<WireError> for TaskError {
             } => TaskError::WorkerDied(ExitReason::Signal(s)),
             WireError::WorkerDied { .. } => TaskError::WorkerDied(ExitReason::Disconnected),
             WireError::TimedOut(ms) => TaskError::TimedOut(Duration::from_millis(ms)),
-            WireError::Codec(m) => TaskError::Codec(m),
-            WireError::Failed(m) => TaskError::PoolFailed(m),
+            WireError::Codec(m) => TaskError::Codec(Cause::new(m)),
+            WireError::Failed(m) => TaskError::PoolFailed(Cause::new(m)),
         }
     }
 }
@@ -87,16 +87,14 @@ mod tests {
     #[test]
     fn errors_round_trip() {
         let all = [
-            TaskError::Panicked {
-                message: "boom".into(),
-            },
+            TaskError::panicked("boom"),
             TaskError::Cancelled,
             TaskError::WorkerDied(ExitReason::Signal(9)),
             TaskError::WorkerDied(ExitReason::Code(3)),
             TaskError::WorkerDied(ExitReason::Disconnected),
             TaskError::TimedOut(Duration::from_millis(250)),
-            TaskError::Codec("bad".into()),
-            TaskError::PoolFailed("unknown task".into()),
+            TaskError::Codec(Cause::new("bad")),
+            TaskError::PoolFailed(Cause::new("unknown task")),
         ];
         for e in all {
             let wire = encode(&WireError::from(&e)).unwrap();

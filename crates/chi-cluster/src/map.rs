@@ -2,7 +2,7 @@
 
 use crate::client::Cluster;
 use crate::def::TaskDef;
-use chi::{Task, TaskError};
+use chi::{Cause, Task, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
@@ -75,7 +75,7 @@ where
             for arg in self.args.by_ref().take(room) {
                 let r = self.cluster.submit(&def, arg);
                 self.window
-                    .push_back(r.map_err(|e| TaskError::PoolFailed(e.to_string())));
+                    .push_back(r.map_err(|e| TaskError::PoolFailed(Cause::new(e.to_string()))));
             }
             return;
         }
@@ -92,7 +92,7 @@ where
                 Err(e) => {
                     slots.push(None);
                     self.window
-                        .push_back(Err(TaskError::PoolFailed(e.to_string())));
+                        .push_back(Err(TaskError::PoolFailed(Cause::new(e.to_string()))));
                 }
             }
         }
@@ -113,9 +113,8 @@ where
                 for (i, seq) in slots.into_iter().enumerate() {
                     if let Some(seq) = seq {
                         inner.unregister(seq);
-                        self.window[base + i] = Err(TaskError::PoolFailed(format!(
-                            "Redis unavailable: {reason}"
-                        )));
+                        let cause = Cause::new(format!("Redis unavailable: {reason}"));
+                        self.window[base + i] = Err(TaskError::PoolFailed(cause));
                     }
                 }
             }

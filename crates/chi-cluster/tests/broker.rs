@@ -65,7 +65,9 @@ fn without_persistence_lost_tasks_fail_clearly_and_submits_say_unavailable() {
     redis.restart();
     for t in tasks {
         match t.result() {
-            Err(TaskError::PoolFailed(msg)) => assert!(msg.contains("Redis lost task"), "{msg}"),
+            Err(TaskError::PoolFailed(msg)) => {
+                assert!(msg.to_string().contains("Redis lost task"), "{msg}")
+            }
             other => panic!("expected a lost-task error, got {other:?}"),
         }
     }

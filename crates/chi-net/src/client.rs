@@ -1,7 +1,7 @@
-//! The seed's client: connect, then send a message, print the answer, wait, and again —
+//! The line client: connect, then send a message, print the answer, wait, and again —
 //! forever, or `count` times.
 //!
-//! Unlike the seed (which does one `recv(1024)` and may print half an answer, or several),
+//! Unlike a client that does one `recv(1024)` (and may print half an answer, or several),
 //! [`Client::exchange`] reads exactly as many bytes as it sent, since the protocol answers
 //! byte for byte. A server that is down, closes, or resets gives a [`ClientError`], never a
 //! panic or a silent loop.
@@ -16,34 +16,35 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// server whose workers are all busy queues new clients).
 const WAIT_NOTICE: Duration = Duration::from_secs(5);
 
-/// What [`run`] does: where to connect, what to send, how often, how many times.
+/// What [`run`] does: where to connect, what to send, how often, how many times. Build one
+/// with [`ClientConfig::builder`].
 ///
 /// ```
 /// use std::time::Duration;
 ///
-/// let mut config = chi_net::ClientConfig::default(); // 127.0.0.1:8080, "hello world", every 2 s, forever
-/// config.count = Some(3);
-/// config.interval = Duration::from_millis(10);
-/// assert_eq!(config.message, b"hello world");
+/// // 127.0.0.1:8080, "hello world", every 2 s, forever — here 3 times, every 10 ms:
+/// let config = chi_net::ClientConfig::builder()
+///     .count(Some(3))
+///     .interval(Duration::from_millis(10))
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.message(), b"hello world");
+///
+/// let err = chi_net::ClientConfig::builder().message(Vec::new()).build().unwrap_err();
+/// assert_eq!(err.to_string(), "the message is empty: there is nothing to send");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct ClientConfig {
-    /// `host:port` of the server.
-    pub addr: String,
-    /// The bytes to send each time; must not be empty.
-    pub message: Vec<u8>,
-    /// The pause after each answer (not after the last one).
-    pub interval: Duration,
-    /// How many exchanges; `None` runs until an error (the seed's `while True`).
-    pub count: Option<u64>,
-    /// Give up when an answer takes longer; `None` waits as long as the server takes.
-    pub reply_timeout: Option<Duration>,
-    /// How long connecting may take.
-    pub connect_timeout: Duration,
+    addr: String,
+    message: Vec<u8>,
+    interval: Duration,
+    count: Option<u64>,
+    reply_timeout: Option<Duration>,
+    connect_timeout: Duration,
 }
 
 impl Default for ClientConfig {
+    /// `127.0.0.1:8080`, `hello world`, every 2 s, until an error, no answer timeout.
     fn default() -> Self {
         ClientConfig {
             addr: "127.0.0.1:8080".to_owned(),
@@ -56,13 +57,155 @@ impl Default for ClientConfig {
     }
 }
 
+impl ClientConfig {
+    /// A builder starting from the defaults (see [`ClientConfig::default`]).
+    pub fn builder() -> ClientConfigBuilder {
+        ClientConfigBuilder {
+            config: ClientConfig::default(),
+        }
+    }
+
+    /// `host:port` of the server.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The bytes sent each time.
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// The pause after each answer (not after the last one).
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// How many exchanges; `None` runs until an error.
+    pub fn count(&self) -> Option<u64> {
+        self.count
+    }
+
+    /// The longest an answer may take; `None` waits as long as the server takes.
+    pub fn reply_timeout(&self) -> Option<Duration> {
+        self.reply_timeout
+    }
+
+    /// How long connecting to each address of the host may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+}
+
+/// Builds a [`ClientConfig`]; [`build`](ClientConfigBuilder::build) checks every setting.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientConfigBuilder {
+    config: ClientConfig,
+}
+
+impl ClientConfigBuilder {
+    /// `host:port` of the server (a name is resolved when connecting; every address is tried).
+    pub fn addr(mut self, addr: impl Into<String>) -> Self {
+        self.config.addr = addr.into();
+        self
+    }
+
+    /// The bytes to send each time; not empty.
+    pub fn message(mut self, message: impl Into<Vec<u8>>) -> Self {
+        self.config.message = message.into();
+        self
+    }
+
+    /// The pause after each answer.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.config.interval = interval;
+        self
+    }
+
+    /// How many exchanges (at least 1), or `None` for no limit.
+    pub fn count(mut self, count: Option<u64>) -> Self {
+        self.config.count = count;
+        self
+    }
+
+    /// The longest an answer may take (more than zero), or `None`.
+    pub fn reply_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.reply_timeout = timeout;
+        self
+    }
+
+    /// How long connecting to each address may take; more than zero.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Checks every setting and returns the configuration, or the first problem found.
+    pub fn build(self) -> Result<ClientConfig, ClientConfigError> {
+        let c = &self.config;
+        let fail = |kind| Err(ClientConfigError { kind });
+        if c.message.is_empty() {
+            return fail(ClientConfigErrorKind::EmptyMessage);
+        }
+        if c.count == Some(0) {
+            return fail(ClientConfigErrorKind::ZeroCount);
+        }
+        if c.reply_timeout == Some(Duration::ZERO) {
+            return fail(ClientConfigErrorKind::ZeroReplyTimeout);
+        }
+        if c.connect_timeout.is_zero() {
+            return fail(ClientConfigErrorKind::ZeroConnectTimeout);
+        }
+        Ok(self.config)
+    }
+}
+
+/// A setting of [`ClientConfig`] is out of range. [`kind`](ClientConfigError::kind) says which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfigError {
+    kind: ClientConfigErrorKind,
+}
+
+impl ClientConfigError {
+    /// Which setting is wrong.
+    pub fn kind(&self) -> &ClientConfigErrorKind {
+        &self.kind
+    }
+}
+
+/// The settings [`ClientConfigError`] can reject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientConfigErrorKind {
+    /// `message` with no bytes.
+    EmptyMessage,
+    /// `count(Some(0))`.
+    ZeroCount,
+    /// `reply_timeout(Some(0))`.
+    ZeroReplyTimeout,
+    /// `connect_timeout(0)`.
+    ZeroConnectTimeout,
+}
+
+impl std::fmt::Display for ClientConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.kind {
+            ClientConfigErrorKind::EmptyMessage => "the message is empty: there is nothing to send",
+            ClientConfigErrorKind::ZeroCount => "the count must be at least 1",
+            ClientConfigErrorKind::ZeroReplyTimeout => "the answer timeout must be more than zero",
+            ClientConfigErrorKind::ZeroConnectTimeout => {
+                "the connect timeout must be more than zero"
+            }
+        })
+    }
+}
+
+impl std::error::Error for ClientConfigError {}
+
 /// Why the client stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The message to send is empty.
-    #[error("the message is empty: there is nothing to send")]
-    EmptyMessage,
     /// The address did not resolve.
     #[error("cannot resolve {addr}: {source}")]
     Resolve {
@@ -106,7 +249,7 @@ pub enum ClientError {
     Output(#[source] io::Error),
 }
 
-/// A connection to a server speaking the seed's protocol.
+/// A connection to a server speaking chi's upper-casing protocol.
 #[derive(Debug)]
 pub struct Client {
     stream: TcpStream,
@@ -211,27 +354,20 @@ pub struct ClientSummary {
     pub exchanges: u64,
 }
 
-/// The seed's client loop: connect, then send `config.message`, print the answer as a line on
+/// The client loop: connect, then send `config.message`, print the answer as a line on
 /// `out` (invalid UTF-8 shown with U+FFFD), wait `config.interval`, repeat — `count` times or
 /// until an error.
 ///
 /// ```no_run
-/// let mut config = chi_net::ClientConfig::default();
-/// config.count = Some(1);
+/// let config = chi_net::ClientConfig::builder().count(Some(1)).build().unwrap();
 /// let summary = chi_net::client::run(&config, &mut std::io::stdout())?;
 /// assert_eq!(summary.exchanges, 1);
 /// # Ok::<(), chi_net::ClientError>(())
 /// ```
 pub fn run(config: &ClientConfig, out: &mut dyn Write) -> Result<ClientSummary, ClientError> {
-    if config.message.is_empty() {
-        return Err(ClientError::EmptyMessage);
-    }
     let mut client = Client::connect(&config.addr, config.connect_timeout)?;
     tracing::debug!(server = %client.peer_addr(), "connected");
     let mut summary = ClientSummary::default();
-    if config.count == Some(0) {
-        return Ok(summary);
-    }
     loop {
         let answer = client.exchange(&config.message, config.reply_timeout)?;
         summary.exchanges += 1;

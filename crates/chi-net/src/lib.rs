@@ -84,9 +84,11 @@ mod listener;
 pub mod load;
 mod server;
 mod shutdown;
-pub mod units;
 
-pub use client::{Client, ClientConfig, ClientError, ClientSummary};
+pub use client::{
+    Client, ClientConfig, ClientConfigBuilder, ClientConfigError, ClientConfigErrorKind,
+    ClientError, ClientSummary,
+};
 pub use config::{
     ConfigError, ConfigErrorKind, DEFAULT_ADDR, DEFAULT_BACKLOG, DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_OUTPUT_CAP, DEFAULT_POOLED_WORKERS, MAX_WORKERS, Model,

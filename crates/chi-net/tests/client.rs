@@ -6,15 +6,20 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use chi_net::{Client, ClientConfig, ClientError, Model, client};
+use chi_net::{
+    Client, ClientConfig, ClientConfigBuilder, ClientConfigErrorKind, ClientError, Model, client,
+};
 use common::*;
 
+fn builder(addr: std::net::SocketAddr, count: u64) -> ClientConfigBuilder {
+    ClientConfig::builder()
+        .addr(addr.to_string())
+        .count(Some(count))
+        .interval(Duration::ZERO)
+}
+
 fn config(addr: std::net::SocketAddr, count: u64) -> ClientConfig {
-    let mut config = ClientConfig::default();
-    config.addr = addr.to_string();
-    config.count = Some(count);
-    config.interval = Duration::ZERO;
-    config
+    builder(addr, count).build().unwrap()
 }
 
 #[test]
@@ -32,8 +37,10 @@ fn client_prints_each_answer_on_its_own_line() {
 #[test]
 fn client_shows_invalid_utf8_as_replacement() {
     let server = start(Model::Event, |b| b);
-    let mut config = config(server.addr, 1);
-    config.message = b"caf\xe9".to_vec();
+    let config = builder(server.addr, 1)
+        .message(b"caf\xe9".to_vec())
+        .build()
+        .unwrap();
     let mut out = Vec::new();
     client::run(&config, &mut out).unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), "CAF\u{fffd}\n");
@@ -71,8 +78,10 @@ fn client_server_leaving_is_an_error_not_a_loop() {
         let (mut conn, _) = listener.accept().unwrap();
         let _ = conn.read(&mut [0; 64]);
     });
-    let mut config = config(addr, 1);
-    config.count = None; // forever: only the error can end it
+    let config = builder(addr, 1)
+        .count(None) // forever: only the error can end it
+        .build()
+        .unwrap();
     let err = client::run(&config, &mut Vec::new()).unwrap_err();
     assert!(
         matches!(
@@ -89,8 +98,10 @@ fn client_reply_timeout_reports_silence() {
     // Accepts and never answers.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut config = config(addr, 1);
-    config.reply_timeout = Some(Duration::from_millis(50));
+    let config = builder(addr, 1)
+        .reply_timeout(Some(Duration::from_millis(50)))
+        .build()
+        .unwrap();
     let err = client::run(&config, &mut Vec::new()).unwrap_err();
     assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
     drop(listener);
@@ -98,10 +109,13 @@ fn client_reply_timeout_reports_silence() {
 
 #[test]
 fn client_empty_message_is_rejected() {
-    let mut config = ClientConfig::default();
-    config.message.clear();
-    let err = client::run(&config, &mut Vec::new()).unwrap_err();
-    assert!(matches!(err, ClientError::EmptyMessage));
+    let err = ClientConfig::builder()
+        .message(Vec::new())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), &ClientConfigErrorKind::EmptyMessage);
+    let err = ClientConfig::builder().count(Some(0)).build().unwrap_err();
+    assert_eq!(err.kind(), &ClientConfigErrorKind::ZeroCount);
 }
 
 #[test]
@@ -119,8 +133,10 @@ fn client_exchange_reads_exactly_the_answer() {
 
 #[test]
 fn client_unresolvable_host_is_resolve_error() {
-    let mut config = ClientConfig::default();
-    config.addr = "no port here".to_owned();
+    let config = ClientConfig::builder()
+        .addr("no port here")
+        .build()
+        .unwrap();
     let err = client::run(&config, &mut Vec::new()).unwrap_err();
     assert!(matches!(err, ClientError::Resolve { .. }), "{err:?}");
 }

@@ -14,23 +14,35 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use chi_net::Model;
-use chi_net::load::{self, End, LoadConfig, LoadPhase, LoadReport, LoadRun, SCHEMA};
+use chi_net::load::{
+    self, End, LoadConfig, LoadConfigBuilder, LoadConfigErrorKind, LoadPhase, LoadReport, LoadRun,
+    SCHEMA,
+};
 use common::{LONG, start, start_with, wait_until};
 
+fn builder(
+    addr: std::net::SocketAddr,
+    connections: u64,
+    messages: u64,
+    size: usize,
+) -> LoadConfigBuilder {
+    LoadConfig::builder()
+        .addr(addr)
+        .connections(connections)
+        .messages(Some(messages))
+        .size(size)
+        .threads(2)
+        .reply_timeout(Some(LONG))
+}
+
 fn config(addr: std::net::SocketAddr, connections: u64, messages: u64, size: usize) -> LoadConfig {
-    let mut config = LoadConfig::new(addr);
-    config.connections = connections;
-    config.messages = messages;
-    config.size = size;
-    config.threads = 2;
-    config.timeout = Some(LONG);
-    config
+    builder(addr, connections, messages, size).build().unwrap()
 }
 
 fn assert_accounted(report: &LoadReport) {
     let a = &report.answers;
     assert_eq!(
-        a.ok + a.wrong + a.short + a.missing,
+        a.ok + a.wrong + a.short + a.missing + a.in_flight,
         a.expected,
         "answers must add up: {a:?}"
     );
@@ -42,10 +54,8 @@ fn assert_accounted(report: &LoadReport) {
 #[test]
 fn load_event_server_counts_every_answer() {
     let server = start(Model::Event, |b| b);
-    let mut cfg = config(server.addr, 8, 200, 100);
-    cfg.warmup = 5;
-    cfg.idle = 300;
-    let report = load::run(cfg).unwrap();
+    let cfg = builder(server.addr, 8, 200, 100).warmup(5).idle(300);
+    let report = load::run(cfg.build().unwrap()).unwrap();
     assert_accounted(&report);
     assert!(report.passed(), "{report}");
     assert_eq!(report.end, End::Completed);
@@ -98,9 +108,8 @@ fn load_large_messages_stream_through() {
 #[test]
 fn load_threads_are_capped_at_connections() {
     let server = start(Model::Event, |b| b);
-    let mut cfg = config(server.addr, 1, 10, 8);
-    cfg.threads = 4;
-    let report = load::run(cfg).unwrap();
+    let cfg = builder(server.addr, 1, 10, 8).threads(4);
+    let report = load::run(cfg.build().unwrap()).unwrap();
     assert!(report.passed(), "{report}");
     assert_eq!(report.threads, 1);
     server.stop();
@@ -137,19 +146,19 @@ fn load_identity_server_gives_wrong_answers() {
 }
 
 #[test]
-fn load_byte_dropping_server_gives_short_answers_at_the_time_limit() {
-    // Each answer lacks its last byte, so each client waits for it until the time limit.
+fn load_byte_dropping_server_gives_short_answers_at_the_reply_timeout() {
+    // Each answer lacks its last byte, so each client waits for it until the reply timeout.
     let drop_last = |input: &[u8], output: &mut Vec<u8>| {
         let keep = input.len().saturating_sub(1);
         output.extend(input[..keep].iter().map(u8::to_ascii_uppercase));
     };
     let server = start_with(Model::Event, |b| b, drop_last);
-    let mut cfg = config(server.addr, 3, 4, 64);
-    cfg.timeout = Some(Duration::from_millis(500));
-    let report = load::run(cfg).unwrap();
+    let cfg = builder(server.addr, 3, 4, 64).reply_timeout(Some(Duration::from_millis(300)));
+    let report = load::run(cfg.build().unwrap()).unwrap();
     assert_accounted(&report);
     assert!(!report.passed());
-    assert_eq!(report.end, End::Timeout);
+    assert_eq!(report.end, End::Completed);
+    assert_eq!(report.timed_out, 3);
     assert_eq!(report.answers.short, 3);
     assert_eq!(report.answers.missing, 3 * 3);
     assert_eq!(report.answers.ok, 0);
@@ -172,9 +181,8 @@ fn load_server_closing_mid_answer_gives_short_and_missing() {
             stream.write_all(&answer[..size / 2]).unwrap();
         }
     });
-    let mut cfg = config(addr, 2, 5, size);
-    cfg.threads = 1;
-    let report = load::run(cfg).unwrap();
+    let cfg = builder(addr, 2, 5, size).threads(1);
+    let report = load::run(cfg.build().unwrap()).unwrap();
     server.join().unwrap();
     assert_accounted(&report);
     assert_eq!(report.end, End::Completed);
@@ -189,9 +197,8 @@ fn load_refused_connections_are_counted() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     }; // closed: connecting is refused
-    let mut cfg = config(addr, 3, 5, 8);
-    cfg.idle = 2;
-    let report = load::run(cfg).unwrap();
+    let cfg = builder(addr, 3, 5, 8).idle(2);
+    let report = load::run(cfg.build().unwrap()).unwrap();
     assert_accounted(&report);
     assert!(!report.passed());
     assert_eq!((report.connected, report.connect_failed), (0, 3));
@@ -206,9 +213,8 @@ fn load_refused_connections_are_counted() {
 #[test]
 fn load_idle_only_holds_until_stopped() {
     let server = start(Model::Event, |b| b);
-    let mut cfg = config(server.addr, 0, 1, 1);
-    cfg.idle = 50;
-    let run = LoadRun::start(cfg).unwrap();
+    let cfg = builder(server.addr, 0, 1, 1).idle(50);
+    let run = LoadRun::start(cfg.build().unwrap()).unwrap();
     wait_until("all idle connections held", || {
         let p = run.progress();
         p.phase == LoadPhase::Holding && p.idle_connected == 50
@@ -230,9 +236,8 @@ fn load_idle_closed_by_server_is_counted() {
     let server = start(Model::Event, |b| {
         b.idle_timeout(Some(Duration::from_millis(20)))
     });
-    let mut cfg = config(server.addr, 0, 1, 1);
-    cfg.idle = 10;
-    let run = LoadRun::start(cfg).unwrap();
+    let cfg = builder(server.addr, 0, 1, 1).idle(10);
+    let run = LoadRun::start(cfg.build().unwrap()).unwrap();
     server.wait_stats("the server closes the idle clients", |s| s.closed == 10);
     run.stop_handle().stop();
     let report = run.wait().unwrap();
@@ -242,9 +247,8 @@ fn load_idle_closed_by_server_is_counted() {
 
 #[test]
 fn load_fd_limit_too_small_is_a_clear_error() {
-    let mut cfg = config("127.0.0.1:9".parse().unwrap(), 1, 1, 1);
-    cfg.idle = 1 << 40;
-    let err = LoadRun::start(cfg).unwrap_err();
+    let cfg = builder("127.0.0.1:9".parse().unwrap(), 1, 1, 1).idle(1 << 40);
+    let err = LoadRun::start(cfg.build().unwrap()).unwrap_err();
     assert!(matches!(err, load::LoadError::FdLimit { .. }), "{err}");
     let msg = err.to_string();
     assert!(
@@ -256,17 +260,73 @@ fn load_fd_limit_too_small_is_a_clear_error() {
 #[test]
 fn load_invalid_config_is_rejected() {
     let addr = "127.0.0.1:9".parse().unwrap();
-    let mut cfg = config(addr, 0, 1, 1);
-    assert!(matches!(
-        LoadRun::start(cfg.clone()),
-        Err(load::LoadError::Invalid(_))
-    ));
-    cfg.connections = 1;
-    cfg.size = 0;
-    assert!(matches!(
-        LoadRun::start(cfg),
-        Err(load::LoadError::Invalid(_))
-    ));
+    let err = builder(addr, 0, 1, 1).build().unwrap_err();
+    assert_eq!(err.kind(), &LoadConfigErrorKind::NothingToDo);
+    let err = builder(addr, 1, 1, 0).build().unwrap_err();
+    assert_eq!(err.kind(), &LoadConfigErrorKind::ZeroSize);
+}
+
+// ===== timed and open-loop runs =====
+
+#[test]
+fn load_timed_run_ends_cleanly_with_answers_in_flight_not_missing() {
+    let server = start(Model::Event, |b| b);
+    let cfg = builder(server.addr, 3, 1, 32)
+        .messages(None)
+        .duration(Some(Duration::from_millis(300)));
+    let report = load::run(cfg.build().unwrap()).unwrap();
+    assert_accounted(&report);
+    assert_eq!(report.end, End::Duration);
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.messages_per_connection, None);
+    assert!(report.answers.ok > 0, "{report}");
+    assert!(report.answers.in_flight <= 3, "{report}");
+    assert_eq!(report.errors, 0);
+    server.stop();
+}
+
+#[test]
+fn load_open_loop_counts_latency_from_the_intended_send_time() {
+    // One connection, one message due every millisecond; the server stalls 200 ms on the
+    // first answer. Closed-loop timing would hide the stall in one sample; measured from the
+    // intended times, every message due during the stall waited for it, so the median is at
+    // least 100 ms whatever the machine's speed.
+    let stalled = std::sync::atomic::AtomicBool::new(false);
+    let stall = move |input: &[u8], output: &mut Vec<u8>| {
+        // ORDERING: one flag, read and set by the handler's own thread only.
+        if !stalled.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        output.extend(input.iter().map(u8::to_ascii_uppercase));
+    };
+    let server = start_with(Model::Pooled, |b| b.workers(1), stall);
+    let cfg = builder(server.addr, 1, 100, 16)
+        .threads(1)
+        .rate(Some(1_000));
+    let report = load::run(cfg.build().unwrap()).unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.rate, Some(1_000));
+    assert!(report.latency_us.p50 >= 100_000.0, "{report}");
+    server.stop();
+}
+
+#[test]
+fn load_interval_histograms_hold_every_measured_answer() {
+    let server = start(Model::Event, |b| b);
+    let run = LoadRun::start(
+        builder(server.addr, 2, 50, 16)
+            .record_intervals(true)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(run.wait_timeout(LONG), "the run ends");
+    let interval = run.take_interval().expect("intervals were asked for");
+    assert_eq!(interval.len(), 100);
+    assert!(run.take_interval().unwrap().is_empty(), "taken once");
+    let report = run.wait().unwrap();
+    assert_eq!(report.latency_us.count, 100);
+    server.stop();
 }
 
 // ===== the JSON schema =====
@@ -322,16 +382,17 @@ fn check_against_docs(value: &serde_json::Value) {
             "string" => got == "string",
             "object" => got == "object",
             "number or null" => got == "number" || got == "null",
+            "integer or null" => got == "integer" || got == "null",
             "string or null" => got == "string" || got == "null",
             other => panic!("unknown documented type {other:?} for {name}"),
         };
         assert!(ok, "`{name}` is documented as {ty} but is {got}");
     }
     let answers = object["answers"].as_object().unwrap();
-    for key in ["expected", "ok", "wrong", "short", "missing"] {
+    for key in ["expected", "ok", "wrong", "short", "missing", "in_flight"] {
         assert!(answers[key].is_u64(), "answers.{key}");
     }
-    assert_eq!(answers.len(), 5);
+    assert_eq!(answers.len(), 6);
     let latency = object["latency_us"].as_object().unwrap();
     assert!(latency["count"].is_u64());
     for key in ["min", "mean", "p50", "p90", "p99", "p99_9", "max"] {
@@ -343,7 +404,7 @@ fn check_against_docs(value: &serde_json::Value) {
     assert_eq!(first.len(), 2);
     assert_eq!(object["schema"], SCHEMA);
     assert!(
-        ["completed", "timeout", "interrupted"].contains(&object["end"].as_str().unwrap()),
+        ["completed", "duration", "interrupted"].contains(&object["end"].as_str().unwrap()),
         "end"
     );
 }

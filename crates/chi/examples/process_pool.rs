@@ -40,7 +40,7 @@ fn main() {
 
     println!("parent pid {}", std::process::id());
     let pool = ProcessPool::builder()
-        .workers(4)
+        .max_workers(4)
         .task_timeout(Duration::from_millis(500))
         .build()
         .expect("a process pool");
@@ -61,7 +61,8 @@ fn main() {
     }
 
     let total: u64 = pool
-        .map(square, 1..=10_000u64, 1000)
+        .map(square, 1..=10_000u64)
+        .chunksize(1000)
         .map(Result::unwrap)
         .sum();
     println!("sum of squares 1..=10000 through map(chunksize=1000): {total}");

@@ -3,8 +3,8 @@
 
 use crate::loom::sync::{Condvar, Mutex};
 use crate::task::Task;
+use crate::window::{Expired, Window};
 use crate::{TaskError, ThreadPool};
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -12,16 +12,18 @@ use std::time::{Duration, Instant};
 
 // ===== map =====
 
-/// The iterator [`ThreadPool::map`] returns: results in input order.
+/// The iterator [`ThreadPool::map`] and [`ThreadPool::map_unordered`] return.
 ///
 /// It pulls from the input only as results are consumed, keeping at most `lookahead` tasks
 /// in flight, so an endless input works and memory stays bounded (Python's
-/// `Executor.map` submits everything at once: cpython issue 74028).
+/// `Executor.map` submits everything at once: cpython issue 74028). `map` yields results in
+/// input order, `map_unordered` as they finish.
+#[must_use = "a Map is lazy: it submits nothing until it is iterated"]
 pub struct Map<'p, I: Iterator, F, T> {
     pool: &'p ThreadPool,
     input: I,
     f: Arc<F>,
-    in_flight: VecDeque<Task<T>>,
+    window: Window<T, ()>,
     lookahead: usize,
     deadline: Option<Instant>,
     timeout: Duration,
@@ -31,7 +33,7 @@ pub struct Map<'p, I: Iterator, F, T> {
 impl<I: Iterator, F, T> fmt::Debug for Map<'_, I, F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Map")
-            .field("in_flight", &self.in_flight.len())
+            .field("in_flight", &self.window.len())
             .field("lookahead", &self.lookahead)
             .finish()
     }
@@ -44,12 +46,12 @@ where
     F: Fn(I::Item) -> T + Send + Sync + 'static,
     T: Send + 'static,
 {
-    pub(crate) fn new(pool: &'p ThreadPool, input: I, f: F) -> Self {
+    pub(crate) fn new(pool: &'p ThreadPool, input: I, f: F, unordered: bool) -> Self {
         Map {
             pool,
             input,
             f: Arc::new(f),
-            in_flight: VecDeque::new(),
+            window: Window::new(unordered),
             lookahead: 2 * pool.max_workers(),
             deadline: None,
             timeout: Duration::ZERO,
@@ -73,21 +75,26 @@ where
     }
 
     fn fill(&mut self) {
-        while !self.input_done && self.in_flight.len() < self.lookahead {
+        while !self.input_done && self.window.len() < self.lookahead {
             match self.input.next() {
                 Some(item) => {
                     let f = self.f.clone();
                     match self.pool.submit(move || f(item)) {
-                        Ok(t) => self.in_flight.push_back(t),
+                        Ok(t) => self.window.push(t, ()),
                         Err(_) => {
-                            self.in_flight
-                                .push_back(Task::ready(Err(TaskError::Cancelled)));
+                            self.window.push(Task::ready(Err(TaskError::Cancelled)), ());
                             self.input_done = true;
                         }
                     }
                 }
                 None => self.input_done = true,
             }
+        }
+    }
+
+    fn cancel_in_flight(&mut self) {
+        for (t, ()) in self.window.drain() {
+            t.cancel();
         }
     }
 }
@@ -103,20 +110,12 @@ where
 
     fn next(&mut self) -> Option<Self::Item> {
         self.fill();
-        let task = self.in_flight.pop_front()?;
-        let out = match self.deadline {
-            None => task.result(),
-            Some(d) => {
-                if task.wait_until(Some(d)) {
-                    task.result()
-                } else {
-                    task.cancel();
-                    for t in self.in_flight.drain(..) {
-                        t.cancel();
-                    }
-                    self.input_done = true;
-                    Err(TaskError::TimedOut(self.timeout))
-                }
+        let out = match self.window.next(self.deadline)? {
+            Ok((task, ())) => task.result(),
+            Err(Expired) => {
+                self.cancel_in_flight();
+                self.input_done = true;
+                Err(TaskError::TimedOut(self.timeout))
             }
         };
         // Refill before handing the value out, so workers stay busy while the caller works.
@@ -129,7 +128,7 @@ impl<I: Iterator, F, T> Drop for Map<'_, I, F, T> {
     /// Cancels the tasks still in flight that have not started (as CPython's `map` does when
     /// its generator is closed); running ones finish and their results are dropped.
     fn drop(&mut self) {
-        for t in self.in_flight.drain(..) {
+        for (t, ()) in self.window.drain() {
             t.cancel();
         }
     }
@@ -156,13 +155,34 @@ impl ThreadPool {
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         T: Send + 'static,
     {
-        Map::new(self, input.into_iter(), f)
+        Map::new(self, input.into_iter(), f, false)
+    }
+
+    /// Like [`map`](Self::map), but yields each result as soon as it is ready, in finishing
+    /// order (Python's `Pool.imap_unordered`), with the same bound on what is in flight. A
+    /// slow item does not hold back the results behind it.
+    ///
+    /// ```
+    /// let pool = chi::ThreadPool::new(2).unwrap();
+    /// let mut got: Vec<u64> = pool.map_unordered(|x: u64| x * x, 1..=5).map(Result::unwrap).collect();
+    /// got.sort();
+    /// assert_eq!(got, [1, 4, 9, 16, 25]);
+    /// ```
+    pub fn map_unordered<I, F, T>(&self, f: F, input: I) -> Map<'_, I::IntoIter, F, T>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        Map::new(self, input.into_iter(), f, true)
     }
 }
 
 // ===== as_completed =====
 
 /// The iterator [`as_completed`] returns: each task once it has finished, in finishing order.
+#[must_use = "as_completed is lazy: iterate it to get the tasks as they finish"]
 pub struct AsCompleted<T> {
     tasks: Vec<Option<Task<T>>>,
     rx: mpsc::Receiver<usize>,
@@ -269,6 +289,7 @@ impl<T> Iterator for AsCompleted<T> {
 
 /// The iterator [`as_completed_timeout`] returns.
 #[derive(Debug)]
+#[must_use = "as_completed_timeout is lazy: iterate it to get the tasks as they finish"]
 pub struct AsCompletedTimeout<T> {
     inner: AsCompleted<T>,
     timed_out: bool,

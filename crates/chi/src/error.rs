@@ -2,6 +2,8 @@
 //!
 //! Every refused submission hands the work back (`into_inner`), as crossbeam's channel errors do.
 
+use crate::loom::unmodeled::{Arc, Mutex, MutexGuard};
+use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
@@ -18,9 +20,12 @@ use std::time::Duration;
 pub enum TaskError {
     /// The task panicked; `message` is the panic payload when it was a string.
     #[error("task panicked: {message}")]
+    #[non_exhaustive]
     Panicked {
         /// The panic message (or a placeholder when the payload was not a string).
         message: String,
+        /// The value the task panicked with, for [`TaskError::into_panic`].
+        payload: PanicPayload,
     },
     /// The task was cancelled before it ran (by `cancel`, `shutdown_now`, or a failed pool).
     #[error("task cancelled")]
@@ -31,12 +36,18 @@ pub enum TaskError {
     /// The task ran longer than the pool's task timeout; its worker was killed.
     #[error("task timed out after {0:?}")]
     TimedOut(Duration),
-    /// The argument or the result could not be encoded or decoded.
+    /// The argument or the result could not be encoded or decoded; the cause is the
+    /// error's [`source`](std::error::Error::source) when the codec gave one.
     #[error("codec error: {0}")]
-    Codec(String),
+    Codec(#[source] Cause),
     /// The pool could not run the task at all (for example its worker initializer failed).
     #[error("pool failed: {0}")]
-    PoolFailed(String),
+    PoolFailed(#[source] Cause),
+    /// The result was already taken: the task was polled again after it returned `Ready`
+    /// (a misuse of the `Future` contract; `result` consumes the handle, so only `.await`
+    /// machinery that polls twice can see this).
+    #[error("the task's result was already taken")]
+    ResultTaken,
     /// The [`Completer`](crate::Completer) of a completable task was dropped without
     /// finishing it.
     #[error("the task's completer was dropped without an outcome")]
@@ -44,6 +55,48 @@ pub enum TaskError {
 }
 
 impl TaskError {
+    /// The error for a task that panicked with `payload` (as `catch_unwind` hands it over).
+    /// A payload that is itself a [`PanicPayload`] (a panic re-raised by chi) is kept as is.
+    pub fn from_panic(payload: Box<dyn Any + Send>) -> TaskError {
+        let payload = match payload.downcast::<PanicPayload>() {
+            Ok(p) => *p,
+            Err(other) => PanicPayload::new(other),
+        };
+        TaskError::Panicked {
+            message: payload.message(),
+            payload,
+        }
+    }
+
+    /// The error for a panic known only by its message (one that crossed a process boundary
+    /// as text); [`into_panic`](TaskError::into_panic) gives the message back as a `String`.
+    pub fn panicked(message: impl Into<String>) -> TaskError {
+        let message = message.into();
+        TaskError::Panicked {
+            payload: PanicPayload::new(Box::new(message.clone())),
+            message,
+        }
+    }
+
+    /// A codec error with `context` and no further cause.
+    pub(crate) fn codec(context: impl Into<String>) -> TaskError {
+        TaskError::Codec(Cause::new(context))
+    }
+
+    /// A pool failure with `context` and no further cause.
+    pub(crate) fn pool_failed(context: impl Into<String>) -> TaskError {
+        TaskError::PoolFailed(Cause::new(context))
+    }
+
+    /// For a panic, the payload wrapped so that [`from_panic`](TaskError::from_panic) of the
+    /// re-raised panic finds the same shared payload again.
+    pub(crate) fn into_shared_payload(self) -> Box<dyn Any + Send> {
+        match self {
+            TaskError::Panicked { payload, .. } => Box::new(payload),
+            other => Box::new(other.to_string()),
+        }
+    }
+
     /// True when the task panicked.
     pub fn is_panic(&self) -> bool {
         matches!(self, TaskError::Panicked { .. })
@@ -57,19 +110,153 @@ impl TaskError {
     /// The panic message, when the task panicked.
     pub fn panic_message(&self) -> Option<&str> {
         match self {
-            TaskError::Panicked { message } => Some(message),
+            TaskError::Panicked { message, .. } => Some(message),
             _ => None,
         }
     }
 
-    /// The panic message by value; `Err(self)` when the task did not panic.
-    pub fn into_panic(self) -> Result<String, TaskError> {
+    /// The value the task panicked with, to raise it again with
+    /// [`std::panic::resume_unwind`]; `Err(self)` when the task did not panic.
+    ///
+    /// The original payload goes to the first caller among the clones of this error; later
+    /// ones (and process-pool panics, which cross as text) get the message as a `String`.
+    ///
+    /// ```
+    /// let pool = chi::ThreadPool::new(1).unwrap();
+    /// let err = pool.submit(|| std::panic::panic_any(7u8)).unwrap().result().unwrap_err();
+    /// let payload = err.into_panic().unwrap();
+    /// assert_eq!(payload.downcast_ref::<u8>(), Some(&7));
+    /// // std::panic::resume_unwind(payload) would raise it again here.
+    /// ```
+    pub fn into_panic(self) -> Result<Box<dyn Any + Send>, TaskError> {
         match self {
-            TaskError::Panicked { message } => Ok(message),
+            TaskError::Panicked { message, payload } => {
+                Ok(payload.take().unwrap_or_else(|| Box::new(message)))
+            }
             other => Err(other),
         }
     }
 }
+
+/// The value a task panicked with, shared by the clones of its [`TaskError`]; the first
+/// [`TaskError::into_panic`] takes it out.
+#[derive(Clone)]
+pub struct PanicPayload(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
+
+impl PanicPayload {
+    fn new(payload: Box<dyn Any + Send>) -> Self {
+        PanicPayload(Arc::new(Mutex::new(Some(payload))))
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Box<dyn Any + Send>>> {
+        // Nothing panics while the lock is held.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The payload's message: the `&str` or `String` it carries, or a placeholder.
+    fn message(&self) -> String {
+        self.slot().as_deref().map_or_else(
+            || "a panic whose payload was already taken".to_owned(),
+            crate::unwind::payload_message,
+        )
+    }
+
+    /// Takes the original payload out; `None` if a clone took it first.
+    pub(crate) fn take(&self) -> Option<Box<dyn Any + Send>> {
+        self.slot().take()
+    }
+}
+
+impl fmt::Debug for PanicPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PanicPayload(..)")
+    }
+}
+
+/// Payloads do not take part in comparisons: two panics are equal when their messages are.
+impl PartialEq for PanicPayload {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PanicPayload {}
+
+/// Why a codec or a pool failed: what chi was doing, and the underlying error when there is
+/// one (through [`source`](std::error::Error::source)).
+#[derive(Clone)]
+pub struct Cause(Arc<CauseInner>);
+
+/// Behind one pointer, so `TaskError` stays four words.
+struct CauseInner {
+    context: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// A cause with a message and no underlying error.
+    pub fn new(context: impl Into<String>) -> Self {
+        Cause(Arc::new(CauseInner {
+            context: context.into(),
+            source: None,
+        }))
+    }
+
+    /// A cause with a message and the underlying error.
+    pub fn with_source(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Cause(Arc::new(CauseInner {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }))
+    }
+
+    /// What chi was doing when it failed.
+    pub fn context(&self) -> &str {
+        &self.0.context
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.context)?;
+        if let Some(s) = &self.0.source {
+            write!(f, ": {s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Cause");
+        d.field("context", &self.0.context);
+        if let Some(s) = &self.0.source {
+            d.field("source", &format_args!("{s:?}"));
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Causes compare by their text (the underlying errors need not be comparable).
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Cause {}
 
 /// How a worker process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

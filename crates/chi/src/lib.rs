@@ -34,6 +34,9 @@
 //! | `add_done_callback(cb)` | [`Task::add_done_callback`] (gets `&Result<T, TaskError>`) |
 //! | `shutdown(wait=True)`, `shutdown(cancel_futures=True)` | [`ThreadPool::shutdown`], [`ThreadPool::shutdown_now`]; `Drop` = `shutdown` |
 //! | `pool.map(fn, iterable)` | [`ThreadPool::map`]: ordered, **lazy**, bounded look-ahead |
+//! | `Pool.imap_unordered(fn, iterable)` | [`ThreadPool::map_unordered`]: as they finish |
+//! | `Future()`, `set_result`, `set_exception` | [`Completer::new`], [`Completer::set_result`], [`Completer::set_error`] |
+//! | `shutdown(wait=False)`; the threadpool crate's `join` | [`ThreadPool::shutdown_background`]; [`ThreadPool::wait_idle`] |
 //! | `as_completed(fs, timeout)`, `wait(fs, timeout, return_when)` | [`as_completed`], [`as_completed_timeout`], [`wait`] |
 //! | `await asyncio.wrap_future(f)` | `task.await` ([`Task`] is a `Future`) |
 //!
@@ -58,7 +61,9 @@
 //!
 //! # Panics
 //!
-//! A panic in a task is caught and becomes [`TaskError::Panicked`] with its message; the
+//! A panic in a task is caught and becomes [`TaskError::Panicked`] with its message and its
+//! payload ([`TaskError::into_panic`] hands the payload back for `std::panic::resume_unwind`;
+//! a panicking scoped task makes `scope` re-raise it, as `std::thread::scope` does); the
 //! worker lives on. A panic in a done-callback is caught and logged (with `tracing`); other
 //! callbacks still run. A panicking worker initializer fails the pool: its tasks end with
 //! [`TaskError::PoolFailed`].
@@ -96,19 +101,20 @@ pub mod process_pool;
 mod task;
 pub mod thread_pool;
 mod unwind;
+mod window;
 
 pub use bulk::{
-    AsCompleted, AsCompletedTimeout, Map, ReturnWhen, WaitTimeout, as_completed,
-    as_completed_timeout, wait,
+    AsCompleted, AsCompletedTimeout, ReturnWhen, WaitTimeout, as_completed, as_completed_timeout,
+    wait,
 };
 pub use error::{
-    BuildError, BuildErrorKind, ExitReason, ResultTimeoutError, SubmitError, SubmitTimeoutError,
-    TaskError, TrySubmitError,
+    BuildError, BuildErrorKind, Cause, ExitReason, PanicPayload, ResultTimeoutError, SubmitError,
+    SubmitTimeoutError, TaskError, TrySubmitError,
 };
 #[cfg(all(feature = "process-pool", target_os = "linux"))]
-pub use process_pool::{ProcessMap, ProcessMetrics, ProcessPool, ProcessPoolBuilder};
+pub use process_pool::{ProcessPool, ProcessPoolBuilder};
 pub use task::{Completer, Task};
-pub use thread_pool::{Metrics, ThreadPool, ThreadPoolBuilder};
+pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -12,6 +12,13 @@ pub(crate) mod interprocess {
     pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 }
 
+/// std's `Arc` and `Mutex` for values that only travel inside an error (a panic payload): never
+/// part of a race the loom models check, and created outside models too, where loom's types
+/// cannot be.
+pub(crate) mod unmodeled {
+    pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+}
+
 #[cfg(not(chi_loom))]
 pub(crate) use std_impl::*;
 

@@ -289,6 +289,93 @@ mod map {
 
 // ===== as_completed =====
 
+mod map_unordered {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn map_unordered_yields_every_result_once() {
+        let pool = ThreadPool::new(2).unwrap();
+        let mut got: Vec<u64> = pool
+            .map_unordered(|x: u64| x * 3, 0..500)
+            .map(Result::unwrap)
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..500).map(|x| x * 3).collect::<Vec<_>>());
+    }
+
+    /// A held first item does not hold back the results behind it: they come out first.
+    #[test]
+    fn map_unordered_slow_item_does_not_block_others() {
+        let pool = ThreadPool::new(2).unwrap();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let mut it = pool
+            .map_unordered(
+                move |i: usize| {
+                    if i == 0 {
+                        release_rx.lock().unwrap().recv().unwrap();
+                    }
+                    i
+                },
+                0..6,
+            )
+            .lookahead(6);
+        let first_five: Vec<usize> = (&mut it).take(5).map(Result::unwrap).collect();
+        assert!(!first_five.contains(&0), "{first_five:?}");
+        release_tx.send(()).unwrap();
+        assert_eq!(it.next().unwrap(), Ok(0));
+        assert!(it.next().is_none());
+    }
+
+    /// The input stays at most `lookahead` ahead of the consumer, as for `map`.
+    #[test]
+    fn map_unordered_pull_bounded_by_lookahead() {
+        const L: usize = 3;
+        let pool = ThreadPool::new(2).unwrap();
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let mut it = pool
+            .map_unordered(|x: usize| x, counting_input(&pulled))
+            .lookahead(L);
+        for consumed in 1..=50 {
+            it.next().unwrap().unwrap();
+            let p = pulled.load(Ordering::SeqCst);
+            assert!(p <= consumed + L, "pulled {p} after consuming {consumed}");
+        }
+    }
+
+    #[test]
+    fn map_unordered_panicking_item_is_err_rest_continue() {
+        let pool = ThreadPool::new(2).unwrap();
+        let out: Vec<_> = pool
+            .map_unordered(|x: i32| if x == 2 { panic!("item {x}") } else { x }, 0..5)
+            .collect();
+        assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 4);
+        let err = out.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert_eq!(err.panic_message(), Some("item 2"));
+    }
+
+    #[test]
+    fn map_unordered_timeout_ends_with_timed_out() {
+        let pool = ThreadPool::new(1).unwrap();
+        let (tx, rx) = mpsc::channel::<()>();
+        let rx = Mutex::new(rx);
+        let limit = Duration::from_millis(20);
+        let out: Vec<_> = pool
+            .map_unordered(move |_: u8| rx.lock().unwrap().recv().is_ok(), 0..3)
+            .timeout(limit)
+            .collect();
+        assert_eq!(out, [Err(TaskError::TimedOut(limit))]);
+        drop(tx);
+    }
+
+    #[test]
+    fn map_unordered_empty_input_yields_nothing() {
+        let pool = ThreadPool::new(2).unwrap();
+        assert_eq!(pool.map_unordered(|x: u8| x, Vec::new()).count(), 0);
+    }
+}
+
 mod as_completed {
     use super::*;
 

@@ -165,7 +165,7 @@ mod util {
     pub(crate) fn describe(r: &Result<i32, TaskError>) -> String {
         match r {
             Ok(v) => format!("ok {v}"),
-            Err(TaskError::Panicked { message }) => format!("panic {message}"),
+            Err(TaskError::Panicked { message, .. }) => format!("panic {message}"),
             Err(e) => e.to_string(),
         }
     }
@@ -441,7 +441,7 @@ mod future_tests {
             assert!(f1.wait_timeout(common::NEVER));
         });
         assert_eq!(
-            f1.error().and_then(|e| e.into_panic().ok()).as_deref(),
+            f1.error().as_ref().and_then(TaskError::panic_message),
             Some("OSError")
         );
     }
@@ -1000,12 +1000,7 @@ mod executor_tests {
             .unwrap()
             .result()
             .unwrap_err();
-        assert_eq!(
-            err,
-            TaskError::Panicked {
-                message: String::new()
-            }
-        );
+        assert_eq!(err, TaskError::panicked(""));
     }
 
     // ----- ThreadPoolExecutorTest -----
@@ -1314,7 +1309,7 @@ mod initializer_tests {
         for f in std::iter::once(future).chain(more) {
             match f.result_timeout(common::NEVER) {
                 Err(ResultTimeoutError::Failed(TaskError::PoolFailed(msg))) => {
-                    assert!(msg.contains("error in initializer"), "{msg}")
+                    assert!(msg.to_string().contains("error in initializer"), "{msg}")
                 }
                 other => panic!("expected PoolFailed, got {other:?}"),
             }

@@ -3,7 +3,7 @@
 
 use chi::thread_pool::{Scope, ScopedTask};
 use chi::{
-    AsCompleted, BuildError, ExitReason, Metrics, ResultTimeoutError, ReturnWhen, SubmitError,
+    AsCompleted, BuildError, ExitReason, ResultTimeoutError, ReturnWhen, SubmitError,
     SubmitTimeoutError, Task, TaskError, ThreadPool, ThreadPoolBuilder, TrySubmitError,
     WaitTimeout,
 };
@@ -101,5 +101,5 @@ fn submit_errors_carry_only_the_work() {
 #[test]
 fn small_value_types_pinned() {
     assert_eq!(size_of::<ReturnWhen>(), 1);
-    assert_eq!(size_of::<Metrics>(), 5 * 8);
+    assert_eq!(size_of::<chi::thread_pool::Metrics>(), 5 * 8);
 }

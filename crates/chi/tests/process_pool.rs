@@ -68,6 +68,11 @@ fn hold(h: Hold) -> u32 {
     std::process::id()
 }
 
+/// Holds like [`hold`] when given a `Hold`, else answers at once.
+fn hold_or_pid(h: Option<Hold>) -> u32 {
+    h.map_or_else(std::process::id, hold)
+}
+
 fn touch(path: String) -> u32 {
     std::fs::write(path, "ran").expect("write");
     std::process::id()
@@ -359,16 +364,22 @@ fn as_completed_and_wait_work_on_process_tasks() {
 fn map_is_ordered_chunked_and_lazy() {
     let pool = pool(2);
     let v: Vec<u64> = pool
-        .map(square, 0..1000u64, 64)
+        .map(square, 0..1000u64)
+        .chunksize(64)
         .map(Result::unwrap)
         .collect();
     assert_eq!(v, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
     // Chunksize 1 and 0 (= 1) work too.
-    let v: Vec<u64> = pool.map(square, [3u64, 4], 0).map(Result::unwrap).collect();
+    let v: Vec<u64> = pool
+        .map(square, [3u64, 4])
+        .chunksize(0)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(v, [9, 16]);
     // An endless input is fine: only the look-ahead is pulled.
     let v: Vec<u64> = pool
-        .map(square, 0u64.., 10)
+        .map(square, 0u64..)
+        .chunksize(10)
         .take(25)
         .map(Result::unwrap)
         .collect();
@@ -377,17 +388,64 @@ fn map_is_ordered_chunked_and_lazy() {
 }
 
 #[test]
+fn map_unordered_chunked_gives_every_result_once() {
+    let pool = pool(2);
+    let mut v: Vec<u64> = pool
+        .map_unordered(square, 0..1000u64)
+        .chunksize(64)
+        .map(Result::unwrap)
+        .collect();
+    v.sort_unstable();
+    assert_eq!(v, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+    let failures = pool
+        .map_unordered(panics_if_odd, 0..10u32)
+        .chunksize(3)
+        .filter(|r| r.as_ref().is_err_and(TaskError::is_panic))
+        .count();
+    assert_eq!(failures, 5, "a panic fails only its own item");
+}
+
+/// A held chunk does not hold back the chunks behind it.
+#[test]
+fn map_unordered_slow_chunk_does_not_block_others() {
+    let pool = pool(2);
+    assert_eq!(pool.wait_for_workers(NEVER), 2);
+    let h = Holder::new();
+    let mut it = pool
+        .map_unordered(hold_or_pid, (0..5u32).map(|i| (i == 0).then(|| h.arg())))
+        .lookahead(5);
+    // Messages are spread over both workers as they are queued (the held one goes first, to
+    // one worker; the other worker gets the next), so results arrive while item 0 is held.
+    let first_two: Vec<u32> = (&mut it).take(2).map(Result::unwrap).collect();
+    assert_eq!(first_two.len(), 2);
+    h.wait_started();
+    h.release();
+    assert_eq!(it.map(Result::unwrap).count(), 3);
+}
+
+#[test]
+fn map_timeout_ends_with_timed_out_and_cancels_the_rest() {
+    let pool = pool(1);
+    let h = Holder::new();
+    let limit = Duration::from_millis(50);
+    let out: Vec<Result<u32, TaskError>> = pool
+        .map(hold_or_pid, (0..4u32).map(|i| (i == 0).then(|| h.arg())))
+        .timeout(limit)
+        .collect();
+    assert_eq!(out, [Err(TaskError::TimedOut(limit))]);
+    // The held item finishes in its worker (or was cancelled before it started); the items
+    // behind it were cancelled, and the pool serves the next task.
+    h.release();
+    assert_serves(&pool);
+}
+
+#[test]
 fn map_item_failures_stay_in_their_item() {
     let pool = pool(2);
-    let got: Vec<Result<u32, TaskError>> = pool.map(panics_if_odd, 0..10u32, 4).collect();
+    let got: Vec<Result<u32, TaskError>> = pool.map(panics_if_odd, 0..10u32).chunksize(4).collect();
     for (i, r) in got.iter().enumerate() {
         if i % 2 == 1 {
-            assert_eq!(
-                r,
-                &Err(TaskError::Panicked {
-                    message: format!("odd {i}")
-                })
-            );
+            assert_eq!(r, &Err(TaskError::panicked(format!("odd {i}"))));
         } else {
             assert_eq!(r, &Ok(i as u32));
         }
@@ -436,7 +494,7 @@ fn submit_after_shutdown_hands_the_argument_back() {
 #[test]
 fn bounded_queue_try_submit_reports_full() {
     let pool = ProcessPool::builder()
-        .workers(1)
+        .max_workers(1)
         .queue_bound(1)
         .build()
         .unwrap();
@@ -542,7 +600,10 @@ fn fault_argument_encode_fails_in_parent() {
     let sent = pool.metrics().messages;
     let err = get(pool.submit(takes_unencodable, Unencodable).unwrap()).unwrap_err();
     match &err {
-        TaskError::Codec(m) => assert!(m.starts_with("the argument did not encode"), "{m}"),
+        TaskError::Codec(m) => assert!(
+            m.to_string().starts_with("the argument did not encode"),
+            "{m}"
+        ),
         other => panic!("{other:?}"),
     }
     assert_eq!(pool.metrics().messages, sent, "nothing was sent");
@@ -557,7 +618,8 @@ fn fault_argument_decode_fails_in_worker() {
     let err = get(pool.submit(takes_undecodable, Undecodable).unwrap()).unwrap_err();
     match &err {
         TaskError::Codec(m) => assert!(
-            m.starts_with("the argument did not decode in the worker"),
+            m.to_string()
+                .starts_with("the argument did not decode in the worker"),
             "{m}"
         ),
         other => panic!("{other:?}"),
@@ -573,9 +635,7 @@ fn fault_task_panics() {
     let before = worker_pid(&pool);
     assert_eq!(
         get(pool.submit(panics, 7).unwrap()),
-        Err(TaskError::Panicked {
-            message: "boom 7".into()
-        })
+        Err(TaskError::panicked("boom 7"))
     );
     assert_serves(&pool);
     assert_eq!(worker_pid(&pool), before, "the worker survived");
@@ -632,7 +692,8 @@ fn fault_result_decode_fails_in_parent() {
     let err = get(pool.submit(returns_undecodable, ()).unwrap()).unwrap_err();
     match &err {
         TaskError::Codec(m) => assert!(
-            m.starts_with("the result did not decode in the pool"),
+            m.to_string()
+                .starts_with("the result did not decode in the pool"),
             "{m}"
         ),
         other => panic!("{other:?}"),
@@ -698,21 +759,26 @@ fn fault_crash_while_writing_big_result() {
 #[test]
 fn fault_message_over_size_limit() {
     let pool = ProcessPool::builder()
-        .workers(1)
+        .max_workers(1)
         .max_message_size(64 << 10)
         .build()
         .unwrap();
     let err = get(pool.submit(reverse, pattern(100 << 10, 1)).unwrap()).unwrap_err();
     match &err {
         TaskError::Codec(m) => assert!(
-            m.contains("over the pool's maximum message size of 65536 bytes"),
+            m.to_string()
+                .contains("over the pool's maximum message size of 65536 bytes"),
             "{m}"
         ),
         other => panic!("{other:?}"),
     }
     let err = get(pool.submit(make_blob, 100 << 10).unwrap()).unwrap_err();
     match &err {
-        TaskError::Codec(m) => assert!(m.contains("over the pool's maximum message size"), "{m}"),
+        TaskError::Codec(m) => assert!(
+            m.to_string()
+                .contains("over the pool's maximum message size"),
+            "{m}"
+        ),
         other => panic!("{other:?}"),
     }
     assert_serves(&pool);
@@ -724,7 +790,7 @@ fn fault_message_over_size_limit() {
 fn fault_task_timeout() {
     let limit = Duration::from_millis(300);
     let pool = ProcessPool::builder()
-        .workers(2)
+        .max_workers(2)
         .task_timeout(limit)
         .build()
         .unwrap();
@@ -751,7 +817,7 @@ fn fault_per_task_timeout_beside_pool_timeout() {
     let pool_limit = Duration::from_secs(3600);
     let own = Duration::from_millis(200);
     let pool = ProcessPool::builder()
-        .workers(2)
+        .max_workers(2)
         .task_timeout(pool_limit)
         .build()
         .unwrap();
@@ -793,14 +859,18 @@ fn fault_per_task_timeout_beside_pool_timeout() {
 #[test]
 fn fault_max_tasks_per_worker_one() {
     let pool = ProcessPool::builder()
-        .workers(2)
+        .max_workers(2)
         .max_tasks_per_worker(1)
         .build()
         .unwrap();
     let tasks: Vec<_> = (0..200).map(|_| pool.submit(pid, ()).unwrap()).collect();
     let pids: std::collections::HashSet<u32> = tasks.into_iter().map(|t| get(t).unwrap()).collect();
     assert_eq!(pids.len(), 200, "each task ran in its own worker process");
-    let v: Vec<u64> = pool.map(square, 0..10u64, 3).map(Result::unwrap).collect();
+    let v: Vec<u64> = pool
+        .map(square, 0..10u64)
+        .chunksize(3)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(v[9], 81);
 }
 
@@ -808,14 +878,17 @@ fn fault_max_tasks_per_worker_one() {
 #[test]
 fn fault_initializer_panics() {
     let pool = ProcessPool::builder()
-        .workers(2)
+        .max_workers(2)
         .initializer(setup_panics, "no config".to_string())
         .build()
         .unwrap();
     for _ in 0..3 {
         match get(pool.submit(square, 2).unwrap()) {
             Err(TaskError::PoolFailed(m)) => {
-                assert!(m.contains("initializer panicked: no config"), "{m}");
+                assert!(
+                    m.to_string().contains("initializer panicked: no config"),
+                    "{m}"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -831,12 +904,12 @@ fn fault_initializer_panics() {
 #[test]
 fn fault_initializer_exits() {
     let pool = ProcessPool::builder()
-        .workers(1)
+        .max_workers(1)
         .initializer(setup_exits, 5)
         .build()
         .unwrap();
     match get(pool.submit(square, 2).unwrap()) {
-        Err(TaskError::PoolFailed(m)) => assert!(m.contains("exit code 5"), "{m}"),
+        Err(TaskError::PoolFailed(m)) => assert!(m.to_string().contains("exit code 5"), "{m}"),
         other => panic!("{other:?}"),
     }
 }
@@ -844,7 +917,7 @@ fn fault_initializer_exits() {
 #[test]
 fn initializer_runs_in_every_worker() {
     let pool = ProcessPool::builder()
-        .workers(2)
+        .max_workers(2)
         .initializer(setup_ok, 77)
         .build()
         .unwrap();
@@ -860,12 +933,12 @@ fn initializer_runs_in_every_worker() {
 #[test]
 fn fault_build_mismatch_is_refused() {
     let pool = ProcessPool::builder()
-        .workers(1)
+        .max_workers(1)
         .env("CHI_PROCESS_POOL_FINGERPRINT_SALT", "other build")
         .build()
         .unwrap();
     match get(pool.submit(square, 2).unwrap()) {
-        Err(TaskError::PoolFailed(m)) => assert!(m.contains("different build"), "{m}"),
+        Err(TaskError::PoolFailed(m)) => assert!(m.to_string().contains("different build"), "{m}"),
         other => panic!("{other:?}"),
     }
 }
@@ -1011,7 +1084,7 @@ fn fault_drop_leaves_no_zombies_or_descriptors() {
     let fds_before = proc::open_fds();
     {
         let pool = ProcessPool::builder()
-            .workers(2)
+            .max_workers(2)
             .task_timeout(Duration::from_millis(300))
             .build()
             .unwrap();

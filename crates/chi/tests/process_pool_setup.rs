@@ -22,7 +22,7 @@ fn __chi_process_pool_worker_entry_forgotten() {
 
 #[test]
 fn setup_forgotten_fails_tasks_with_a_hint_and_starts_no_grandchildren() {
-    let pool = ProcessPool::builder().workers(1).build().unwrap();
+    let pool = ProcessPool::builder().max_workers(1).build().unwrap();
     let t = pool.submit(square, 3).unwrap();
     let err = match t.result_timeout(Duration::from_secs(60)) {
         Err(chi::ResultTimeoutError::Failed(e)) => e,
@@ -31,11 +31,11 @@ fn setup_forgotten_fails_tasks_with_a_hint_and_starts_no_grandchildren() {
     match &err {
         TaskError::PoolFailed(m) => {
             assert!(
-                m.contains("exit code 85"),
+                m.to_string().contains("exit code 85"),
                 "the guard ended the would-be worker: {m}"
             );
             assert!(
-                m.contains("chi::process_pool::init()"),
+                m.to_string().contains("chi::process_pool::init()"),
                 "the error names the fix: {m}"
             );
         }

@@ -133,7 +133,7 @@ mod workers {
     fn workers_zero_before_first_submit() {
         let pool = ThreadPool::new(4).unwrap();
         assert_eq!(pool.metrics().workers, 0);
-        assert_eq!(pool.metrics(), chi::Metrics::default());
+        assert_eq!(pool.metrics(), chi::thread_pool::Metrics::default());
         pool.submit(|| ()).unwrap().result().unwrap();
         assert!(pool.metrics().workers >= 1);
     }
@@ -332,14 +332,16 @@ mod initializer {
         bounded("tasks of a pool whose initializer panics", move || {
             let first = p.submit(|| 1).unwrap().result();
             match first {
-                Err(TaskError::PoolFailed(msg)) => assert!(msg.contains("init exploded"), "{msg}"),
+                Err(TaskError::PoolFailed(cause)) => {
+                    assert!(cause.to_string().contains("init exploded"), "{cause}")
+                }
                 other => panic!("expected PoolFailed, got {other:?}"),
             }
             // Later submissions fail the same way, at once.
             for _ in 0..10 {
                 match p.submit(|| 2).unwrap().result() {
-                    Err(TaskError::PoolFailed(msg)) => {
-                        assert!(msg.contains("init exploded"), "{msg}")
+                    Err(TaskError::PoolFailed(cause)) => {
+                        assert!(cause.to_string().contains("init exploded"), "{cause}")
                     }
                     other => panic!("expected PoolFailed, got {other:?}"),
                 }
@@ -623,12 +625,7 @@ mod task {
         let task = pool.submit(|| -> u8 { panic!("bad") }).unwrap();
         task.wait();
         assert!(task.done() && !task.cancelled() && !task.running());
-        assert_eq!(
-            task.error(),
-            Some(TaskError::Panicked {
-                message: "bad".into()
-            })
-        );
+        assert_eq!(task.error(), Some(TaskError::panicked("bad")));
     }
 
     #[test]
@@ -836,16 +833,18 @@ mod task_error {
             .unwrap()
             .result()
             .unwrap_err();
-        assert_eq!(
-            err,
-            TaskError::Panicked {
-                message: "boom 42".into()
-            }
-        );
+        assert_eq!(err, TaskError::panicked("boom 42"));
         assert!(err.is_panic() && !err.is_cancelled());
         assert_eq!(err.panic_message(), Some("boom 42"));
         assert_eq!(err.to_string(), "task panicked: boom 42");
-        assert_eq!(err.into_panic(), Ok("boom 42".to_owned()));
+        // The payload itself, as std raised it (a `&str` or a `String`, by how the message
+        // was formatted).
+        let payload = err.into_panic().unwrap();
+        let text = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        assert_eq!(text, Some("boom 42"));
     }
 
     #[test]
@@ -858,6 +857,43 @@ mod task_error {
             .unwrap_err();
         assert!(err.is_panic(), "{err:?}");
         assert!(err.panic_message().is_some());
+        // The original payload survives, for `resume_unwind`; a clone taken before gets the
+        // message instead, never the payload twice.
+        let copy = err.clone();
+        let payload = err.into_panic().unwrap();
+        assert_eq!(payload.downcast_ref::<u32>(), Some(&17));
+        assert!(copy.into_panic().unwrap().downcast_ref::<u32>().is_none());
+    }
+
+    /// The payload round-trips through `resume_unwind`: a `catch_unwind` around it sees the
+    /// task's own value.
+    #[test]
+    fn panicked_payload_round_trips_through_resume_unwind() {
+        let pool = ThreadPool::new(1).unwrap();
+        let err = pool
+            .submit(|| -> u8 { std::panic::panic_any(("tuple", 5u64)) })
+            .unwrap()
+            .result()
+            .unwrap_err();
+        let raised = err.into_panic().unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::panic::resume_unwind(raised)
+        }));
+        let payload = caught.unwrap_err();
+        assert_eq!(payload.downcast_ref::<(&str, u64)>(), Some(&("tuple", 5)));
+    }
+
+    /// Errors that wrap a cause expose it through `source()`: a process-pool codec failure
+    /// carries the codec's own error.
+    #[test]
+    fn pool_failed_and_codec_expose_source() {
+        use std::error::Error as _;
+        let io = std::io::Error::other("disk gone");
+        let err = TaskError::Codec(chi::Cause::with_source("the argument did not encode", io));
+        let cause = err.source().expect("Codec has a source");
+        assert_eq!(cause.to_string(), "the argument did not encode: disk gone");
+        assert_eq!(cause.source().unwrap().to_string(), "disk gone");
+        assert!(TaskError::Cancelled.source().is_none());
     }
 
     #[test]
@@ -866,12 +902,12 @@ mod task_error {
         assert!(err.is_cancelled() && !err.is_panic());
         assert_eq!(err.panic_message(), None);
         assert_eq!(err.to_string(), "task cancelled");
-        assert_eq!(err.clone().into_panic(), Err(TaskError::Cancelled));
+        assert_eq!(err.clone().into_panic().unwrap_err(), TaskError::Cancelled);
     }
 
     #[test]
     fn pool_failed_is_neither() {
-        let err = TaskError::PoolFailed("init".into());
+        let err = TaskError::PoolFailed(chi::Cause::new("init"));
         assert!(!err.is_cancelled() && !err.is_panic());
         assert_eq!(err.panic_message(), None);
         assert!(err.to_string().contains("init"));
@@ -1407,7 +1443,7 @@ mod shutdown {
         }
         // The kernel removes an exited thread from /proc just after it is joined.
         poll_until("no chi-worker thread left", || {
-            common::threads_named("chi-worker").is_empty()
+            common::threads_named("bg-shutdown").is_empty()
         });
     }
 }
@@ -1420,7 +1456,7 @@ mod metrics {
     #[test]
     fn metrics_fields_track_pool() {
         let pool = ThreadPool::new(2).unwrap();
-        assert_eq!(pool.metrics(), chi::Metrics::default());
+        assert_eq!(pool.metrics(), chi::thread_pool::Metrics::default());
         let gate = Gate::new();
         let held = common::hold_workers(&pool, &gate, 2);
         let queued: Vec<_> = (0..3).map(|i| pool.submit(move || i).unwrap()).collect();
@@ -1566,12 +1602,29 @@ mod scope {
             .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
             .unwrap_or_default();
         assert!(msg.contains("scoped boom"), "{msg:?}");
+        assert_eq!(
+            msg, "scoped boom",
+            "the original payload, not a wrapper message"
+        );
         assert!(
             other_ran.load(Ordering::SeqCst),
             "the other scoped task was lost"
         );
         // The pool survived.
         assert_eq!(pool.submit(|| 5).unwrap().result(), Ok(5));
+    }
+
+    /// As `std::thread::scope`: the scope re-raises the task's own payload, whatever its type.
+    #[test]
+    fn scope_task_panic_reraises_original_payload() {
+        let pool = ThreadPool::new(2).unwrap();
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            pool.scope(|s| {
+                s.spawn(|| std::panic::panic_any(42i64));
+            })
+        }));
+        let payload = caught.expect_err("scope must panic");
+        assert_eq!(payload.downcast_ref::<i64>(), Some(&42));
     }
 
     #[test]
@@ -1683,5 +1736,139 @@ mod scope {
         let outcome = pool.scope(|s| s.spawn(|| ran.store(true, Ordering::SeqCst)).result());
         assert_eq!(outcome, Err(TaskError::Cancelled));
         assert!(!ran.load(Ordering::SeqCst));
+    }
+}
+
+// ===== wait_idle and shutdown_background =====
+
+mod wait_idle {
+    use super::*;
+    use common::hold_workers;
+
+    /// Tasks that submit tasks: `wait_idle` returns only once the whole tree is done, and
+    /// the pool still takes work afterwards.
+    #[test]
+    fn wait_idle_waits_for_tasks_that_submit_tasks() {
+        let pool = Arc::new(ThreadPool::new(2).unwrap());
+        let done = Arc::new(AtomicUsize::new(0));
+        for _ in 0..8 {
+            let (p, d) = (pool.clone(), done.clone());
+            drop(
+                pool.submit(move || {
+                    for _ in 0..8 {
+                        let d = d.clone();
+                        drop(p.submit(move || d.fetch_add(1, Ordering::SeqCst)).unwrap());
+                    }
+                    d.fetch_add(1, Ordering::SeqCst);
+                })
+                .unwrap(),
+            );
+        }
+        bounded("wait_idle", {
+            let pool = pool.clone();
+            move || pool.wait_idle()
+        });
+        assert_eq!(done.load(Ordering::SeqCst), 8 + 64);
+        assert!(!pool.is_shut_down());
+        assert_eq!(pool.submit(|| 3).unwrap().result(), Ok(3));
+    }
+
+    /// A held task keeps `wait_idle` waiting; releasing it lets `wait_idle` return.
+    #[test]
+    fn wait_idle_blocks_while_a_task_runs() {
+        let pool = Arc::new(ThreadPool::new(2).unwrap());
+        let gate = Gate::new();
+        let _held = hold_workers(&pool, &gate, 1);
+        let (tx, rx) = mpsc::channel();
+        let p = pool.clone();
+        let waiter = thread::spawn(move || {
+            p.wait_idle();
+            tx.send(()).unwrap();
+        });
+        // Tasks submitted meanwhile run on the free worker; the held one keeps it waiting.
+        assert_eq!(pool.submit(|| 1).unwrap().result(), Ok(1));
+        assert!(
+            rx.try_recv().is_err(),
+            "wait_idle returned with a task running"
+        );
+        gate.open();
+        recv(&rx, "wait_idle after the release");
+        waiter.join().unwrap();
+    }
+
+    /// Cancelled and panicking tasks count as finished.
+    #[test]
+    fn wait_idle_counts_cancelled_and_panicked() {
+        let pool = ThreadPool::new(1).unwrap();
+        let gate = Gate::new();
+        let held = hold_workers(&pool, &gate, 1);
+        let queued: Vec<_> = (0..5).map(|_| pool.submit(|| 0u8).unwrap()).collect();
+        for t in &queued {
+            assert!(t.cancel());
+        }
+        drop(pool.submit(|| -> u8 { panic!("counted") }).unwrap());
+        gate.open();
+        pool.wait_idle();
+        assert!(held.iter().all(Task::done));
+        assert_eq!(pool.metrics().queued, 0);
+    }
+
+    /// From inside a task on a pool of one: waits for every other task (running them itself)
+    /// and returns, instead of waiting for itself.
+    #[test]
+    fn wait_idle_inside_a_task_waits_for_the_others() {
+        let pool = Arc::new(ThreadPool::new(1).unwrap());
+        let p = pool.clone();
+        let outer = pool
+            .submit(move || {
+                let n = Arc::new(AtomicUsize::new(0));
+                for _ in 0..10 {
+                    let n = n.clone();
+                    drop(p.submit(move || n.fetch_add(1, Ordering::SeqCst)).unwrap());
+                }
+                p.wait_idle();
+                n.load(Ordering::SeqCst)
+            })
+            .unwrap();
+        assert_eq!(
+            bounded("wait_idle inside a task", move || outer.result()),
+            Ok(10)
+        );
+    }
+
+    #[test]
+    fn wait_idle_on_an_unused_pool_returns_at_once() {
+        let pool = ThreadPool::new(3).unwrap();
+        pool.wait_idle();
+        assert_eq!(pool.metrics().workers, 0);
+    }
+
+    /// Returns at once with a task held; the task still finishes and its handle gets the
+    /// result; new work is refused.
+    #[test]
+    fn shutdown_background_returns_while_work_runs() {
+        let pool = ThreadPool::builder()
+            .max_workers(1)
+            .thread_name("bg-shutdown")
+            .build()
+            .unwrap();
+        let gate = Gate::new();
+        let held = hold_workers(&pool, &gate, 1);
+        let queued = pool.submit(|| 7).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let killer = thread::spawn(move || {
+            pool.shutdown_background();
+            tx.send(()).unwrap();
+        });
+        recv(&rx, "shutdown_background to return with a task held");
+        killer.join().unwrap();
+        gate.open();
+        assert_eq!(queued.result(), Ok(7));
+        for t in held {
+            assert_eq!(t.result(), Ok(()));
+        }
+        poll_until("the background worker to exit", || {
+            common::threads_named("bg-shutdown").is_empty()
+        });
     }
 }

@@ -22,7 +22,7 @@ pub(crate) enum LocalPool {
 impl fmt::Debug for LocalPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LocalPool::Process(p) => write!(f, "Process({})", p.workers()),
+            LocalPool::Process(p) => write!(f, "Process({})", p.max_workers()),
             LocalPool::Thread(p) => write!(f, "Thread({})", p.max_workers()),
         }
     }

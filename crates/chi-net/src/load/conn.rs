@@ -16,7 +16,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
@@ -67,10 +67,25 @@ pub(crate) struct DriveCtx<'a> {
     pub(crate) tally: &'a mut Tally,
     /// Unmeasured messages before the measured ones.
     pub(crate) warmup: u64,
-    /// `warmup + messages`.
+    /// `warmup + messages`; `u64::MAX` when only the duration ends the run.
     pub(crate) total: u64,
     /// When the first requests of the run went out.
     pub(crate) go: Instant,
+    /// Open loop: seconds between two requests of one connection.
+    pub(crate) period: Option<f64>,
+    /// Active connections in the run (spreads the connections' schedules over a period).
+    pub(crate) connections: u64,
+}
+
+impl DriveCtx<'_> {
+    /// Open loop: when message `seq` of connection `id` is meant to go out; `None` for closed
+    /// loop (it goes when the previous answer is in).
+    fn intended(&self, id: u64, seq: u64) -> Option<Instant> {
+        let period = self.period?;
+        let offset = (seq as f64 + id as f64 / self.connections as f64) * period;
+        self.go
+            .checked_add(Duration::try_from_secs_f64(offset).ok()?)
+    }
 }
 
 /// An active connection: sends `total` messages in lockstep.
@@ -89,6 +104,12 @@ pub(crate) struct Active {
     wrong: bool,
     /// When the current request's first byte was written.
     started: Instant,
+    /// When it was meant to be written (open loop; else `started`): latency counts from here.
+    intended: Instant,
+    /// Open loop: the next request waits until then (nothing is under way meanwhile).
+    pub(crate) due: Option<Instant>,
+    /// `due` was set since the worker last looked (it then queues the connection).
+    fresh_due: bool,
     answered: bool,
 }
 
@@ -104,8 +125,48 @@ impl Active {
             received: 0,
             wrong: false,
             started: now,
+            intended: now,
+            due: None,
+            fresh_due: false,
             answered: false,
         }
+    }
+
+    /// Takes the time this connection's next request is due, if it was just scheduled.
+    pub(crate) fn take_fresh_due(&mut self) -> Option<Instant> {
+        if std::mem::take(&mut self.fresh_due) {
+            self.due
+        } else {
+            None
+        }
+    }
+
+    /// Open loop: the next request's time has come; writes it. True when the connection
+    /// finished (it failed).
+    pub(crate) fn resume(&mut self, cx: &mut DriveCtx<'_>, now: Instant) -> bool {
+        let Some(intended) = self.due.take() else {
+            return false;
+        };
+        if self.state != State::Open {
+            return false;
+        }
+        self.start_message(cx, intended, now);
+        self.drive(cx, false, true, false)
+    }
+
+    /// Whether the answer under way has taken longer than `limit`.
+    pub(crate) fn overdue(&self, now: Instant, limit: Duration) -> bool {
+        self.state == State::Open
+            && self.due.is_none()
+            && now.saturating_duration_since(self.started) > limit
+    }
+
+    fn wait_until(&mut self, due: Instant) {
+        self.written = 0;
+        self.received = 0;
+        self.wrong = false;
+        self.due = Some(due);
+        self.fresh_due = true;
     }
 
     /// Starts the first message and drives the connection as far as it goes. Returns true
@@ -116,19 +177,27 @@ impl Active {
             self.close();
             return true;
         }
-        self.start_message(cx, now);
+        match cx.intended(self.id, 0) {
+            Some(due) if due > now => {
+                self.wait_until(due);
+                return false;
+            }
+            intended => self.start_message(cx, intended.unwrap_or(now), now),
+        }
         // Read until the socket would block, too: the server may have closed the connection
         // (a limit, a shutdown) while the run waited for every connection, and that edge has
         // passed.
         self.drive(cx, true, true, true)
     }
 
-    fn start_message(&mut self, cx: &DriveCtx<'_>, now: Instant) {
+    fn start_message(&mut self, cx: &DriveCtx<'_>, intended: Instant, now: Instant) {
         cx.payload.header(self.id, self.seq, &mut self.header);
         self.written = 0;
         self.received = 0;
         self.wrong = false;
         self.started = now;
+        self.intended = intended;
+        self.due = None;
     }
 
     /// Makes what progress the socket allows after an event. Returns true when the connection
@@ -146,6 +215,13 @@ impl Active {
         closing: bool,
     ) -> bool {
         let size = cx.payload.size();
+        if self.due.is_some() {
+            // Waiting for the next request's time: only a close matters.
+            if closing {
+                return self.lost(cx, &io::ErrorKind::UnexpectedEof.into());
+            }
+            return false;
+        }
         loop {
             let Some(stream) = self.stream.as_mut() else {
                 return true;
@@ -194,14 +270,9 @@ impl Active {
             }
             // ANSWER COMPLETE
             if self.received == size {
-                let now = Instant::now();
-                self.complete(cx, now);
-                self.seq += 1;
-                if self.seq == cx.total {
-                    self.close();
-                    return true;
+                if let Some(finished) = self.advance(cx, Instant::now()) {
+                    return finished;
                 }
-                self.start_message(cx, now);
                 writable = true;
                 // Nothing to read until the answer raises an edge — unless the peer's FIN has
                 // already been seen, whose edge will not come again.
@@ -210,6 +281,28 @@ impl Active {
             }
             if !progressed {
                 return false;
+            }
+        }
+    }
+
+    /// After a complete answer: counts it and starts the next message, now or (open loop) at
+    /// its time. `Some(finished)` when the caller must return: the last message is done, or the
+    /// next one waits.
+    fn advance(&mut self, cx: &mut DriveCtx<'_>, now: Instant) -> Option<bool> {
+        self.complete(cx, now);
+        self.seq += 1;
+        if self.seq == cx.total {
+            self.close();
+            return Some(true);
+        }
+        match cx.intended(self.id, self.seq) {
+            Some(due) if due > now => {
+                self.wait_until(due);
+                Some(false)
+            }
+            intended => {
+                self.start_message(cx, intended.unwrap_or(now), now);
+                None
             }
         }
     }
@@ -231,7 +324,7 @@ impl Active {
         if measured {
             cx.tally.measured_ok += 1;
             cx.tally
-                .record_latency(now.saturating_duration_since(self.started));
+                .record_latency(now.saturating_duration_since(self.intended));
         }
     }
 
@@ -241,6 +334,15 @@ impl Active {
         tracing::debug!(conn = self.id, message = self.seq, error = %err, "load connection lost");
         self.abandon(cx.tally, cx.total);
         true
+    }
+
+    /// The duration ended the run: the answer under way (if a request is out) counts as in
+    /// flight; messages not yet sent are not counted.
+    pub(crate) fn finish_in_flight(&mut self, tally: &mut Tally, total: u64) {
+        if self.state == State::Open && self.seq < total && self.due.is_none() {
+            tally.in_flight += 1;
+        }
+        self.close();
     }
 
     /// Closes the connection, counting everything unfinished as short or missing (the run is
@@ -253,7 +355,9 @@ impl Active {
             } else {
                 tally.missing += 1;
             }
-            tally.missing += total - self.seq - 1;
+            if total != u64::MAX {
+                tally.missing += total - self.seq - 1;
+            }
             self.seq = total;
         }
         self.close();
@@ -282,7 +386,7 @@ impl Idle {
     }
 
     /// After an event on an open idle connection: drains whatever the server sent (nothing, for
-    /// a server of the seed's protocol) and returns true if the server closed it.
+    /// a server of chi's protocol) and returns true if the server closed it.
     pub(crate) fn closed_by_server(&mut self, scratch: &mut [u8]) -> bool {
         let Some(stream) = self.stream.as_mut() else {
             return false;

@@ -10,10 +10,12 @@
 //! let (addr, handle) = (server.local_addr(), server.handle());
 //! let thread = std::thread::spawn(move || server.run());
 //!
-//! let mut config = LoadConfig::new(addr);
-//! config.connections = 4;
-//! config.messages = 100;
-//! config.size = 64;
+//! let config = LoadConfig::builder()
+//!     .addr(addr)
+//!     .connections(4)
+//!     .messages(Some(100))
+//!     .size(64)
+//!     .build()?;
 //! let report = load::run(config)?;
 //! assert!(report.passed());
 //! assert_eq!(report.messages, 400);
@@ -34,15 +36,20 @@
 //!    connection is open or has failed.
 //! 3. **Exchange.** Every active connection writes its first request at the same moment, and
 //!    from then on in lockstep: the next request goes out when the whole answer to the last
-//!    one is in. Each connection sends `warmup` unmeasured messages, then `messages` measured
+//!    one is in. With a [rate](LoadConfigBuilder::rate) (open loop, as wrk2) each connection's
+//!    requests are due at fixed times instead (`rate / connections` per second, the
+//!    connections' schedules spread over the period); a request goes out at its time, or as
+//!    soon as the previous answer is in if that is later. Each connection sends `warmup` unmeasured messages, then `messages` measured
 //!    ones, then closes at once (so a pooled server's worker moves on to a waiting client, as
-//!    with the seed's clients). Idle connections stay silent.
-//! 4. **End.** When every active connection has finished, or at the time limit, or on
-//!    [`StopHandle::stop`] (SIGINT/SIGTERM with [`LoadRun::stop_on_signals`]): whatever is
-//!    unfinished is counted as short or missing, and the report is built from what finished.
+//!    with line clients). Idle connections stay silent.
+//! 4. **End.** When every active connection has finished its messages, or at the end of the
+//!    duration, or on [`StopHandle::stop`] (the `chi` binary calls it on SIGINT/SIGTERM).
+//!    At the end of the duration the answers under way are counted as `in_flight` and the
+//!    messages not yet sent are not counted at all; on a stop, whatever is unfinished is
+//!    counted as short or missing. The report is built from what finished.
 //!
 //! A run with no active connections (`connections == 0`, `idle > 0`) opens the idle
-//! connections and holds them until the time limit or a stop: run it in a second process to
+//! connections and holds them until the duration ends or a stop: run it in a second process to
 //! load a server with idle clients while another `chi load` measures it.
 //!
 //! # Checking answers
@@ -54,25 +61,34 @@
 //! - `ok`: S bytes, byte for byte the upper-cased request;
 //! - `wrong`: S bytes that differ (the connection carries on with its next message);
 //! - `short`: part of the answer arrived, then the connection closed or the run ended;
-//! - `missing`: not a byte of it arrived (connection failed, closed, or the run ended first).
+//! - `missing`: not a byte of it arrived (connection failed, closed, or the run was stopped);
+//! - `in_flight`: sent, and not yet answered in full when the duration ended the run.
 //!
-//! `ok + wrong + short + missing == expected == connections × (warmup + messages)`, and
+//! An answer that takes longer than the [reply timeout](LoadConfigBuilder::reply_timeout)
+//! gives its connection up (counted in `timed_out`; the answer is short or missing).
+//!
+//! `ok + wrong + short + missing + in_flight == expected` (`connections × (warmup + messages)`
+//! unless the duration ended the run first), and
 //! [`LoadReport::passed`] holds only when `wrong`, `short`, `missing`, `connect_failed` and
 //! `idle_failed` are all zero.
 //!
 //! Lockstep means a server that drops a byte leaves its client waiting for the rest of the
-//! answer: such a run ends at the time limit, and the waiting answers count as `short`.
+//! answer: its connection is given up at the reply timeout, and the answer counts as `short`.
 //!
 //! # Measurements
-//! - **Latency**: from writing a request's first byte to reading its answer's last byte, for
+//! - **Latency**: from writing a request's first byte (open loop: from the moment it was due,
+//!   so that a server that stalls shows in the percentiles — "coordinated omission"
+//!   corrected; the workers wake for a due request with the poller's millisecond granularity,
+//!   so open-loop latencies include up to about 1 ms of sending late) to reading its answer's
+//!   last byte, for
 //!   measured correct answers, in an HDR histogram of nanoseconds with 3 significant digits
 //!   (reported in µs: p50, p90, p99, p99.9, max, mean).
 //! - **Throughput**: measured correct answers divided by the time from the first measured
 //!   request to the last measured answer; MB/s counts answer bytes (10^6 bytes; the requests
 //!   carry as much the other way).
 //! - **First answers**: for each connection, when its first correct answer arrived after the
-//!   requests went out. With a server that serves only W clients at a time (the seed's pooled
-//!   design) and more than W connections, `first_answer_ms.max` is how long the last client
+//!   requests went out. With a server that serves only W clients at a time (the classic
+//!   thread-pool design, `Model::Pooled`) and more than W connections, `first_answer_ms.max` is how long the last client
 //!   waited for a worker.
 //!
 //! # JSON schema (`chi load --json`, [`LoadReport`] with serde)
@@ -82,23 +98,26 @@
 //!
 //! | field | type | meaning |
 //! |---|---|---|
-//! | `schema` | string | `"chi-load/1"` |
+//! | `schema` | string | `"chi-load/2"` |
 //! | `addr` | string | server address connected to |
 //! | `connections` | integer | active connections asked for (C) |
-//! | `messages_per_connection` | integer | measured messages per connection (M) |
+//! | `messages_per_connection` | integer or null | measured messages per connection (M); null: the duration ended the run |
+//! | `rate` | integer or null | open-loop rate asked for (messages/s in all); null: closed loop |
 //! | `size` | integer | bytes per message (S) |
 //! | `threads` | integer | client threads (T) |
 //! | `warmup` | integer | unmeasured messages per connection before the measured ones |
 //! | `idle` | integer | idle connections asked for (K) |
-//! | `timeout_s` | number or null | the time limit, null for none |
-//! | `end` | string | `"completed"`, `"timeout"` or `"interrupted"` |
+//! | `duration_s` | number or null | the run's duration, null for none |
+//! | `timeout_s` | number or null | the longest one answer could take, null for no limit |
+//! | `end` | string | `"completed"`, `"duration"` or `"interrupted"` |
 //! | `connected` | integer | active connections established |
 //! | `connect_failed` | integer | active connections that could not connect |
 //! | `connect_error` | string or null | the first connect error |
 //! | `idle_connected` | integer | idle connections established |
 //! | `idle_failed` | integer | idle connections that could not connect |
 //! | `idle_closed` | integer | idle connections the server closed during the run |
-//! | `answers` | object | `expected`, `ok`, `wrong`, `short`, `missing`: integers, see above |
+//! | `answers` | object | `expected`, `ok`, `wrong`, `short`, `missing`, `in_flight`: integers, see above |
+//! | `timed_out` | integer | connections given up at the reply timeout |
 //! | `errors` | integer | `wrong + short + missing` |
 //! | `messages` | integer | measured correct answers |
 //! | `elapsed_s` | number | first measured request to last measured answer |
@@ -112,12 +131,13 @@
 //!   connections over several processes (idle ones with `connections = 0`).
 //! - Ports: every connection to one server address takes a local port from
 //!   `net.ipv4.ip_local_port_range` (about 28,000 by default), across all processes.
-//! - A server of the seed's pooled design with W workers serves at most W connections at
+//! - A server of the classic thread-pool design (`Model::Pooled`) with W workers serves at most W connections at
 //!   once: the others' requests wait in the server's queue until earlier connections finish,
 //!   which shows in their latency and `first_answer_ms.max`. A server that never serves a
 //!   connection (its workers held by idle clients) leaves the run waiting until the time
 //!   limit.
 
+mod config;
 mod conn;
 mod fdlimit;
 mod gate;
@@ -134,6 +154,11 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use config::{
+    DEFAULT_CONNECTIONS, DEFAULT_MESSAGES, DEFAULT_REPLY_TIMEOUT, DEFAULT_SIZE, LoadConfig,
+    LoadConfigBuilder, LoadConfigError, LoadConfigErrorKind,
+};
+pub use hdrhistogram::Histogram;
 pub use report::{Answers, End, FirstAnswer, Latency, LoadReport, ReportParseError, SCHEMA};
 pub use tally::LoadPhase;
 
@@ -141,90 +166,11 @@ use gate::Gate;
 use payload::Payload;
 use tally::{Progress, Tally};
 
-/// The time limit of a run when none is set by [`LoadConfig::new`]: ten minutes.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// What a load run does. Start from [`LoadConfig::new`] and set the fields.
-///
-/// ```
-/// let mut config = chi_net::load::LoadConfig::new("127.0.0.1:8080".parse().unwrap());
-/// config.connections = 1_000;
-/// config.messages = 100;
-/// config.idle = 5_000;
-/// assert_eq!(config.size, 64);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LoadConfig {
-    /// The server.
-    pub addr: SocketAddr,
-    /// Active connections (C). 0 with `idle > 0` holds idle connections only.
-    pub connections: u64,
-    /// Measured messages per active connection (M).
-    pub messages: u64,
-    /// Bytes per message (S), at least 1.
-    pub size: usize,
-    /// Client threads, each an event loop for its share of the connections; at least 1, and
-    /// never more than there are connections.
-    pub threads: usize,
-    /// Unmeasured messages per active connection before the measured ones.
-    pub warmup: u64,
-    /// Idle connections (K), opened before the active ones and silent until the run ends.
-    pub idle: u64,
-    /// The run ends with a report of what finished when this passes; `None`: no limit.
-    pub timeout: Option<Duration>,
-}
-
-impl LoadConfig {
-    /// 50 connections × 1,000 messages × 64 bytes to `addr`, a thread per core, no warm-up,
-    /// no idle connections, [`DEFAULT_TIMEOUT`].
-    pub fn new(addr: SocketAddr) -> LoadConfig {
-        LoadConfig {
-            addr,
-            connections: 50,
-            messages: 1_000,
-            size: 64,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            warmup: 0,
-            idle: 0,
-            timeout: Some(DEFAULT_TIMEOUT),
-        }
-    }
-
-    fn validate(&self) -> Result<(), LoadError> {
-        if self.size == 0 {
-            return Err(LoadError::Invalid(
-                "the message size must be at least 1 byte",
-            ));
-        }
-        if self.threads == 0 {
-            return Err(LoadError::Invalid("threads must be at least 1"));
-        }
-        if self.connections == 0 && self.idle == 0 {
-            return Err(LoadError::Invalid(
-                "nothing to do: no active and no idle connections",
-            ));
-        }
-        if self
-            .connections
-            .checked_mul(self.warmup.saturating_add(self.messages))
-            .is_none()
-            || self.warmup.checked_add(self.messages).is_none()
-        {
-            return Err(LoadError::Invalid("too many messages to count"));
-        }
-        Ok(())
-    }
-}
-
 /// Why a load run could not start or finish. (Wrong or missing answers are not errors of the
 /// run: they are counted in the [`LoadReport`].)
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
-    /// The configuration cannot run (size 0, no connections, ...).
-    #[error("invalid load settings: {0}")]
-    Invalid(&'static str),
     /// The connections do not fit the process's file-descriptor limit, even raised to the
     /// hard limit.
     #[error(
@@ -249,7 +195,7 @@ pub enum LoadError {
     Panicked(String),
 }
 
-/// Stops a run early, as the time limit would: unfinished answers count as short or missing
+/// Stops a run early: unfinished answers count as short or missing
 /// and [`LoadRun::wait`] returns the report of what finished. Cloneable, `Send`.
 #[derive(Debug, Clone)]
 pub struct StopHandle {
@@ -278,8 +224,13 @@ pub struct LoadProgress {
     pub answers: u64,
     /// Answers so far that were wrong, short or missing.
     pub errors: u64,
-    /// Answers the run expects in all: `connections × (warmup + messages)`.
-    pub expected: u64,
+    /// Answers the run expects in all, `connections × (warmup + messages)`; `None` when the
+    /// duration alone ends the run.
+    pub expected: Option<u64>,
+    /// Time since the run started (connecting included).
+    pub elapsed: Duration,
+    /// The run's duration, if it has one.
+    pub duration: Option<Duration>,
 }
 
 /// What the workers share.
@@ -291,9 +242,15 @@ pub(crate) struct Shared {
     idle: u64,
     threads: usize,
     warmup: u64,
-    messages: u64,
+    /// Messages per active connection, warm-up included; `None`: until the deadline.
+    total: Option<u64>,
     deadline: Option<Instant>,
+    reply_timeout: Option<Duration>,
+    /// Open loop: seconds between two requests of one connection (`connections / rate`).
+    period: Option<f64>,
     stop: Arc<AtomicBool>,
+    /// The latencies of the current interval, when asked for.
+    intervals: Option<Mutex<Histogram<u64>>>,
     gate: Gate,
     /// When the first requests went out (set by the first worker past the connect gate).
     go: OnceLock<Instant>,
@@ -304,8 +261,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Messages per active connection, warm-up included (`u64::MAX`: no count, a duration).
     fn total_messages(&self) -> u64 {
-        self.warmup + self.messages
+        self.total.unwrap_or(u64::MAX)
     }
 }
 
@@ -326,10 +284,11 @@ impl Drop for ExitGuard {
 /// use std::time::Duration;
 /// use chi_net::load::{LoadConfig, LoadRun};
 ///
-/// let run = LoadRun::start(LoadConfig::new("127.0.0.1:8080".parse().unwrap()))?;
+/// let config = LoadConfig::builder().addr("127.0.0.1:8080".parse().unwrap()).build().unwrap();
+/// let run = LoadRun::start(config)?;
 /// while !run.wait_timeout(Duration::from_millis(100)) {
 ///     let p = run.progress();
-///     eprint!("\r{} / {} answers", p.answers, p.expected);
+///     eprint!("\r{} / {:?} answers", p.answers, p.expected);
 /// }
 /// let report = run.wait()?;
 /// println!("{}", serde_json::to_string(&report).unwrap());
@@ -340,12 +299,12 @@ pub struct LoadRun {
     config: LoadConfig,
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<Tally>>,
+    started: Instant,
 }
 
 impl LoadRun {
     /// Raises the descriptor limit, checks the connections fit, and starts the worker threads.
     pub fn start(mut config: LoadConfig) -> Result<LoadRun, LoadError> {
-        config.validate()?;
         let sockets = config.connections.saturating_add(config.idle);
         config.threads = config
             .threads
@@ -367,9 +326,14 @@ impl LoadRun {
             idle: config.idle,
             threads: config.threads,
             warmup: config.warmup,
-            messages: config.messages,
-            deadline: config.timeout.and_then(|t| Instant::now().checked_add(t)),
+            total: config.total_messages(),
+            deadline: config.duration.and_then(|t| Instant::now().checked_add(t)),
+            reply_timeout: config.reply_timeout,
+            period: config.rate.map(|r| config.connections as f64 / r as f64),
             stop: Arc::new(AtomicBool::new(false)),
+            intervals: config
+                .record_intervals
+                .then(|| Mutex::new(tally::new_histogram())),
             gate: Gate::new(config.threads),
             go: OnceLock::new(),
             progress: Progress::default(),
@@ -380,6 +344,7 @@ impl LoadRun {
             config,
             shared,
             workers: Vec::new(),
+            started: Instant::now(),
         };
         for index in 0..run.config.threads {
             if let Err(e) = run.spawn_worker(index) {
@@ -421,18 +386,16 @@ impl LoadRun {
         }
     }
 
-    /// Makes SIGINT and SIGTERM stop the run (as [`StopHandle::stop`]); a second SIGINT or
-    /// SIGTERM ends the process at once with status 130. Process-wide and permanent: for a
-    /// binary's one run, not for a library that runs many.
-    pub fn stop_on_signals(&self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let flag = &self.shared.stop;
-        for signal in [SIGINT, SIGTERM] {
-            // Registered first, so it sees the flag before the second registration sets it.
-            signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(flag))?;
-            signal_hook::flag::register(signal, Arc::clone(flag))?;
-        }
-        Ok(())
+    /// The latencies (nanoseconds) recorded since the last call, when the run was configured
+    /// with [`LoadConfigBuilder::record_intervals`]; `None` otherwise. Workers hand their
+    /// recordings over at least every 100 ms, so an interval taken every second is exact to
+    /// that. For an interval log (`chi load --hdr-log`).
+    pub fn take_interval(&self) -> Option<Histogram<u64>> {
+        let shared = self.shared.intervals.as_ref()?;
+        let mut h = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = h.clone();
+        h.reset();
+        Some(taken)
     }
 
     /// What the workers have published so far.
@@ -450,7 +413,9 @@ impl LoadRun {
             idle_connected: load(&p.idle_connected),
             answers: load(&p.answers),
             errors: load(&p.errors),
-            expected: self.shared.connections * self.shared.total_messages(),
+            expected: self.shared.total.map(|t| self.shared.connections * t),
+            elapsed: self.started.elapsed(),
+            duration: self.config.duration,
         }
     }
 
@@ -479,7 +444,7 @@ impl LoadRun {
 
     /// Waits for every worker and builds the report.
     pub fn wait(self) -> Result<LoadReport, LoadError> {
-        let mut total = Tally::new();
+        let mut total = Tally::new(false);
         let mut panic = None;
         for handle in self.workers {
             match handle.join() {
@@ -524,11 +489,13 @@ fn build_report(config: &LoadConfig, t: Tally) -> LoadReport {
         addr: config.addr.to_string(),
         connections: config.connections,
         messages_per_connection: config.messages,
+        rate: config.rate,
         size: config.size as u64,
         threads: config.threads as u64,
         warmup: config.warmup,
         idle: config.idle,
-        timeout_s: config.timeout.map(|t| t.as_secs_f64()),
+        duration_s: config.duration.map(|t| t.as_secs_f64()),
+        timeout_s: config.reply_timeout.map(|t| t.as_secs_f64()),
         end: t.cut_short.unwrap_or(End::Completed),
         connected: t.connected,
         connect_failed: t.connect_failed,
@@ -537,12 +504,14 @@ fn build_report(config: &LoadConfig, t: Tally) -> LoadReport {
         idle_failed: t.idle_failed,
         idle_closed: t.idle_closed,
         answers: Answers {
-            expected: config.connections * (config.warmup + config.messages),
+            expected: t.ok + errors + t.in_flight,
             ok: t.ok,
             wrong: t.wrong,
             short: t.short,
             missing: t.missing,
+            in_flight: t.in_flight,
         },
+        timed_out: t.timed_out,
         errors,
         messages: t.measured_ok,
         elapsed_s,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The value of [`LoadReport::schema`]; it changes when a field is renamed, removed or changes
 /// meaning (adding a field does not change it).
-pub const SCHEMA: &str = "chi-load/1";
+pub const SCHEMA: &str = "chi-load/2";
 
 /// The result of a load run. Serialises to the JSON object documented in the
 /// [module docs](super); every count is a whole number, every rate and time a float.
@@ -25,14 +25,18 @@ pub const SCHEMA: &str = "chi-load/1";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LoadReport {
-    /// Always [`SCHEMA`] (`"chi-load/1"`).
+    /// Always [`SCHEMA`] (`"chi-load/2"`).
     pub schema: String,
     /// The server address connected to.
     pub addr: String,
     /// Active connections asked for (C).
     pub connections: u64,
-    /// Measured messages per active connection (M).
-    pub messages_per_connection: u64,
+    /// Measured messages per active connection (M); `null` when the duration alone ended the
+    /// run.
+    pub messages_per_connection: Option<u64>,
+    /// The open-loop rate asked for, in messages per second across all connections; `null`
+    /// for a closed-loop run. The rate achieved is `msgs_per_s`.
+    pub rate: Option<u64>,
     /// Bytes per message (S).
     pub size: u64,
     /// Client threads (event loops) used.
@@ -41,7 +45,9 @@ pub struct LoadReport {
     pub warmup: u64,
     /// Idle connections asked for (K).
     pub idle: u64,
-    /// The run's time limit in seconds, `null` for none.
+    /// The run's duration in seconds, `null` for none.
+    pub duration_s: Option<f64>,
+    /// How long one answer could take, in seconds, `null` for no limit.
     pub timeout_s: Option<f64>,
     /// How the run ended.
     pub end: End,
@@ -59,6 +65,9 @@ pub struct LoadReport {
     pub idle_closed: u64,
     /// Every answer of the run (warm-up and measured), sorted by outcome.
     pub answers: Answers,
+    /// Connections given up because an answer took longer than `timeout_s` (their answers
+    /// count as short or missing).
+    pub timed_out: u64,
     /// `answers.wrong + answers.short + answers.missing`.
     pub errors: u64,
     /// Measured (not warm-up) messages answered correctly: the numerator of `msgs_per_s`.
@@ -115,9 +124,9 @@ pub struct ReportParseError(#[source] serde_json::Error);
 pub enum End {
     /// Every active connection finished its messages (or failed).
     Completed,
-    /// The time limit passed; unfinished answers count as short or missing. An idle-only run
-    /// (no active connections) normally ends this way.
-    Timeout,
+    /// The duration passed: answers under way count as in flight, messages not yet sent are
+    /// not counted. An idle-only run (no active connections) normally ends this way.
+    Duration,
     /// Stopped early by SIGINT/SIGTERM or [`StopHandle::stop`](super::StopHandle::stop).
     Interrupted,
 }
@@ -126,17 +135,20 @@ impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             End::Completed => "completed",
-            End::Timeout => "timeout",
+            End::Duration => "duration",
             End::Interrupted => "interrupted",
         })
     }
 }
 
-/// Every expected answer of a run, sorted by outcome: `ok + wrong + short + missing == expected`.
+/// Every expected answer of a run, sorted by outcome:
+/// `ok + wrong + short + missing + in_flight == expected`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Answers {
-    /// `connections × (warmup + messages_per_connection)`.
+    /// The answers the run waited for: `connections × (warmup + messages_per_connection)`
+    /// when every connection got through its messages or failed; fewer when the duration
+    /// ended the run first (only the messages sent count).
     pub expected: u64,
     /// Complete and byte-for-byte the upper-cased request.
     pub ok: u64,
@@ -144,12 +156,17 @@ pub struct Answers {
     pub wrong: u64,
     /// Begun but never completed: the connection closed or the run ended mid-answer.
     pub short: u64,
-    /// Not a byte received: the connection failed, closed or the run ended before it.
+    /// Not a byte received: the connection failed, closed or the run was stopped before it.
     pub missing: u64,
+    /// Sent but not yet (fully) answered when the duration ended the run: neither right nor
+    /// wrong.
+    #[serde(default)]
+    pub in_flight: u64,
 }
 
 /// Latency percentiles in microseconds (HDR histogram, 3 significant digits), from the moment
-/// a request's first byte is written to the moment its answer's last byte is read.
+/// a request's first byte is written (open loop: the moment it was meant to be written, so a
+/// stalled server shows in the percentiles) to the moment its answer's last byte is read.
 /// All zero when no measured answer was correct.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -222,12 +239,17 @@ impl fmt::Display for LoadReport {
     /// A few lines for a person; scripts should read the JSON instead.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let threads = plural(self.threads, "thread");
+        let messages = self
+            .messages_per_connection
+            .map_or_else(|| "timed".to_owned(), thousands);
+        let duration = self
+            .duration_s
+            .map_or_else(String::new, |d| format!(" for {d} s"));
         writeln!(
             f,
-            "{}: {} × {} messages × {} B ({} warm-up), {} idle, {threads}: {}",
+            "{}: {} × {messages} messages × {} B ({} warm-up){duration}, {} idle, {threads}: {}",
             self.addr,
             plural(self.connections, "connection"),
-            thousands(self.messages_per_connection),
             thousands(self.size),
             thousands(self.warmup),
             thousands(self.idle),
@@ -236,10 +258,12 @@ impl fmt::Display for LoadReport {
         if self.connections > 0 {
             writeln!(
                 f,
-                "  {} messages in {:.3} s: {} msgs/s, {:.1} MB/s",
+                "  {} messages in {:.3} s: {} msgs/s{}, {:.1} MB/s",
                 thousands(self.messages),
                 self.elapsed_s,
                 thousands(self.msgs_per_s.round() as u64),
+                self.rate
+                    .map_or_else(String::new, |r| format!(" (asked {})", thousands(r))),
                 self.mb_per_s,
             )?;
             let l = &self.latency_us;
@@ -262,13 +286,29 @@ impl fmt::Display for LoadReport {
         let a = &self.answers;
         writeln!(
             f,
-            "  answers: {} ok, {} wrong, {} short, {} missing (of {})",
+            "  answers: {} ok, {} wrong, {} short, {} missing, {} in flight at the end (of {})",
             thousands(a.ok),
             thousands(a.wrong),
             thousands(a.short),
             thousands(a.missing),
+            thousands(a.in_flight),
             thousands(a.expected),
         )?;
+        if self.timed_out > 0 {
+            writeln!(
+                f,
+                "  {} connections given up: an answer took longer than {} s",
+                thousands(self.timed_out),
+                self.timeout_s.unwrap_or_default(),
+            )?;
+        }
+        self.fmt_connections(f)
+    }
+}
+
+impl LoadReport {
+    /// The report's last lines: how the connections fared.
+    fn fmt_connections(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "  connections: {} connected, {} failed",

@@ -8,8 +8,13 @@ use hdrhistogram::Histogram;
 
 use super::report::End;
 
-/// Latencies above this are recorded as this (an hour: far past any sensible `--timeout`).
+/// Latencies above this are recorded as this (an hour: far past any sensible answer timeout).
 const HIGHEST_NS: u64 = 3_600 * 1_000_000_000;
+
+/// A latency histogram: nanoseconds from 1 ns to an hour, 3 significant digits.
+pub(crate) fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_NS, 3).expect("constant histogram bounds are valid")
+}
 
 /// What one worker counted.
 #[derive(Debug)]
@@ -18,6 +23,10 @@ pub(crate) struct Tally {
     pub(crate) wrong: u64,
     pub(crate) short: u64,
     pub(crate) missing: u64,
+    /// Answers under way when the duration ended the run.
+    pub(crate) in_flight: u64,
+    /// Connections given up because an answer took too long.
+    pub(crate) timed_out: u64,
     /// Correct answers of measured (not warm-up) messages.
     pub(crate) measured_ok: u64,
     pub(crate) connected: u64,
@@ -28,6 +37,8 @@ pub(crate) struct Tally {
     pub(crate) connect_error: Option<String>,
     /// Nanoseconds, 3 significant digits.
     pub(crate) latency: Histogram<u64>,
+    /// The latencies since the last hand-over to the run's interval histogram, when kept.
+    pub(crate) interval: Option<Histogram<u64>>,
     /// Earliest and latest first answer of a connection, after the start of the run.
     pub(crate) first_answers: Option<(Duration, Duration)>,
     /// First measured request written, last measured answer read.
@@ -47,12 +58,15 @@ struct Published {
 }
 
 impl Tally {
-    pub(crate) fn new() -> Tally {
+    /// A fresh tally; `intervals`: also keep the latencies of the current interval.
+    pub(crate) fn new(intervals: bool) -> Tally {
         Tally {
             ok: 0,
             wrong: 0,
             short: 0,
             missing: 0,
+            in_flight: 0,
+            timed_out: 0,
             measured_ok: 0,
             connected: 0,
             connect_failed: 0,
@@ -60,8 +74,8 @@ impl Tally {
             idle_failed: 0,
             idle_closed: 0,
             connect_error: None,
-            latency: Histogram::new_with_bounds(1, HIGHEST_NS, 3)
-                .expect("constant histogram bounds are valid"),
+            latency: new_histogram(),
+            interval: intervals.then(new_histogram),
             first_answers: None,
             measured: None,
             cut_short: None,
@@ -72,6 +86,9 @@ impl Tally {
     pub(crate) fn record_latency(&mut self, latency: Duration) {
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latency.saturating_record(ns.clamp(1, HIGHEST_NS));
+        if let Some(interval) = &mut self.interval {
+            interval.saturating_record(ns.clamp(1, HIGHEST_NS));
+        }
     }
 
     pub(crate) fn first_answer(&mut self, after: Duration) {
@@ -136,6 +153,8 @@ impl Tally {
         self.wrong += other.wrong;
         self.short += other.short;
         self.missing += other.missing;
+        self.in_flight += other.in_flight;
+        self.timed_out += other.timed_out;
         self.measured_ok += other.measured_ok;
         self.connected += other.connected;
         self.connect_failed += other.connect_failed;
@@ -169,7 +188,7 @@ pub enum LoadPhase {
     Connecting,
     /// Every connection is open (or failed); active ones are exchanging messages.
     Running,
-    /// No active connections: the idle ones are open and held until the time limit or a stop.
+    /// No active connections: the idle ones are open and held until the duration ends or a stop.
     Holding,
     /// Every worker has finished.
     Done,

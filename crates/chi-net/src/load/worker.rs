@@ -7,8 +7,8 @@
 //!   gate    wait until every worker has connected everything (or given up)
 //! RUN       every active connection sends its first request at once, then lockstep;
 //!           a connection closes as soon as its last answer is in (so a pooled server's
-//!           worker moves on to the next client, as with the seed's clients)
-//! HOLD      (idle-only runs) keep the idle connections open until the time limit or a stop
+//!           worker moves on to the next client, as with line clients)
+//! HOLD      (idle-only runs) keep the idle connections open until the duration ends or a stop
 //!   gate    wait until every worker's active connections are done
 //! CLOSE     drop the idle connections
 //! ```
@@ -16,9 +16,11 @@
 //! Every poll waits at most [`STOP_CHECK`], so a stop request (a signal handler can only set a
 //! flag) and the deadline are noticed within that time.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
@@ -44,13 +46,18 @@ fn idle_token(j: usize) -> Token {
     Token(j * 2 + 1)
 }
 
+/// How often a worker looks for answers past the reply timeout.
+const OVERDUE_CHECK: Duration = Duration::from_millis(20);
+/// How often a worker hands its interval latencies to the run.
+const INTERVAL_HANDOVER: Duration = Duration::from_millis(100);
+
 /// Why the workers must stop now, if they must: a stop request, or the deadline.
 fn must_stop(shared: &Shared) -> Option<End> {
     // ORDERING: the flag carries no data; seeing it one poll late is harmless.
     if shared.stop.load(Ordering::Relaxed) {
         Some(End::Interrupted)
     } else if shared.deadline.is_some_and(|d| Instant::now() >= d) {
-        Some(End::Timeout)
+        Some(End::Duration)
     } else {
         None
     }
@@ -99,7 +106,7 @@ impl Worker {
             active,
             idle,
             scratch: vec![0; SCRATCH].into_boxed_slice(),
-            tally: Tally::new(),
+            tally: Tally::new(shared.intervals.is_some()),
             shared,
         })
     }
@@ -249,7 +256,7 @@ impl Worker {
         let (stream, state) = self.slot(token);
         *stream = None;
         *state = State::Done;
-        if !idle {
+        if !idle && self.shared.total.is_some() {
             self.tally.missing += self.shared.total_messages();
         }
         let msg = format!("{}: {err}", self.shared.addr);
@@ -262,7 +269,7 @@ impl Worker {
             io::ErrorKind::TimedOut,
             match end {
                 End::Interrupted => "not connected when the run was stopped",
-                _ => "not connected within the time limit",
+                _ => "not connected within the duration",
             },
         );
         let pending: Vec<Token> = (0..self.idle.len())
@@ -297,33 +304,59 @@ impl Worker {
 
     fn exchange(&mut self, go: Instant) {
         let total = self.shared.total_messages();
+        let shared = Arc::clone(&self.shared);
         let mut cx = DriveCtx {
-            payload: &self.shared.payload,
+            payload: &shared.payload,
             scratch: &mut self.scratch,
             tally: &mut self.tally,
-            warmup: self.shared.warmup,
+            warmup: shared.warmup,
             total,
             go,
+            period: shared.period,
+            connections: shared.connections,
         };
+        // Open loop: connections waiting for their next request's time, earliest first.
+        let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
         let mut running = 0usize;
         let now = Instant::now();
-        for conn in &mut self.active {
+        for (i, conn) in self.active.iter_mut().enumerate() {
             if conn.state == State::Open && !conn.begin(&mut cx, now) {
                 running += 1;
+                if let Some(at) = conn.take_fresh_due() {
+                    due.push(Reverse((at, i)));
+                }
             }
         }
+        let mut checked = Instant::now();
+        let mut handed = Instant::now();
         while running > 0 {
-            if let Some(end) = must_stop(&self.shared) {
+            if let Some(end) = must_stop(&shared) {
                 cx.tally.cut_short = Some(end);
                 for conn in &mut self.active {
-                    conn.abandon(cx.tally, total);
+                    if end == End::Duration {
+                        conn.finish_in_flight(cx.tally, total);
+                    } else {
+                        conn.abandon(cx.tally, total);
+                    }
                 }
                 break;
             }
-            match self
-                .poll
-                .poll(&mut self.events, Some(poll_wait(&self.shared)))
+            let now = Instant::now();
+            running -= resume_due(&mut self.active, &mut cx, &mut due, now);
+            if let Some(limit) = shared.reply_timeout
+                && now.saturating_duration_since(checked) >= OVERDUE_CHECK
             {
+                checked = now;
+                running -= give_up_overdue(&mut self.active, &mut cx, now, limit);
+            }
+            if running == 0 {
+                break;
+            }
+            let mut wait = poll_wait(&shared).min(OVERDUE_CHECK);
+            if let Some(&Reverse((at, _))) = due.peek() {
+                wait = wait.min(at.saturating_duration_since(now));
+            }
+            match self.poll.poll(&mut self.events, Some(wait)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -334,28 +367,20 @@ impl Worker {
                     break;
                 }
             }
-            for event in self.events.iter() {
-                let token = event.token();
-                let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
-                if token.0 % 2 == 1 {
-                    let idle = &mut self.idle[token.0 / 2];
-                    if idle.state == State::Open && idle.closed_by_server(cx.scratch) {
-                        cx.tally.idle_closed += 1;
-                    }
-                    continue;
-                }
-                let conn = &mut self.active[token.0 / 2];
-                if conn.state != State::Open {
-                    continue;
-                }
-                let readable = event.is_readable() || broken;
-                let writable = event.is_writable() || broken;
-                if conn.drive(&mut cx, readable, writable, broken) {
-                    running -= 1;
-                }
+            running -= dispatch(
+                &self.events,
+                &mut self.idle,
+                &mut self.active,
+                &mut cx,
+                &mut due,
+            );
+            cx.tally.publish(&shared.progress);
+            if now.saturating_duration_since(handed) >= INTERVAL_HANDOVER {
+                handed = now;
+                hand_over_interval(&shared, cx.tally);
             }
-            cx.tally.publish(&self.shared.progress);
         }
+        hand_over_interval(&shared, cx.tally);
     }
 
     // ===== HOLD =====
@@ -404,4 +429,94 @@ impl Worker {
             conn.abandon(&mut self.tally, total);
         }
     }
+}
+
+/// Open loop: sends the requests whose time has come; returns how many connections finished.
+fn resume_due(
+    active: &mut [conn::Active],
+    cx: &mut DriveCtx<'_>,
+    due: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    now: Instant,
+) -> usize {
+    let mut finished = 0;
+    while let Some(&Reverse((at, i))) = due.peek() {
+        if at > now {
+            break;
+        }
+        due.pop();
+        let conn = &mut active[i];
+        if conn.resume(cx, now) {
+            finished += 1;
+        } else if let Some(at) = conn.take_fresh_due() {
+            due.push(Reverse((at, i)));
+        }
+    }
+    finished
+}
+
+/// Drives the connections the last poll's events are for; returns how many finished. Open
+/// loop: a connection that now waits for its next request's time joins `due`.
+fn dispatch(
+    events: &Events,
+    idle: &mut [Idle],
+    active: &mut [conn::Active],
+    cx: &mut DriveCtx<'_>,
+    due: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+) -> usize {
+    let mut finished = 0;
+    for event in events.iter() {
+        let token = event.token();
+        let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
+        if token.0 % 2 == 1 {
+            let idle = &mut idle[token.0 / 2];
+            if idle.state == State::Open && idle.closed_by_server(cx.scratch) {
+                cx.tally.idle_closed += 1;
+            }
+            continue;
+        }
+        let i = token.0 / 2;
+        let conn = &mut active[i];
+        if conn.state != State::Open {
+            continue;
+        }
+        let readable = event.is_readable() || broken;
+        let writable = event.is_writable() || broken;
+        if conn.drive(cx, readable, writable, broken) {
+            finished += 1;
+        } else if let Some(at) = conn.take_fresh_due() {
+            due.push(Reverse((at, i)));
+        }
+    }
+    finished
+}
+
+/// Gives up the connections whose answer has taken longer than `limit`; returns how many.
+fn give_up_overdue(
+    active: &mut [conn::Active],
+    cx: &mut DriveCtx<'_>,
+    now: Instant,
+    limit: Duration,
+) -> usize {
+    let mut given_up = 0;
+    for conn in active.iter_mut().filter(|c| c.overdue(now, limit)) {
+        tracing::debug!(after = ?limit, "no answer in time: load connection given up");
+        conn.abandon(cx.tally, cx.total);
+        cx.tally.timed_out += 1;
+        given_up += 1;
+    }
+    given_up
+}
+
+/// Adds the worker's latencies since the last call to the run's interval histogram.
+fn hand_over_interval(shared: &Shared, tally: &mut Tally) {
+    let (Some(mine), Some(theirs)) = (tally.interval.as_mut(), shared.intervals.as_ref()) else {
+        return;
+    };
+    if mine.is_empty() {
+        return;
+    }
+    let mut theirs = theirs.lock().unwrap_or_else(PoisonError::into_inner);
+    // Same bounds on both sides, so adding cannot fail.
+    let _ = theirs.add(&*mine);
+    mine.reset();
 }

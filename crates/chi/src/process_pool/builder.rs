@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 /// fn main() {
 ///     chi::process_pool::init();
 ///     let pool = chi::ProcessPool::builder()
-///         .workers(4)
+///         .max_workers(4)
 ///         .task_timeout(Duration::from_secs(30))
 ///         .max_tasks_per_worker(1000)
 ///         .env("RUST_LOG", "info")
@@ -37,6 +37,7 @@ pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 /// }
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ProcessPoolBuilder {
     workers: Option<usize>,
     task_timeout: Option<Duration>,
@@ -70,8 +71,9 @@ impl ProcessPoolBuilder {
         Self::default()
     }
 
-    /// How many worker processes. Default: the machine's available parallelism.
-    pub fn workers(mut self, n: usize) -> Self {
+    /// How many worker processes (all start at once, unlike the thread pool's lazy workers).
+    /// Default: the machine's available parallelism.
+    pub fn max_workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self
     }

@@ -20,10 +20,10 @@
 
 use super::link::Link;
 use super::protocol::{self, ARG_CODEC, Items, OK, PANICKED, RESULT_CODEC};
-use crate::TaskError;
 use crate::loom::sync::Mutex;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::task::{Core, TaskCell};
+use crate::{Cause, TaskError};
 use serde::de::DeserializeOwned;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -254,9 +254,9 @@ impl<T: Send> JobCell for ProcCell<T> {
 fn item_error(tag: u8, bytes: &[u8]) -> TaskError {
     let text = String::from_utf8_lossy(bytes).into_owned();
     match tag {
-        PANICKED => TaskError::Panicked { message: text },
-        ARG_CODEC | RESULT_CODEC => TaskError::Codec(text),
-        t => TaskError::Codec(format!("unknown result tag {t} from the worker")),
+        PANICKED => TaskError::panicked(text),
+        ARG_CODEC | RESULT_CODEC => TaskError::codec(text),
+        t => TaskError::codec(format!("unknown result tag {t} from the worker")),
     }
 }
 
@@ -265,16 +265,23 @@ pub(crate) fn decode_item<R: DeserializeOwned>(tag: u8, bytes: &[u8]) -> Result<
     if tag != OK {
         return Err(item_error(tag, bytes));
     }
-    protocol::decode::<R>(bytes)
-        .map_err(|e| TaskError::Codec(format!("the result did not decode in the pool: {e}")))
+    protocol::decode::<R>(bytes).map_err(|e| {
+        TaskError::Codec(Cause::with_source(
+            "the result did not decode in the pool",
+            e,
+        ))
+    })
 }
 
 /// The decoder of a `submit` task: the message's single result item.
 pub(crate) fn decode_one<R: DeserializeOwned>(items: &[u8]) -> Result<R, TaskError> {
     match Items::new(items).next() {
         Some(Ok((tag, bytes))) => decode_item(tag, bytes),
-        Some(Err(e)) => Err(TaskError::Codec(e.to_string())),
-        None => Err(TaskError::Codec("the worker sent no result".into())),
+        Some(Err(e)) => Err(TaskError::Codec(Cause::with_source(
+            "a malformed answer from the worker",
+            e,
+        ))),
+        None => Err(TaskError::codec("the worker sent no result")),
     }
 }
 

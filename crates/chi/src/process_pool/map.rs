@@ -1,22 +1,22 @@
-//! [`ProcessMap`]: `ProcessPool::map`, ordered and lazy, one message per chunk.
+//! [`Map`]: `ProcessPool::map`, ordered and lazy, one message per chunk.
 
 use super::ProcessPool;
 use super::cell::{self, ChunkOut, Job, JobCell, ProcCell};
 use super::protocol::{self, ARG, ARG_FAILED, FnRef, Items};
 use super::registry;
-use crate::TaskError;
 use crate::task::Task;
+use crate::window::{Expired, Window};
+use crate::{Cause, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// A chunk in flight: its task, its cell (to cancel it on drop without killing anything) and
-/// its size.
+/// What the window keeps beside each chunk's task: its cell (to cancel it on drop without
+/// killing anything) and its size.
 struct Chunk {
-    task: Task<ChunkOut>,
     cell: Arc<ProcCell<ChunkOut>>,
     count: u32,
 }
@@ -52,10 +52,11 @@ impl Cursor {
                 let mut items = Items::new(&bytes[*pos..]);
                 let out = match items.next() {
                     Some(Ok((tag, b))) => cell::decode_item::<R>(tag, b),
-                    Some(Err(e)) => Err(TaskError::Codec(e.to_string())),
-                    None => Err(TaskError::Codec(
-                        "the worker sent fewer results than items".into(),
-                    )),
+                    Some(Err(e)) => Err(TaskError::Codec(Cause::with_source(
+                        "a malformed answer from the worker",
+                        e,
+                    ))),
+                    None => Err(TaskError::codec("the worker sent fewer results than items")),
                 };
                 *pos = bytes.len() - items.remaining();
                 Some(out)
@@ -64,10 +65,10 @@ impl Cursor {
     }
 }
 
-/// The iterator [`ProcessPool::map`] returns: `Ok(result)` or the item's error, in input
-/// order.
+/// The iterator [`ProcessPool::map`] and [`ProcessPool::map_unordered`] return: `Ok(result)`
+/// or the item's error, in input order (`map`) or as chunks finish (`map_unordered`).
 ///
-/// It pulls `chunksize` items from the input at a time and keeps at most
+/// It pulls [`chunksize`](Self::chunksize) items from the input at a time and keeps at most
 /// [`lookahead`](Self::lookahead) chunks in flight, so an endless input works and memory
 /// stays bounded. A panic, or an argument or result that does not encode or decode, fails
 /// only its own item; a worker that dies fails the items of the chunk it was running.
@@ -81,50 +82,73 @@ impl Cursor {
 /// fn main() {
 ///     chi::process_pool::init();
 ///     let pool = chi::ProcessPool::new(2).unwrap();
-///     let total: u32 = pool.map(double, 0..1000, 100).lookahead(4).map(Result::unwrap).sum();
+///     let total: u32 = pool.map(double, 0..1000).chunksize(100).lookahead(4).map(Result::unwrap).sum();
 ///     assert_eq!(total, 999_000);
 /// }
 /// ```
-pub struct ProcessMap<'p, I, A, R> {
+#[must_use = "a Map is lazy: it submits nothing until it is iterated"]
+pub struct Map<'p, I, A, R> {
     pool: &'p ProcessPool,
     input: I,
     func: Result<FnRef, String>,
     chunksize: usize,
     lookahead: usize,
-    in_flight: VecDeque<Chunk>,
+    window: Window<ChunkOut, Chunk>,
     current: Option<Cursor>,
     input_done: bool,
+    deadline: Option<Instant>,
+    timeout: Duration,
     _types: PhantomData<fn(A) -> R>,
 }
 
-impl<I, A, R> fmt::Debug for ProcessMap<'_, I, A, R> {
+impl<I, A, R> fmt::Debug for Map<'_, I, A, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProcessMap")
+        f.debug_struct("Map")
             .field("chunksize", &self.chunksize)
             .field("lookahead", &self.lookahead)
-            .field("in_flight", &self.in_flight.len())
+            .field("in_flight", &self.window.len())
             .finish()
     }
 }
 
-impl<'p, I, A, R> ProcessMap<'p, I, A, R>
+impl<'p, I, A, R> Map<'p, I, A, R>
 where
     I: Iterator<Item = A>,
     A: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
-    pub(crate) fn new(pool: &'p ProcessPool, f: fn(A) -> R, input: I, chunksize: usize) -> Self {
-        ProcessMap {
+    pub(crate) fn new(pool: &'p ProcessPool, f: fn(A) -> R, input: I, unordered: bool) -> Self {
+        Map {
             pool,
             input,
             func: registry::fn_ref(f),
-            chunksize: chunksize.clamp(1, u32::MAX as usize),
-            lookahead: 2 * pool.workers() + 1,
-            in_flight: VecDeque::new(),
+            chunksize: 1,
+            lookahead: 2 * pool.max_workers() + 1,
+            window: Window::new(unordered),
             current: None,
             input_done: false,
+            deadline: None,
+            timeout: Duration::ZERO,
             _types: PhantomData,
         }
+    }
+
+    /// How many items go to a worker in one message (Python's `chunksize`; 0 counts as 1).
+    /// Default 1. Larger chunks amortise the round trip for small tasks; a failure (a panic,
+    /// an item that does not encode) stays confined to its own item.
+    pub fn chunksize(mut self, items: usize) -> Self {
+        self.chunksize = items.clamp(1, u32::MAX as usize);
+        self
+    }
+
+    /// Gives up once `timeout` has passed from now: the next result not ready by then is
+    /// `Err(TaskError::TimedOut)` and the iterator ends; the chunks still in flight that have
+    /// not started are cancelled (one already running finishes in its worker; nothing is
+    /// killed).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = Instant::now().checked_add(timeout);
+        self.timeout = timeout;
+        self
     }
 
     /// How many chunks may be in flight ahead of the consumer (at least 1). Default: twice
@@ -149,16 +173,14 @@ where
         if count == 0 {
             return false;
         }
-        let failed = |err| Chunk {
-            task: Task::ready(Err(err)),
-            cell: Arc::new(ProcCell::new(cell::keep_chunk)),
-            count,
+        let failed = |window: &mut Window<ChunkOut, Chunk>, err| {
+            let cell = Arc::new(ProcCell::new(cell::keep_chunk));
+            window.push(Task::ready(Err(err)), Chunk { cell, count });
         };
         let func = match &self.func {
             Ok(f) => *f,
             Err(msg) => {
-                self.in_flight
-                    .push_back(failed(TaskError::PoolFailed(msg.clone())));
+                failed(&mut self.window, TaskError::pool_failed(msg.clone()));
                 return true;
             }
         };
@@ -168,7 +190,7 @@ where
                 "a chunk of {count} arguments is {} bytes, over the pool's maximum message size of {max} bytes; use a smaller chunksize",
                 items.len()
             );
-            self.in_flight.push_back(failed(TaskError::Codec(msg)));
+            failed(&mut self.window, TaskError::codec(msg));
             return true;
         }
         let cell = Arc::new(ProcCell::new(cell::keep_chunk));
@@ -181,18 +203,19 @@ where
         };
         if self.pool.enqueue_chunk(job) {
             let task = Task::from_cell(cell.clone());
-            self.in_flight.push_back(Chunk { task, cell, count });
+            self.window.push(task, Chunk { cell, count });
         } else {
-            self.in_flight.push_back(failed(TaskError::PoolFailed(
-                "the pool was shut down".into(),
-            )));
+            failed(
+                &mut self.window,
+                TaskError::pool_failed("the pool was shut down"),
+            );
             self.input_done = true;
         }
         true
     }
 
     fn fill(&mut self) {
-        while !self.input_done && self.in_flight.len() < self.lookahead {
+        while !self.input_done && self.window.len() < self.lookahead {
             if !self.submit_chunk() {
                 break;
             }
@@ -200,7 +223,7 @@ where
     }
 }
 
-impl<I, A, R> Iterator for ProcessMap<'_, I, A, R>
+impl<I, A, R> Iterator for Map<'_, I, A, R>
 where
     I: Iterator<Item = A>,
     A: Serialize + DeserializeOwned + 'static,
@@ -217,11 +240,19 @@ where
                 self.current = None;
             }
             self.fill();
-            let chunk = self.in_flight.pop_front()?;
-            // Keep the workers busy while this thread waits for (and then decodes) the chunk.
+            let next = self.window.next(self.deadline)?;
+            // Keep the workers busy while this thread decodes the chunk.
             self.fill();
-            let count = chunk.count;
-            self.current = Some(match chunk.task.result() {
+            let (task, Chunk { count, .. }) = match next {
+                Ok(entry) => entry,
+                Err(Expired) => {
+                    // As the thread pool's map: one `TimedOut`, then the iterator ends.
+                    self.input_done = true;
+                    self.cancel_in_flight();
+                    return Some(Err(TaskError::TimedOut(self.timeout)));
+                }
+            };
+            self.current = Some(match task.result() {
                 Ok(ChunkOut(bytes)) => Cursor::Items {
                     bytes,
                     pos: 0,
@@ -233,10 +264,17 @@ where
     }
 }
 
-impl<I, A, R> Drop for ProcessMap<'_, I, A, R> {
-    fn drop(&mut self) {
-        for c in self.in_flight.drain(..) {
+impl<I, A, R> Map<'_, I, A, R> {
+    /// Cancels the chunks in flight that have not started.
+    fn cancel_in_flight(&mut self) {
+        for (_, c) in self.window.drain() {
             c.cell.cancel_unstarted();
         }
+    }
+}
+
+impl<I, A, R> Drop for Map<'_, I, A, R> {
+    fn drop(&mut self) {
+        self.cancel_in_flight();
     }
 }

@@ -14,7 +14,7 @@
 //!     task.add_done_callback(|r| println!("got {r:?}"));
 //!     assert_eq!(task.result(), Ok(144));
 //!
-//!     let squares: Vec<u64> = pool.map(square, 1..=1000, 100).map(Result::unwrap).collect();
+//!     let squares: Vec<u64> = pool.map(square, 1..=1000).chunksize(100).map(Result::unwrap).collect();
 //!     assert_eq!(squares[9], 100);
 //! }
 //! ```
@@ -83,11 +83,11 @@ mod tests;
 
 pub use builder::{DEFAULT_MAX_MESSAGE, ProcessPoolBuilder};
 pub use entry::{init, is_worker};
-pub use map::ProcessMap;
+pub use map::Map;
 
-use crate::TaskError;
 use crate::error::{BuildError, BuildErrorKind, SubmitError, SubmitTimeoutError, TrySubmitError};
 use crate::task::Task;
+use crate::{Cause, TaskError};
 use cell::{Job, ProcCell};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -120,7 +120,7 @@ pub struct ProcessPool {
 /// A snapshot of a process pool's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub struct ProcessMetrics {
+pub struct Metrics {
     /// Worker processes up and taking work.
     pub workers: usize,
     /// Messages (tasks or `map` chunks) queued and not yet sent to a worker.
@@ -152,10 +152,10 @@ enum Refused<A> {
 }
 
 impl ProcessPool {
-    /// A pool of `workers` processes with the other settings at their defaults. Fails only if
-    /// `workers` is 0 or the system refuses a resource. The workers start in the background.
-    pub fn new(workers: usize) -> Result<ProcessPool, BuildError> {
-        ProcessPoolBuilder::new().workers(workers).build()
+    /// A pool of `max_workers` processes with the other settings at their defaults. Fails only
+    /// if `max_workers` is 0 or the system refuses a resource. The workers start in the background.
+    pub fn new(max_workers: usize) -> Result<ProcessPool, BuildError> {
+        ProcessPoolBuilder::new().max_workers(max_workers).build()
     }
 
     /// All the settings: see [`ProcessPoolBuilder`].
@@ -177,7 +177,7 @@ impl ProcessPool {
     }
 
     /// How many worker processes this pool runs.
-    pub fn workers(&self) -> usize {
+    pub fn max_workers(&self) -> usize {
         self.shared.cfg.workers
     }
 
@@ -283,13 +283,14 @@ impl ProcessPool {
         // (A shut-down pool is noticed by `enqueue`, under the lock it takes anyway.)
         let func = match registry::fn_ref(f) {
             Ok(r) => r,
-            Err(msg) => return Ok(Task::ready(Err(TaskError::PoolFailed(msg)))),
+            Err(msg) => return Ok(Task::ready(Err(TaskError::pool_failed(msg)))),
         };
         let mut items = Vec::with_capacity(32);
         let start = protocol::begin_item(&mut items, protocol::ARG);
         if let Err(e) = protocol::encode_into(&arg, &mut items) {
-            return Ok(Task::ready(Err(TaskError::Codec(format!(
-                "the argument did not encode: {e}"
+            return Ok(Task::ready(Err(TaskError::Codec(Cause::with_source(
+                "the argument did not encode",
+                e,
             )))));
         }
         let max = self.shared.cfg.max_message;
@@ -298,7 +299,7 @@ impl ProcessPool {
             let msg = format!(
                 "the argument is {len} bytes, over the pool's maximum message size of {max} bytes"
             );
-            return Ok(Task::ready(Err(TaskError::Codec(msg))));
+            return Ok(Task::ready(Err(TaskError::codec(msg))));
         }
         let cell = Arc::new(ProcCell::new(cell::decode_one::<R>));
         let job = Job {
@@ -316,20 +317,40 @@ impl ProcessPool {
     }
 
     /// Applies `f` to every item of `input` in the workers and yields the results in input
-    /// order, sending `chunksize` items per message (Python's `map(fn, it, chunksize=…)`;
-    /// 0 counts as 1). Lazy, with bounded look-ahead: see [`ProcessMap`].
-    pub fn map<A, R, I>(
-        &self,
-        f: fn(A) -> R,
-        input: I,
-        chunksize: usize,
-    ) -> ProcessMap<'_, I::IntoIter, A, R>
+    /// order. Lazy, with bounded look-ahead; [`Map::chunksize`] sends several items per
+    /// message (Python's `map(fn, it, chunksize=…)`), [`Map::timeout`] bounds the whole run.
+    pub fn map<A, R, I>(&self, f: fn(A) -> R, input: I) -> Map<'_, I::IntoIter, A, R>
     where
         I: IntoIterator<Item = A>,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        ProcessMap::new(self, f, input.into_iter(), chunksize)
+        Map::new(self, f, input.into_iter(), false)
+    }
+
+    /// Like [`map`](Self::map), but yields each result as soon as its chunk is done, in
+    /// finishing order (Python's `Pool.imap_unordered`). Same settings, same bound on what is
+    /// in flight.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// fn main() {
+    ///     chi::process_pool::init();
+    ///     let pool = chi::ProcessPool::new(2).unwrap();
+    ///     let total: u64 = pool.map_unordered(square, 0..100).chunksize(10).map(Result::unwrap).sum();
+    ///     assert_eq!(total, 328_350);
+    /// }
+    /// ```
+    pub fn map_unordered<A, R, I>(&self, f: fn(A) -> R, input: I) -> Map<'_, I::IntoIter, A, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Map::new(self, f, input.into_iter(), true)
     }
 
     pub(crate) fn enqueue_chunk(&self, job: Job) -> bool {
@@ -364,9 +385,9 @@ impl ProcessPool {
     }
 
     /// Counters right now.
-    pub fn metrics(&self) -> ProcessMetrics {
+    pub fn metrics(&self) -> Metrics {
         let (workers, queued, in_flight, c) = self.shared.snapshot();
-        ProcessMetrics {
+        Metrics {
             workers,
             queued,
             in_flight,

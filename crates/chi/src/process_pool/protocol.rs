@@ -272,17 +272,16 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), postcard::Error> {
     let mark = out.len();
-    postcard::serialize_with_flavor(value, Append(out)).map_err(|e| {
+    postcard::serialize_with_flavor(value, Append(out)).inspect_err(|_| {
         out.truncate(mark);
-        e.to_string()
     })
 }
 
 /// Decodes a whole postcard value.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(bytes).map_err(|e| e.to_string())
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(bytes)
 }
 
 /// Starts a frame with `tag` in `out`; returns where it starts, for [`end_frame`].
@@ -315,7 +314,7 @@ pub(crate) fn encode_frame<T: Serialize>(
     let start = begin_frame(out, tag);
     if let Err(e) = encode_into(value, out) {
         out.truncate(start);
-        return Err(e);
+        return Err(e.to_string());
     }
     end_frame(out, start, max).map_err(|e| e.to_string())
 }
@@ -376,7 +375,7 @@ pub(crate) fn push_encoded_item<T: Serialize + ?Sized>(
         }
         Err(e) => {
             out.truncate(start);
-            push_item(out, err_tag, e.as_bytes());
+            push_item(out, err_tag, e.to_string().as_bytes());
         }
     }
 }

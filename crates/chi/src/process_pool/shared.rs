@@ -19,7 +19,7 @@ use super::link::Link;
 use super::protocol::{self, DoneHeader, DoneStatus, FrameBuf, InitCall, RunHeader};
 use super::sys::{self, EventFd, PENDING, REVOKED, STARTED};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
-use crate::{ExitReason, TaskError};
+use crate::{Cause, ExitReason, TaskError};
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::ops::Range;
@@ -89,7 +89,7 @@ struct Slot {
     ewma_ns: u64,
 }
 
-/// Counters for [`ProcessMetrics`](super::ProcessMetrics).
+/// Counters for [`Metrics`](super::Metrics).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
     pub(crate) spawned: u64,
@@ -250,7 +250,13 @@ impl State {
             };
             if let Err(e) = protocol::encode_run(&mut o.buf, &header, &job.items, cfg.max_message) {
                 job.cell.place(None);
-                out.push((job, Some(TaskError::Codec(e.to_string()))));
+                out.push((
+                    job,
+                    Some(TaskError::Codec(Cause::with_source(
+                        "the message did not encode",
+                        e,
+                    ))),
+                ));
                 continue;
             }
             timed |= job.limit(cfg.task_timeout).is_some();
@@ -556,7 +562,7 @@ impl Shared {
         tracing::warn!(reason = %why, "a process-pool worker failed to start");
         for job in failed {
             job.cell
-                .deliver(Delivery::Failed(TaskError::PoolFailed(format!(
+                .deliver(Delivery::Failed(TaskError::pool_failed(format!(
                     "no worker process could start: {why}"
                 ))));
         }

@@ -264,7 +264,7 @@ fn run_message(
         status: DoneStatus::Ran,
         count: h.count,
     };
-    protocol::encode_into(&done, out).map_err(|e| Stop(EXIT_PROTOCOL, Some(e)))?;
+    protocol::encode_into(&done, out).map_err(|e| Stop(EXIT_PROTOCOL, Some(e.to_string())))?;
     let items_at = out.len();
     let call = Call {
         image: ctx.image,
@@ -293,7 +293,7 @@ fn run_message(
             "{e}: the results of this chunk together are too large; use a smaller chunksize"
         );
         let start = protocol::begin_frame(out, DONE);
-        protocol::encode_into(&done, out).map_err(|e| Stop(EXIT_PROTOCOL, Some(e)))?;
+        protocol::encode_into(&done, out).map_err(|e| Stop(EXIT_PROTOCOL, Some(e.to_string())))?;
         for _ in Items::new(items) {
             protocol::push_item(out, RESULT_CODEC, msg.as_bytes());
         }

@@ -246,9 +246,7 @@ impl<T> Core<T> {
         // the caller is the unique owning handle, so no other `take` or callback-from-handle
         // runs at the same time.
         let v = self.slot.with_mut(|p| unsafe { (*p).take() });
-        v.unwrap_or(Err(TaskError::PoolFailed(
-            "the task's result was already taken".into(),
-        )))
+        v.unwrap_or(Err(TaskError::ResultTaken))
     }
 
     /// The error the task ended with, if it is complete and failed.
@@ -369,13 +367,13 @@ impl<F: FnOnce() -> T + Send, T: Send> Runnable for FnCell<F, T> {
                     debug_assert!(false, "a started task has no closure");
                     return RunResult::Skipped;
                 };
-                match unwind::catch(f) {
+                match unwind::catch_payload(f) {
                     Ok(v) => {
                         self.core.complete(Ok(v));
                         RunResult::Completed
                     }
-                    Err(message) => {
-                        self.core.complete(Err(TaskError::Panicked { message }));
+                    Err(payload) => {
+                        self.core.complete(Err(TaskError::from_panic(payload)));
                         RunResult::Panicked
                     }
                 }

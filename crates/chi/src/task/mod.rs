@@ -193,8 +193,9 @@ impl<T> Task<T> {
 impl<T> Future for Task<T> {
     type Output = Result<T, TaskError>;
 
-    /// Ready with the outcome once the task finishes. Polling again after `Ready` is a misuse;
-    /// it returns `Err(TaskError::PoolFailed)` saying the result was already taken.
+    /// Ready with the outcome once the task finishes. Polling again after `Ready` is a misuse
+    /// of the `Future` contract; it returns `Err(TaskError::ResultTaken)` (never the value
+    /// twice, never a panic).
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.core().poll_ready(cx) {
             Poll::Pending => Poll::Pending,

@@ -201,3 +201,23 @@ fn panicking_callback_does_not_stop_others() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(task.result(), Ok(2));
 }
+
+/// A completer finishing a task races the handle cancelling it: exactly one wins, the value
+/// is dropped exactly once, and the handle's outcome matches the winner.
+#[test]
+fn completer_completion_races_cancel() {
+    model(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (completer, task) = super::Completer::new();
+        let value = Dropped(drops.clone());
+        let producer = spawn(move || {
+            let _ = completer.set_result(value);
+        });
+        let cancelled = task.cancel();
+        producer.join().unwrap();
+        let out = task.result();
+        assert_eq!(out.is_err(), cancelled);
+        drop(out);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}

@@ -24,6 +24,7 @@ pub(crate) type Initializer = Arc<dyn Fn() + Send + Sync>;
 /// assert_eq!(pool.submit(|| 1 + 1).unwrap().result(), Ok(2));
 /// ```
 #[derive(Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ThreadPoolBuilder {
     pub(crate) max_workers: Option<usize>,
     pub(crate) queue_bound: Option<usize>,

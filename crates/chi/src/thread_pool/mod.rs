@@ -16,6 +16,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use crate::bulk::Map;
 pub use builder::ThreadPoolBuilder;
 pub use scope::{Scope, ScopedTask};
 
@@ -175,7 +176,7 @@ impl ThreadPool {
             return Err(Refused::ShutDown(f));
         }
         if let Some(msg) = shared.failure() {
-            return Ok(Task::ready(Err(TaskError::PoolFailed(msg))));
+            return Ok(Task::ready(Err(TaskError::pool_failed(msg))));
         }
         if let Some(bound) = &shared.queues.bound {
             if shared.is_own_worker() {
@@ -196,7 +197,7 @@ impl ThreadPool {
                 }
                 if let Some(msg) = shared.failure() {
                     bound.release();
-                    return Ok(Task::ready(Err(TaskError::PoolFailed(msg))));
+                    return Ok(Task::ready(Err(TaskError::pool_failed(msg))));
                 }
             }
         }
@@ -234,6 +235,42 @@ impl ThreadPool {
         let n = self.shared.cancel_queued(TaskError::Cancelled);
         self.shared.join_workers();
         n
+    }
+
+    /// Blocks until every task submitted before this call has finished (run, failed or been
+    /// cancelled), without shutting the pool down: the threadpool crate's `join`. Tasks those
+    /// tasks submit are waited for too. Called from a task of this pool, it waits for every
+    /// other task and runs queued work meanwhile (it cannot wait for itself).
+    ///
+    /// ```
+    /// let pool = chi::ThreadPool::new(2).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// for i in 0..10 {
+    ///     let tx = tx.clone();
+    ///     drop(pool.submit(move || tx.send(i).unwrap()).unwrap());
+    /// }
+    /// pool.wait_idle();
+    /// assert_eq!(rx.try_iter().count(), 10, "every task ran before wait_idle returned");
+    /// assert!(!pool.is_shut_down(), "the pool still takes work");
+    /// ```
+    pub fn wait_idle(&self) {
+        self.shared.wait_idle();
+    }
+
+    /// Stops accepting work and returns at once (Python's `shutdown(wait=False)`): the
+    /// workers finish what is queued and running in the background, then exit. Dropping the
+    /// pool afterwards does not wait for them. Handles of the queued tasks still get their
+    /// results.
+    ///
+    /// ```
+    /// let pool = chi::ThreadPool::new(1).unwrap();
+    /// let task = pool.submit(|| 5).unwrap();
+    /// pool.shutdown_background();
+    /// assert_eq!(task.result(), Ok(5));
+    /// ```
+    pub fn shutdown_background(self) {
+        self.shared.begin_shutdown();
+        self.shared.detach_workers();
     }
 
     /// True once `shutdown` or `shutdown_now` was called.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 #[derive(Default)]
 struct ScopeState {
     pending: AtomicUsize,
-    lock: Mutex<Option<String>>,
+    lock: Mutex<Option<TaskError>>,
     cv: Condvar,
 }
 
@@ -112,13 +112,16 @@ impl<'scope> Scope<'scope, '_> {
         let boxed: Box<dyn FnOnce() -> T + Send + 'scope> = Box::new(move || {
             let mut job = job;
             let f = job.f.take().expect("a scoped job runs once");
-            match crate::unwind::catch(f) {
+            match crate::unwind::catch_payload(f) {
                 Ok(v) => v,
-                Err(msg) => {
+                Err(payload) => {
+                    // The task's error and the scope share one payload: whoever raises it
+                    // first (the scope, or a caller of `into_panic`) gets the original.
+                    let err = TaskError::from_panic(payload);
                     let mut first = state.lock.lock().unwrap_or_else(|e| e.into_inner());
-                    first.get_or_insert_with(|| msg.clone());
+                    first.get_or_insert_with(|| err.clone());
                     drop(first);
-                    std::panic::resume_unwind(Box::new(msg));
+                    std::panic::resume_unwind(err.into_shared_payload());
                 }
             }
         });
@@ -154,7 +157,8 @@ impl Drop for WaitOnDrop {
 impl ThreadPool {
     /// Runs `f` with a [`Scope`] whose tasks may borrow from the caller's stack, and returns
     /// once all of them have finished. If any scoped task panicked, `scope` panics (after
-    /// every task has finished) with the first panic's message.
+    /// every task has finished) with the first panic's original payload, as
+    /// `std::thread::scope` does.
     ///
     /// ```
     /// let pool = chi::ThreadPool::new(2).unwrap();
@@ -203,8 +207,13 @@ impl ThreadPool {
             f(&scope)
         };
         let first_panic = state.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(msg) = first_panic {
-            panic!("a scoped task panicked: {msg}");
+        if let Some(err) = first_panic {
+            // As `std::thread::scope`: the original payload, so `catch_unwind` around the
+            // scope sees what the task panicked with.
+            match err.into_panic() {
+                Ok(payload) => std::panic::resume_unwind(payload),
+                Err(other) => panic!("a scoped task failed: {other}"),
+            }
         }
         out
     }

@@ -6,13 +6,17 @@ use super::queue::{Job, Queues};
 use super::sleep::Sleep;
 use super::worker;
 use crate::TaskError;
-use crate::loom::sync::Mutex;
 use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use crate::loom::sync::{Condvar, Mutex};
 use crossbeam_deque::Worker;
 use crossbeam_utils::CachePadded;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// How often a `wait_idle` caller looks again by itself (the notification after each job
+/// is read without a fence, so one may be missed; this bounds what that costs).
+const IDLE_RECHECK: Duration = Duration::from_millis(10);
 
 /// `status` bit: no new work is accepted.
 const SHUT_DOWN: usize = 1;
@@ -24,20 +28,30 @@ const FAILED: usize = 2;
 pub(crate) struct SlotStats {
     completed: AtomicU64,
     panicked: AtomicU64,
+    /// Jobs finished in any way (completed, panicked, or skipped because cancelled).
+    finished: AtomicU64,
+    /// Jobs this slot's worker pushed onto its own deque (tasks submitting tasks).
+    submitted: AtomicU64,
+}
+
+/// One more on a counter that only the slot's holder writes.
+// ORDERING: load + store, not fetch_add: one writer per slot. Release on the store so that a
+// reader's Acquire load that sees it also sees what happened before (see `Shared::balance`).
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
 }
 
 impl SlotStats {
-    // ORDERING: Relaxed load + store, not fetch_add: one writer per slot, and readers only
-    // want a recent count.
     pub(crate) fn count_completed(&self) {
-        self.completed.store(
-            self.completed.load(Ordering::Relaxed) + 1,
-            Ordering::Relaxed,
-        );
+        bump(&self.completed);
+        bump(&self.finished);
     }
     pub(crate) fn count_panicked(&self) {
-        self.panicked
-            .store(self.panicked.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        bump(&self.panicked);
+        bump(&self.finished);
+    }
+    pub(crate) fn count_skipped(&self) {
+        bump(&self.finished);
     }
 }
 
@@ -53,6 +67,14 @@ pub(crate) struct Shared {
     spawned: AtomicUsize,
     handles: Mutex<Vec<JoinHandle<()>>>,
     config: ThreadPoolBuilder,
+    /// Jobs pushed from outside the pool's workers (workers count theirs per slot).
+    submitted: CachePadded<AtomicU64>,
+    /// Jobs taken out of the queues without running (`shutdown_now`, a failed pool).
+    dropped: AtomicU64,
+    /// Callers blocked in `wait_idle`, and where they wait.
+    idle_waiters: AtomicUsize,
+    idle_lock: Mutex<()>,
+    idle_cv: Condvar,
 }
 
 impl Shared {
@@ -71,6 +93,11 @@ impl Shared {
             spawned: AtomicUsize::new(0),
             handles: Mutex::new(Vec::new()),
             config,
+            submitted: CachePadded::new(AtomicU64::new(0)),
+            dropped: AtomicU64::new(0),
+            idle_waiters: AtomicUsize::new(0),
+            idle_lock: Mutex::new(()),
+            idle_cv: Condvar::new(),
         }
     }
 
@@ -117,12 +144,16 @@ impl Shared {
     pub(crate) fn push(self: &Arc<Self>, job: Job) {
         let rejected = worker::with_current(|ctx| match ctx {
             Some(c) if Arc::ptr_eq(&c.shared, self) => {
+                bump(&self.stats[c.index].submitted);
                 c.local.push(job);
                 None
             }
             _ => Some(job),
         });
         if let Some(job) = rejected {
+            // ORDERING: Relaxed: the queue's own push/pop orders this count before the job's
+            // run, and so before its `finished` count (see `balance`).
+            self.submitted.fetch_add(1, Ordering::Relaxed);
             self.queues.push_global(job);
         }
         self.after_push();
@@ -263,11 +294,20 @@ impl Shared {
         self.rescue();
     }
 
+    /// Forgets the workers' join handles: they finish and exit on their own, and nobody joins
+    /// them (`shutdown_background`).
+    pub(crate) fn detach_workers(&self) {
+        drop(std::mem::take(
+            &mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
+        self.rescue();
+    }
+
     /// After shutdown: work that no worker will run (because all exited) is cancelled, so no
     /// handle waits forever. With workers alive, they are woken to run it instead.
     pub(crate) fn rescue(&self) {
         if let Some(msg) = self.failure() {
-            self.cancel_queued(TaskError::PoolFailed(msg));
+            self.cancel_queued(TaskError::pool_failed(msg));
         } else if self.alive() == 0 {
             self.cancel_queued(TaskError::Cancelled);
         } else {
@@ -278,6 +318,7 @@ impl Shared {
     /// Cancels every queued task with `err`.
     pub(crate) fn cancel_queued(&self, err: TaskError) -> usize {
         let mut n = 0;
+        let mut taken = 0;
         while let Some(job) = self.queues.pop_any() {
             if let Some(b) = &self.queues.bound {
                 b.release();
@@ -285,8 +326,76 @@ impl Shared {
             if job.cancel_with(err.clone()) {
                 n += 1;
             }
+            taken += 1;
+        }
+        if taken > 0 {
+            // ORDERING: Release, read by `balance`'s Acquire, as the per-slot counts.
+            self.dropped.fetch_add(taken, Ordering::Release);
+            self.wake_idle_waiters();
         }
         n
+    }
+
+    // ===== wait_idle =====
+
+    /// Jobs submitted minus jobs finished (run, skipped or dropped), as one consistent reading
+    /// could give it: 0 means every job submitted before this call had finished.
+    ///
+    /// The finished counts are read first (Acquire), then the submitted ones. A job counted
+    /// finished was submitted before it finished, so its submission is counted too; a job
+    /// submitted between the two readings only makes the difference larger. So 0 is never
+    /// seen while a job submitted before the first reading is unfinished.
+    fn balance(&self) -> u64 {
+        let finished = self.dropped.load(Ordering::Acquire)
+            + self
+                .stats
+                .iter()
+                .map(|s| s.finished.load(Ordering::Acquire))
+                .sum::<u64>();
+        let submitted = self.submitted.load(Ordering::Acquire)
+            + self
+                .stats
+                .iter()
+                .map(|s| s.submitted.load(Ordering::Acquire))
+                .sum::<u64>();
+        submitted.saturating_sub(finished)
+    }
+
+    /// Blocks until at most `own` jobs are unfinished (1 when the caller is itself a task of
+    /// this pool). A worker that calls it runs queued work of the pool meanwhile.
+    pub(crate) fn wait_idle(self: &Arc<Self>) {
+        let own = u64::from(self.is_own_worker());
+        // ORDERING: SeqCst pairs with the Relaxed check in `job_finished`; a missed wake-up
+        // there costs at most one `IDLE_RECHECK` below, never a hang.
+        self.idle_waiters.fetch_add(1, Ordering::SeqCst);
+        loop {
+            if own > 0 {
+                worker::help_while(|| self.balance() <= own);
+            }
+            let g = self.idle_lock.lock().unwrap_or_else(|e| e.into_inner());
+            if self.balance() <= own {
+                break;
+            }
+            drop(
+                self.idle_cv
+                    .wait_timeout(g, IDLE_RECHECK)
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+        }
+        self.idle_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Called after each job: wakes `wait_idle` callers, if any.
+    pub(crate) fn job_finished(&self) {
+        // ORDERING: Relaxed: nearly always 0 and read on every job; see `wait_idle`.
+        if self.idle_waiters.load(Ordering::Relaxed) > 0 {
+            self.wake_idle_waiters();
+        }
+    }
+
+    fn wake_idle_waiters(&self) {
+        let _g = self.idle_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.idle_cv.notify_all();
     }
 
     /// Marks the pool failed (an initializer panicked) and fails the queued work with `msg`.
@@ -299,7 +408,7 @@ impl Shared {
             }
         }
         self.status.fetch_or(FAILED, Ordering::AcqRel);
-        self.cancel_queued(TaskError::PoolFailed(msg));
+        self.cancel_queued(TaskError::pool_failed(msg));
         self.sleep.wake_all();
         if let Some(b) = &self.queues.bound {
             b.wake_all();

@@ -127,8 +127,9 @@ pub(crate) fn run_job(shared: &Shared, index: usize, job: Job) {
     match result {
         RunResult::Completed => shared.stats(index).count_completed(),
         RunResult::Panicked => shared.stats(index).count_panicked(),
-        RunResult::Skipped => {}
+        RunResult::Skipped => shared.stats(index).count_skipped(),
     }
+    shared.job_finished();
 }
 
 /// While `done()` is false and this thread is a worker, runs queued work of its own pool.

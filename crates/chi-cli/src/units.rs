@@ -1,21 +1,13 @@
-//! Parsing of human-written durations (`2s`, `500ms`) and sizes (`64KiB`) for command lines.
-//!
-//! ```
-//! use std::time::Duration;
-//! use chi_net::units::{parse_duration, parse_size};
-//!
-//! assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-//! assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
-//! assert_eq!(parse_size("64KiB").unwrap(), 64 * 1024);
-//! assert!(parse_duration("soon").is_err());
-//! ```
+//! Values as people type them on the command line: durations (`2s`, `500ms`, `1.5m`), sizes
+//! (`64KiB`), and the clap value parsers built on them (each rejects zero where zero means
+//! nothing, with a one-line reason).
 
 use std::fmt;
 use std::time::Duration;
 
 /// A duration or size that could not be parsed; its message says what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseUnitError {
+pub(crate) struct ParseUnitError {
     input: String,
     expected: &'static str,
 }
@@ -37,13 +29,7 @@ const SIZE_EXPECTED: &str = "a byte count with an optional unit (B, KiB, MiB, Gi
 
 /// Parses a duration: a non-negative number and an optional unit (`ns`, `us`, `ms`, `s`, `m`,
 /// `h`; none means seconds). Fractions are allowed (`1.5s`).
-///
-/// ```
-/// # use std::time::Duration;
-/// assert_eq!(chi_net::units::parse_duration("250ms").unwrap(), Duration::from_millis(250));
-/// assert_eq!(chi_net::units::parse_duration("3").unwrap(), Duration::from_secs(3));
-/// ```
-pub fn parse_duration(input: &str) -> Result<Duration, ParseUnitError> {
+pub(crate) fn parse_duration(input: &str) -> Result<Duration, ParseUnitError> {
     let err = || ParseUnitError {
         input: input.to_owned(),
         expected: DURATION_EXPECTED,
@@ -75,12 +61,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseUnitError> {
 
 /// Parses a byte count: a whole number and an optional binary unit (`B`, `KiB`, `MiB`, `GiB`;
 /// `k`/`KB`, `M`/`MB`, `G`/`GB` are read as the same powers of 1024).
-///
-/// ```
-/// assert_eq!(chi_net::units::parse_size("1MiB").unwrap(), 1 << 20);
-/// assert_eq!(chi_net::units::parse_size("4096").unwrap(), 4096);
-/// ```
-pub fn parse_size(input: &str) -> Result<u64, ParseUnitError> {
+pub(crate) fn parse_size(input: &str) -> Result<u64, ParseUnitError> {
     let err = || ParseUnitError {
         input: input.to_owned(),
         expected: SIZE_EXPECTED,
@@ -107,6 +88,50 @@ fn split_number(input: &str) -> Option<(&str, &str)> {
         return None;
     }
     Some((number, unit.trim()))
+}
+
+/// clap: a duration, zero allowed (`--interval 0`).
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// clap: a duration more than zero.
+pub(crate) fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d.is_zero() {
+        return Err("must be more than zero".to_owned());
+    }
+    Ok(d)
+}
+
+/// clap: a byte count of at least 1 that fits this machine's `usize`.
+pub(crate) fn positive_size(s: &str) -> Result<usize, String> {
+    let bytes = parse_size(s).map_err(|e| e.to_string())?;
+    if bytes == 0 {
+        return Err("must be at least 1 byte".to_owned());
+    }
+    usize::try_from(bytes).map_err(|_| "too large for this machine".to_owned())
+}
+
+/// clap: a whole number from 1 to `chi_net::MAX_WORKERS` (threads, workers).
+pub(crate) fn workers(s: &str) -> Result<usize, String> {
+    let n = positive(s)?;
+    if n > chi_net::MAX_WORKERS {
+        return Err(format!("must be at most {}", chi_net::MAX_WORKERS));
+    }
+    Ok(n)
+}
+
+/// clap: a whole number of at least 1.
+pub(crate) fn positive(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if n == 0 {
+        return Err("must be at least 1".to_owned());
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -148,6 +173,21 @@ mod tests {
         assert_eq!(parse_size("64KiB"), Ok(65536));
         assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
         assert_eq!(parse_size("2G"), Ok(2 << 30));
+    }
+
+    #[test]
+    fn clap_parsers_reject_zero_in_one_line() {
+        for err in [
+            positive_duration("0s").unwrap_err(),
+            positive_size("0").unwrap_err(),
+            workers("0").unwrap_err(),
+            workers("100000").unwrap_err(),
+            positive("x").unwrap_err(),
+        ] {
+            assert!(!err.contains('\n'), "{err}");
+        }
+        assert_eq!(positive_size("1MiB"), Ok(1 << 20));
+        assert_eq!(duration("0"), Ok(Duration::ZERO));
     }
 
     #[test]

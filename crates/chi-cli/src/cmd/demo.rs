@@ -1,17 +1,26 @@
-//! `chi demo`: the seed's pool walkthrough, step by step, with readable output.
+//! `chi demo`: a walkthrough of chi's pools, step by step, with readable output.
 
 use anyhow::Context;
 use std::io::Write;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+fn after_help() -> String {
+    crate::exit::section(&[
+        crate::exit::SUCCESS,
+        crate::exit::FAILURE,
+        crate::exit::USAGE,
+    ])
+}
+
 /// Flags of `chi demo`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = after_help())]
 pub(crate) struct DemoArgs {
-    /// How long each demo task works, in milliseconds (the seed sleeps 2000).
+    /// How long each demo task works, in milliseconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub(crate) task_ms: u64,
-    /// Worker threads of the demo's thread pool (the seed uses 5).
+    /// Worker threads of the demo's thread pool.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub(crate) workers: u64,
     /// Skip the process-pool part.
@@ -30,7 +39,7 @@ fn thread_name() -> String {
     std::thread::current().name().unwrap_or("main").to_owned()
 }
 
-/// The seed's `task(n, m)`: prints where it runs, works a while, returns a message.
+/// The demo task `task(n, m)`: prints where it runs, works a while, returns a message.
 fn task(n: u64, m: u64, work: Duration) -> String {
     say(format!(
         "  task({n}, {m}) runs on {} (pid {})",
@@ -153,7 +162,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     ));
 
     if !args.threads_only {
-        crate::demo_process::run_process_demo()?;
+        super::demo_process::run_process_demo()?;
     }
     say(format!("demo finished in {:.1?}", start.elapsed()));
     Ok(())

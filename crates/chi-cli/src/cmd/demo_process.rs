@@ -1,4 +1,4 @@
-//! The process-pool part of `chi demo`: the seed's walkthrough on worker processes (ten tasks
+//! The process-pool part of `chi demo`: the walkthrough on worker processes (ten tasks
 //! that print the worker pid they run in, results by done-callback), then one task that
 //! crashes its worker and one that runs past the task timeout, both handled while the pool
 //! carries on.
@@ -42,7 +42,7 @@ pub(crate) fn run_process_demo() -> anyhow::Result<()> {
         std::process::id()
     );
     let pool = ProcessPool::builder()
-        .workers(5)
+        .max_workers(5)
         .task_timeout(Duration::from_millis(300))
         .build()
         .context("starting the process pool")?;
