@@ -1,25 +1,23 @@
 //! The client: [`Cluster`] submits tasks to a queue and completes their [`Task`] handles from
 //! its result stream.
 
-use crate::codec::{self, DEFAULT_MAX_PAYLOAD, WireError};
-use crate::conn::{self, Link, Target};
+use crate::codec::{DEFAULT_MAX_PAYLOAD, WireError};
+use crate::conn::{self, Link, Target, lock};
 use crate::def::TaskDef;
 use crate::error::{ClusterError, SubmitError};
-use crate::keys::{self, QueueKeys};
+use crate::keys::QueueKeys;
 use crate::map::ClusterMap;
 use crate::reader;
-use chi::{Completer, Task, TaskError};
+use crate::shared::{Admit, BOUNDED_ADD, Config, Counters, Inner, Pending};
+use chi::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-
-/// What a result stream entry carries: the encoded value or an error.
-pub(crate) type Outcome = Result<Vec<u8>, WireError>;
 
 /// Settings of a [`Cluster`] client; [`Cluster::builder`] makes one.
 #[derive(Debug, Clone)]
@@ -32,19 +30,6 @@ pub struct ClusterBuilder {
     max_attempts: u32,
     max_payload: usize,
     task_timeout: Option<Duration>,
-}
-
-/// The settings a connected client runs with.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) target: Target,
-    pub(crate) keys: QueueKeys,
-    pub(crate) queue_bound: Option<usize>,
-    pub(crate) result_ttl: Duration,
-    pub(crate) broker_timeout: Duration,
-    pub(crate) max_attempts: u32,
-    pub(crate) max_payload: usize,
-    pub(crate) task_timeout: Option<Duration>,
 }
 
 impl ClusterBuilder {
@@ -139,37 +124,6 @@ impl ClusterBuilder {
     }
 }
 
-/// One task the client waits for.
-struct Pending {
-    /// The task's entry in the task stream, once `XADD` answered.
-    entry: Option<String>,
-    finish: Box<dyn FnOnce(Outcome) -> bool + Send>,
-}
-
-/// Shared between the client, its reader thread and cancel hooks.
-pub(crate) struct Inner {
-    pub(crate) cfg: Config,
-    pub(crate) client_id: String,
-    pub(crate) results_key: String,
-    link: Mutex<Link>,
-    pending: Mutex<HashMap<u64, Pending>>,
-    seq: AtomicU64,
-    closed: AtomicBool,
-    pub(crate) stop_reader: AtomicBool,
-    pub(crate) counters: Counters,
-    bounded_add: redis::Script,
-}
-
-/// The client's counters.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) submitted: AtomicU64,
-    pub(crate) results: AtomicU64,
-    pub(crate) duplicates: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    pub(crate) lost: AtomicU64,
-}
-
 /// A snapshot of a client's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -206,21 +160,6 @@ impl fmt::Debug for Cluster {
             .finish()
     }
 }
-
-/// How long to wait for room in a bounded queue.
-#[derive(Clone, Copy)]
-enum Admit {
-    Now,
-    Until(Option<Instant>),
-}
-
-/// Locks `m`, ignoring poisoning (every critical section here leaves the data consistent).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-const BOUNDED_ADD: &str = "if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end \
-     return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))";
 
 impl Cluster {
     /// Connects to the queue `default` with default settings. `url` is `redis://host:port`
@@ -285,7 +224,7 @@ impl Cluster {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        self.submit_with(def, arg, Admit::Until(None))
+        self.inner.submit(def, arg, Admit::Until(None))
     }
 
     /// Like [`submit`](Self::submit), but fails with [`SubmitError::Full`] at once when a
@@ -295,7 +234,7 @@ impl Cluster {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        self.submit_with(def, arg, Admit::Now)
+        self.inner.submit(def, arg, Admit::Now)
     }
 
     /// Like [`submit`](Self::submit), but waits at most `timeout` for room in a bounded queue
@@ -310,7 +249,8 @@ impl Cluster {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        self.submit_with(def, arg, Admit::Until(Instant::now().checked_add(timeout)))
+        self.inner
+            .submit(def, arg, Admit::Until(Instant::now().checked_add(timeout)))
     }
 
     /// `def` over every item of `args`: results in input order, lazily, with at most
@@ -327,7 +267,7 @@ impl Cluster {
         R: DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        ClusterMap::new(self, def, args.into_iter(), lookahead.max(1))
+        ClusterMap::new(&self.inner, def, args.into_iter(), lookahead.max(1))
     }
 
     /// A snapshot of this client's counters.
@@ -382,38 +322,6 @@ impl Cluster {
             )));
         }
     }
-
-    fn submit_with<A, R>(
-        &self,
-        def: &TaskDef<A, R>,
-        arg: A,
-        admit: Admit,
-    ) -> Result<Task<R>, SubmitError<A>>
-    where
-        A: Serialize,
-        R: DeserializeOwned + Send + 'static,
-    {
-        let payload = match self.inner.check_arg(&arg) {
-            Ok(p) => p,
-            Err(e) => return Err(e.map_arg(|()| arg)),
-        };
-        let (seq, task) = self.inner.register(def);
-        let fields = self.inner.fields(def, seq, payload);
-        match self.inner.add(&fields, admit) {
-            Ok(entry) => {
-                self.inner.added(seq, entry);
-                Ok(task)
-            }
-            Err(e) => {
-                self.inner.unregister(seq);
-                Err(e.map_arg(|()| arg))
-            }
-        }
-    }
-
-    pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
-    }
 }
 
 impl Drop for Cluster {
@@ -424,239 +332,4 @@ impl Drop for Cluster {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.stop_reader();
     }
-}
-
-impl Inner {
-    /// The encoded argument, or why it is refused.
-    pub(crate) fn check_arg<A: Serialize>(&self, arg: &A) -> Result<Vec<u8>, SubmitError<()>> {
-        // ORDERING: SeqCst, see `Cluster::shutdown`.
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(SubmitError::ShutDown(()));
-        }
-        let payload =
-            codec::encode(arg).map_err(|reason| SubmitError::Codec { arg: (), reason })?;
-        if payload.len() > self.cfg.max_payload {
-            return Err(SubmitError::TooLarge {
-                arg: (),
-                size: payload.len(),
-                limit: self.cfg.max_payload,
-            });
-        }
-        Ok(payload)
-    }
-
-    /// A new pending task: its sequence number and handle.
-    pub(crate) fn register<A, R>(self: &Arc<Self>, _def: &TaskDef<A, R>) -> (u64, Task<R>)
-    where
-        R: DeserializeOwned + Send + 'static,
-    {
-        // ORDERING: only uniqueness matters.
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let weak = Arc::downgrade(self);
-        let (completer, task) = Completer::with_cancel_hook(move || cancel_remote(&weak, seq));
-        let finish = Box::new(move |outcome: Outcome| {
-            let result = match outcome {
-                Ok(bytes) => codec::decode::<R>(&bytes).map_err(|e| {
-                    TaskError::Codec(chi::Cause::new(format!("the result did not decode: {e}")))
-                }),
-                Err(e) => Err(TaskError::from(e)),
-            };
-            completer.complete(result)
-        });
-        lock(&self.pending).insert(
-            seq,
-            Pending {
-                entry: None,
-                finish,
-            },
-        );
-        (seq, task)
-    }
-
-    pub(crate) fn unregister(&self, seq: u64) {
-        // The completer is dropped with its task, which nobody holds.
-        drop(lock(&self.pending).remove(&seq));
-    }
-
-    pub(crate) fn added(&self, seq: u64, entry: String) {
-        // ORDERING: statistics.
-        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
-        if let Some(p) = lock(&self.pending).get_mut(&seq) {
-            p.entry = Some(entry);
-        }
-    }
-
-    pub(crate) fn task_id(&self, seq: u64) -> String {
-        format!("{}-{seq}", self.client_id)
-    }
-
-    /// The fields of a task entry.
-    pub(crate) fn fields<A, R>(
-        &self,
-        def: &TaskDef<A, R>,
-        seq: u64,
-        payload: Vec<u8>,
-    ) -> Vec<(&'static str, Vec<u8>)> {
-        use keys::task as f;
-        let mut v = vec![
-            (f::ID, self.task_id(seq).into_bytes()),
-            (f::NAME, def.name().as_bytes().to_vec()),
-            (f::SIG, format!("{:016x}", def.signature()).into_bytes()),
-            (f::REPLY, self.results_key.clone().into_bytes()),
-            (
-                f::TTL,
-                self.cfg.result_ttl.as_secs().to_string().into_bytes(),
-            ),
-            (
-                f::MAX_ATTEMPTS,
-                self.cfg.max_attempts.to_string().into_bytes(),
-            ),
-        ];
-        if let Some(t) = def.timeout().or(self.cfg.task_timeout) {
-            v.push((f::TIMEOUT, t.as_millis().to_string().into_bytes()));
-        }
-        v.push((f::PAYLOAD, payload));
-        v
-    }
-
-    /// `XADD`s one task, respecting the bound; the entry id.
-    fn add(&self, fields: &[(&str, Vec<u8>)], admit: Admit) -> Result<String, SubmitError<()>> {
-        let broker_deadline = Instant::now() + self.cfg.broker_timeout;
-        let deadline = match admit {
-            Admit::Until(Some(d)) => d.min(broker_deadline),
-            _ => broker_deadline,
-        };
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let r = lock(&self.link).call(Some(deadline), |c| self.xadd(c, fields));
-            match r {
-                Err(e) => {
-                    return Err(SubmitError::Unavailable {
-                        arg: (),
-                        reason: e.0,
-                    });
-                }
-                Ok(Err(e)) => {
-                    return Err(SubmitError::Unavailable {
-                        arg: (),
-                        reason: e.to_string(),
-                    });
-                }
-                Ok(Ok(Some(id))) => return Ok(id),
-                Ok(Ok(None)) => match admit {
-                    Admit::Now => return Err(SubmitError::Full(())),
-                    Admit::Until(d) => {
-                        if d.is_some_and(|d| Instant::now() + pause > d) {
-                            return Err(SubmitError::Timeout(()));
-                        }
-                        // Room appears when a worker answers; Redis has no wake-up for it.
-                        thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_millis(50));
-                    }
-                },
-            }
-        }
-    }
-
-    fn xadd(
-        &self,
-        c: &mut dyn redis::ConnectionLike,
-        fields: &[(&str, Vec<u8>)],
-    ) -> Result<Option<String>, redis::RedisError> {
-        let tasks = &self.cfg.keys.tasks;
-        match self.cfg.queue_bound {
-            None => {
-                let mut cmd = redis::cmd("XADD");
-                cmd.arg(tasks).arg("*");
-                for (k, v) in fields {
-                    cmd.arg(*k).arg(v.as_slice());
-                }
-                cmd.query(c).map(Some)
-            }
-            Some(bound) => {
-                let mut inv = self.bounded_add.key(tasks);
-                inv.arg(bound);
-                for (k, v) in fields {
-                    inv.arg(*k).arg(v.as_slice());
-                }
-                inv.invoke(c)
-            }
-        }
-    }
-
-    /// `XADD`s many tasks in one pipeline (an unbounded queue); an entry id or error each.
-    pub(crate) fn add_batch(
-        &self,
-        batch: &[Vec<(&'static str, Vec<u8>)>],
-    ) -> Result<Vec<String>, String> {
-        let deadline = Some(Instant::now() + self.cfg.broker_timeout);
-        let tasks = &self.cfg.keys.tasks;
-        let r = lock(&self.link).call(deadline, |c| {
-            let mut pipe = redis::pipe();
-            for fields in batch {
-                let cmd = pipe.cmd("XADD").arg(tasks).arg("*");
-                for (k, v) in fields {
-                    cmd.arg(*k).arg(v.as_slice());
-                }
-            }
-            pipe.query::<Vec<String>>(c)
-        });
-        match r {
-            Ok(Ok(ids)) => Ok(ids),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.0),
-        }
-    }
-
-    /// Completes the handle of task `seq` with `outcome`; false when none waits for it.
-    pub(crate) fn complete(&self, seq: u64, outcome: Outcome) -> bool {
-        let p = lock(&self.pending).remove(&seq);
-        match p {
-            Some(p) => (p.finish)(outcome),
-            None => false,
-        }
-    }
-
-    /// The pending tasks that have a stream entry: `(seq, entry id)`.
-    pub(crate) fn pending_entries(&self) -> Vec<(u64, String)> {
-        lock(&self.pending)
-            .iter()
-            .filter_map(|(s, p)| p.entry.clone().map(|e| (*s, e)))
-            .collect()
-    }
-
-    pub(crate) fn is_pending(&self, seq: u64) -> bool {
-        lock(&self.pending).contains_key(&seq)
-    }
-
-    pub(crate) fn queue_bounded(&self) -> bool {
-        self.cfg.queue_bound.is_some()
-    }
-}
-
-/// The cancel hook of task `seq`: marks it cancelled in Redis so that no worker starts it and
-/// the one running it stops it.
-fn cancel_remote(weak: &Weak<Inner>, seq: u64) -> bool {
-    let Some(inner) = weak.upgrade() else {
-        return false;
-    };
-    let id = inner.task_id(seq);
-    let key = inner.cfg.keys.cancel.clone();
-    let now = conn::now_ms();
-    let deadline = Some(Instant::now() + inner.cfg.broker_timeout);
-    let r = lock(&inner.link).call(deadline, |c| {
-        redis::pipe()
-            .cmd("ZADD")
-            .arg(&key)
-            .arg(now)
-            .arg(&id)
-            .ignore()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(&key)
-            .arg("-inf")
-            .arg(now.saturating_sub(keys::CANCEL_KEEP_MS))
-            .ignore()
-            .query::<()>(c)
-    });
-    matches!(r, Ok(Ok(())))
 }

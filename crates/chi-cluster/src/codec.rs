@@ -7,6 +7,9 @@ use std::time::Duration;
 /// The default largest encoded argument or result: 64 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 64 << 20;
 
+/// What a result stream entry carries: the encoded value or an error.
+pub(crate) type Outcome = Result<Vec<u8>, WireError>;
+
 /// Encodes `value`.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     postcard::to_stdvec(value).map_err(|e| e.to_string())

@@ -3,6 +3,7 @@
 
 use redis::{ConnectionLike, RedisError, Value};
 use std::fmt;
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -188,6 +189,11 @@ impl Link {
             None => unreachable!("connected just above"),
         }
     }
+}
+
+/// Locks `m`, ignoring poisoning (every critical section here leaves the data consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Errors after which the connection is not trusted any more.

@@ -83,6 +83,7 @@ mod error;
 pub mod keys;
 mod map;
 mod reader;
+mod shared;
 mod status;
 mod worker;
 

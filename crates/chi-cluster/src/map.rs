@@ -1,19 +1,20 @@
 //! [`ClusterMap`]: `Cluster::map`'s ordered, lazy iterator with a bounded look-ahead.
 
-use crate::client::Cluster;
 use crate::def::TaskDef;
+use crate::shared::{Admit, Inner};
 use chi::{Cause, Task, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 
-/// The iterator [`Cluster::map`] returns: one result per input, in input order.
+/// The iterator [`Cluster::map`](crate::Cluster::map) returns: one result per input, in input order.
 ///
 /// It keeps at most `lookahead` tasks submitted and unread; refills go out as one pipeline of
 /// `XADD`s (one by one when the queue is bounded, so that the bound is respected).
 pub struct ClusterMap<'c, A, R, I> {
-    cluster: &'c Cluster,
+    inner: &'c Arc<Inner>,
     name: &'static str,
     func: fn(A) -> R,
     timeout: Option<std::time::Duration>,
@@ -39,13 +40,13 @@ where
     I: Iterator<Item = A>,
 {
     pub(crate) fn new(
-        cluster: &'c Cluster,
+        inner: &'c Arc<Inner>,
         def: &TaskDef<A, R>,
         args: I,
         lookahead: usize,
     ) -> Self {
         ClusterMap {
-            cluster,
+            inner,
             name: def.name(),
             func: def.func(),
             timeout: def.timeout(),
@@ -70,10 +71,10 @@ where
             return;
         }
         let def = self.def();
-        let inner = self.cluster.inner();
+        let inner = self.inner;
         if inner.queue_bounded() {
             for arg in self.args.by_ref().take(room) {
-                let r = self.cluster.submit(&def, arg);
+                let r = inner.submit(&def, arg, Admit::Until(None));
                 self.window
                     .push_back(r.map_err(|e| TaskError::PoolFailed(Cause::new(e.to_string()))));
             }

@@ -2,10 +2,10 @@
 //! drops duplicates, keeps the stream short and alive, and after a reconnect fails the tasks
 //! that Redis lost.
 
-use crate::client::{Inner, Outcome};
-use crate::codec::{self, WireError};
+use crate::codec::{self, Outcome, WireError};
 use crate::conn::{self, Entry, Link};
 use crate::keys;
+use crate::shared::Inner;
 use redis::Value;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -1,8 +1,7 @@
 //! The worker's task registry and local pool: a [`TaskDef`] erased to "decode the argument,
 //! run it in the local pool, encode the outcome".
 
-use crate::client::Outcome;
-use crate::codec::{self, WireError};
+use crate::codec::{self, Outcome, WireError};
 use crate::def::TaskDef;
 use chi::{ProcessPool, ThreadPool};
 use serde::Serialize;

@@ -4,9 +4,8 @@
 
 use super::reply::{Dead, Reply};
 use super::{Held, Shared, lease};
-use crate::client::lock;
 use crate::codec::WireError;
-use crate::conn::{self, Entry, Link};
+use crate::conn::{self, Entry, Link, lock};
 use crate::error::ClusterError;
 use crate::keys::{self, GROUP};
 use redis::Value;

@@ -3,8 +3,7 @@
 //! and the reclaim of entries whose holder went silent.
 
 use super::Shared;
-use crate::client::lock;
-use crate::conn::{self, Entry, Link};
+use crate::conn::{self, Entry, Link, lock};
 use crate::keys::{FORGET_WORKER_MS, GROUP};
 use redis::Value;
 use std::time::{Duration, Instant};

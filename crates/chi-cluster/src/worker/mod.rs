@@ -7,9 +7,8 @@ mod fetch;
 mod lease;
 mod reply;
 
-use crate::client::lock;
 use crate::codec::DEFAULT_MAX_PAYLOAD;
-use crate::conn::{self, Link, Target};
+use crate::conn::{self, Link, Target, lock};
 use crate::def::TaskDef;
 use crate::error::ClusterError;
 use crate::keys::QueueKeys;

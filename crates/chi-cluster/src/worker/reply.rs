@@ -3,9 +3,8 @@
 //! slots.
 
 use super::Shared;
-use crate::client::{Outcome, lock};
-use crate::codec;
-use crate::conn::{self, Link};
+use crate::codec::{self, Outcome};
+use crate::conn::{self, Link, lock};
 use crate::keys::{self, GROUP};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
