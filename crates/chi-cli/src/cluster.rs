@@ -7,8 +7,17 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+fn after_help() -> String {
+    crate::exit::section(&[
+        crate::exit::SUCCESS,
+        crate::exit::FAILURE,
+        crate::exit::USAGE,
+    ])
+}
+
 /// Flags of `chi cluster`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = after_help())]
 pub(crate) struct ClusterArgs {
     #[command(subcommand)]
     command: ClusterCommand,
@@ -35,6 +44,7 @@ struct RedisArg {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = after_help())]
 struct WorkerArgs {
     #[command(flatten)]
     redis: RedisArg,
@@ -56,12 +66,14 @@ struct WorkerArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = after_help())]
 struct DemoArgs {
     #[command(flatten)]
     redis: RedisArg,
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = after_help())]
 struct StatusArgs {
     #[command(flatten)]
     redis: RedisArg,
