@@ -326,7 +326,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     /// Stops the reader without waiting for results: handles still pending fail with
-    /// [`TaskError::PoolFailed`]. Call [`shutdown`](Cluster::shutdown) to wait for them.
+    /// [`TaskError::PoolFailed`](chi::TaskError::PoolFailed). Call [`shutdown`](Cluster::shutdown) to wait for them.
     fn drop(&mut self) {
         // ORDERING: see `shutdown`.
         self.inner.closed.store(true, Ordering::SeqCst);
