@@ -369,8 +369,8 @@ pub(crate) struct WorkerSpec {
 }
 
 impl WorkerSpec {
-    /// One process-pool slot, heartbeat 100 ms, lease 1 s (short, so that reclaim tests end
-    /// soon; nothing depends on the values).
+    /// One process-pool slot, heartbeat 100 ms, lease 2 s (short, so that reclaim tests end
+    /// soon, yet 20 missed beats: a loaded machine does not make a live worker look dead).
     pub(crate) fn new(url: &str) -> WorkerSpec {
         WorkerSpec {
             url: url.to_owned(),
@@ -378,7 +378,7 @@ impl WorkerSpec {
             slots: 1,
             threads: false,
             heartbeat_ms: 100,
-            lease_ms: 1000,
+            lease_ms: 2000,
         }
     }
 
