@@ -21,6 +21,8 @@ pub(super) fn run(s: &Shared, tx: &Sender<Reply>) -> Result<(), ClusterError> {
         block + Duration::from_secs(5),
     );
     let mut next_reclaim = Instant::now();
+    // XAUTOCLAIM scans the pending list in pieces; the cursor carries on where it stopped.
+    let mut cursor = "0-0".to_owned();
     while !s.stopping() {
         let free = wait_free(s, block);
         if free == 0 {
@@ -28,7 +30,9 @@ pub(super) fn run(s: &Shared, tx: &Sender<Reply>) -> Result<(), ClusterError> {
         }
         if Instant::now() >= next_reclaim {
             next_reclaim = Instant::now() + s.heartbeat;
-            let got = link.call(Some(Instant::now() + block), |c| lease::reclaim(c, s, free));
+            let got = link.call(Some(Instant::now() + block), |c| {
+                lease::reclaim(c, s, free, &mut cursor)
+            });
             if let Ok(Ok(batch)) = got
                 && !batch.is_empty()
             {

@@ -102,22 +102,28 @@ fn beat(s: &Shared, link: &mut Link) {
 }
 
 /// `XAUTOCLAIM` of up to `free` entries idle longer than the lease (their holder stopped
-/// refreshing them), with each one's delivery count (the attempt number).
+/// refreshing them), from `cursor` on (updated; back to `0-0` after a full pass), with each
+/// one's delivery count (the attempt number).
 pub(super) fn reclaim(
     c: &mut dyn redis::ConnectionLike,
     s: &Shared,
     free: usize,
+    cursor: &mut String,
 ) -> Result<Vec<(Entry, u64)>, redis::RedisError> {
     let v: Value = redis::cmd("XAUTOCLAIM")
         .arg(&s.keys.tasks)
         .arg(GROUP)
         .arg(&s.id)
         .arg(s.lease.as_millis() as u64)
-        .arg("0-0")
+        .arg(cursor.as_str())
         .arg("COUNT")
         .arg(free)
         .query(c)?;
     let parts = conn::items(&v);
+    *cursor = parts
+        .first()
+        .and_then(conn::text)
+        .unwrap_or_else(|| "0-0".to_owned());
     let mut claimed: Vec<Entry> = parts
         .get(1)
         .map(|list| conn::items(list).iter().filter_map(conn::entry).collect())
