@@ -60,7 +60,7 @@
 //! | worker stopped (SIGTERM → [`StopHandle::stop`]) | takes nothing new, finishes and answers what it holds, leaves | `faults::a_stopped_worker_finishes_what_it_holds` |
 //! | Redis killed and restarted, AOF on | nothing `submit` acknowledged is lost; clients and workers reconnect with back-off | `broker::with_aof_a_broker_restart_loses_nothing` |
 //! | Redis restarted without persistence | each handle whose task vanished fails with a clear `PoolFailed` ("Redis lost task …"); submits during the outage fail with `Unavailable` after the broker timeout | `broker::without_persistence_lost_tasks_fail_clearly_and_submits_say_unavailable` |
-//! | client died | its result stream expires after the result TTL | `faults::results_of_a_client_that_went_away_expire` |
+//! | client died | its result stream expires after the result TTL; Redis memory after 20,000 tasks and a dead client is back at its baseline (answered entries are deleted, read results trimmed) | `faults::results_of_a_client_that_went_away_expire`, `faults::redis_memory_returns_to_baseline_after_a_client_dies` |
 //! | Redis Cluster | each queue is one hash tag, so one slot: all its keys on one node, reached directly | `broker::a_three_node_redis_cluster_runs_hash_tagged_queues` |
 //! | ordered `map` over 100,000 items | results in input order, lazily, bounded look-ahead, pipelined `XADD`s | `basic::map_is_ordered_and_lazy` |
 //!

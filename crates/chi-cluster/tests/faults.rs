@@ -238,3 +238,40 @@ fn results_of_a_client_that_went_away_expire() {
             && redis.info_int("stats", "expired_keys") > expired_before
     });
 }
+
+#[test]
+fn redis_memory_returns_to_baseline_after_a_client_dies() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let _w = WorkerSpec::new(&redis.url()).threads().slots(16).spawn();
+    wait_workers(&redis, "default", 1);
+    let client = Cluster::builder(&redis.url())
+        .result_ttl(Duration::from_secs(1))
+        .connect()
+        .unwrap();
+    assert_eq!(client.submit(&SQUARE, 2).unwrap().result(), Ok(4));
+    let baseline = redis.info_int("memory", "used_memory");
+    let n = 20_000u64;
+    let sum: u64 = client.map(&SQUARE, 0..n, 1000).map(Result::unwrap).sum();
+    assert_eq!(sum, (0..n).map(|i| i * i).sum::<u64>());
+    // The client dies with results still on its stream: a few tasks answered after it left.
+    let late: Vec<_> = (0..100u64)
+        .map(|i| client.submit(&SQUARE, i).unwrap())
+        .collect();
+    let key = format!("chi:{{default}}:res:{}", client.id());
+    drop(client);
+    drop(late);
+    eventually("every task answered", || {
+        redis.int(&["XLEN", "chi:{default}:tasks"]) == 0
+    });
+    eventually("the dead client's results expired", || {
+        redis.int(&["EXISTS", &key]) == 0
+    });
+    let after = redis.info_int("memory", "used_memory");
+    // Nothing per task is left: 20,100 tasks leaking even 30 bytes each would exceed this.
+    assert!(
+        after < baseline + 600 * 1024,
+        "used_memory {after} after, {baseline} before"
+    );
+}
