@@ -57,6 +57,10 @@ struct WorkerArgs {
     /// Run tasks on this many threads instead of processes.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
+    /// Tasks taken beyond the free processes (fewer round trips for tiny tasks; a prefetched
+    /// task can wait behind a long one).
+    #[arg(long, default_value_t = 0)]
+    prefetch: u64,
     /// Heartbeat interval, ms.
     #[arg(long, default_value_t = 500)]
     heartbeat_ms: u64,
@@ -146,6 +150,7 @@ fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
         .task(&SLEEP)
         .task(&BURN)
         .task(&CRASH)
+        .prefetch(usize::try_from(a.prefetch)?)
         .heartbeat(Duration::from_millis(a.heartbeat_ms))
         .lease(Duration::from_millis(a.lease_ms));
     b = match a.threads {

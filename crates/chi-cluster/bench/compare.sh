@@ -2,13 +2,14 @@
 # BENCHMARKS §4: chi-cluster vs Celery (prefork, concurrency 2) vs RQ (2 workers), one Redis,
 # all in one run, medians of REPS repetitions. Run it on a quiet machine (no builds running).
 #
-#   crates/chi-cluster/bench/compare.sh            # REPS=3 N=10000 RTT_N=1000 CPU_N=2000
+#   crates/chi-cluster/bench/compare.sh   # env: REPS=3 N=10000 RTT_N=1000 CPU_N=2000 PREFETCH=0
 #
 # Needs redis-server, redis-benchmark, python3 with venv. Installs celery[redis] and rq into
 # target/cluster-bench-venv. Prints one JSON line per measurement, then the medians.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 REPS=${REPS:-3}; N=${N:-10000}; RTT_N=${RTT_N:-1000}; CPU_N=${CPU_N:-2000}
+PREFETCH=${PREFETCH:-0} # chi worker --prefetch (Celery prefetches by default; chi does not)
 HERE=crates/chi-cluster/bench
 VENV=target/cluster-bench-venv
 OUT=target/cluster-bench.jsonl
@@ -47,7 +48,7 @@ rss_of() { # RSS in KiB of a process and all its descendants
 
 for sys in chi celery rq; do
     case $sys in
-    chi) "$CHI" -q cluster worker --redis "$URL" --processes 2 & PIDS+=($!) ;;
+    chi) "$CHI" -q cluster worker --redis "$URL" --processes 2 --prefetch "$PREFETCH" & PIDS+=($!) ;;
     celery) "$PY" "$HERE/peers.py" celery worker "$URL" & PIDS+=($!) ;;
     rq) "$PY" "$HERE/peers.py" rq worker "$URL" & PIDS+=($!); "$PY" "$HERE/peers.py" rq worker "$URL" & PIDS+=($!) ;;
     esac
