@@ -56,6 +56,7 @@
 //! | argument over the size limit (64 MiB default) | refused at submit ([`SubmitError::TooLarge`]), argument handed back; 16 MiB each way works | `basic::sixteen_mib_each_way_and_the_size_limit` |
 //! | bounded queue full | `submit` blocks, `try_submit` gives `Full`, `submit_timeout` gives `Timeout` | `basic::a_bounded_queue_blocks_or_says_full` |
 //! | one long task, many short ones, two workers | a worker takes only as many tasks as it has free slots: the short ones all finish while the long one runs | `faults::a_long_task_does_not_hold_back_short_ones` |
+//! | [`WorkerBuilder::prefetch`]`(n)` | the worker takes up to `n` tasks beyond its free slots (fewer round trips; they may wait behind a long task) | `faults::a_prefetching_worker_takes_tasks_beyond_its_free_slots` |
 //! | several clients | one result stream each; workers are shared | `basic::two_clients_share_workers` |
 //! | worker stopped (SIGTERM → [`StopHandle::stop`]) | takes nothing new, finishes and answers what it holds, leaves | `faults::a_stopped_worker_finishes_what_it_holds` |
 //! | Redis killed and restarted, AOF on | nothing `submit` acknowledged is lost; clients and workers reconnect with back-off | `broker::with_aof_a_broker_restart_loses_nothing` |

@@ -213,6 +213,33 @@ fn a_long_task_does_not_hold_back_short_ones() {
 }
 
 #[test]
+fn a_prefetching_worker_takes_tasks_beyond_its_free_slots() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let _w = WorkerSpec::new(&redis.url()).prefetch(3).spawn();
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("prefetch");
+    let long = client.submit(&GATED, (dir.str(), "p".into())).unwrap();
+    eventually("the long task started", || {
+        !started_by(&dir, "p").is_empty()
+    });
+    let short: Vec<_> = (0..5u64)
+        .map(|i| client.submit(&SQUARE, i).unwrap())
+        .collect();
+    // One slot busy, three more taken anyway (queued behind the long task), one left waiting.
+    let status = || chi_cluster::status(&redis.url(), "default").unwrap();
+    eventually("the worker holds 1 + 3 tasks", || status().running == 4);
+    assert_eq!(status().depth, 6);
+    assert!(short.iter().all(|t| !t.done()));
+    std::fs::write(dir.path("p.open"), "").unwrap();
+    assert!(long.result().is_ok());
+    for (i, t) in short.into_iter().enumerate() {
+        assert_eq!(t.result(), Ok((i * i) as u64));
+    }
+}
+
+#[test]
 fn results_of_a_client_that_went_away_expire() {
     let Some(redis) = RedisServer::start() else {
         return;

@@ -366,6 +366,8 @@ pub(crate) struct WorkerSpec {
     pub(crate) threads: bool,
     pub(crate) heartbeat_ms: u64,
     pub(crate) lease_ms: u64,
+    /// Tasks taken beyond the free slots.
+    pub(crate) prefetch: usize,
 }
 
 impl WorkerSpec {
@@ -379,6 +381,7 @@ impl WorkerSpec {
             threads: false,
             heartbeat_ms: 100,
             lease_ms: 2000,
+            prefetch: 0,
         }
     }
 
@@ -392,6 +395,11 @@ impl WorkerSpec {
         self
     }
 
+    pub(crate) fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n;
+        self
+    }
+
     pub(crate) fn queue(mut self, q: &str) -> Self {
         self.queues = vec![q.to_owned()];
         self
@@ -399,13 +407,14 @@ impl WorkerSpec {
 
     fn encode(&self) -> String {
         format!(
-            "{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}",
             self.url,
             self.queues.join(","),
             self.slots,
             self.threads,
             self.heartbeat_ms,
-            self.lease_ms
+            self.lease_ms,
+            self.prefetch
         )
     }
 
@@ -418,6 +427,7 @@ impl WorkerSpec {
             threads: p[3] == "true",
             heartbeat_ms: p[4].parse().expect("heartbeat"),
             lease_ms: p[5].parse().expect("lease"),
+            prefetch: p[6].parse().expect("prefetch"),
         }
     }
 
@@ -524,7 +534,8 @@ pub(crate) fn worker_main() {
         .connect(&spec.url)
         .queue(&spec.queues[0])
         .heartbeat(Duration::from_millis(spec.heartbeat_ms))
-        .lease(Duration::from_millis(spec.lease_ms));
+        .lease(Duration::from_millis(spec.lease_ms))
+        .prefetch(spec.prefetch);
     b = tasks::register(b);
     b = if spec.threads {
         b.threads(spec.slots)
