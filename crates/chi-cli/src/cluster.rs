@@ -7,12 +7,15 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Exit statuses of every `chi cluster` command.
+const EXIT_CODES: [u8; 3] = [
+    crate::exit::SUCCESS,
+    crate::exit::FAILURE,
+    crate::exit::USAGE,
+];
+
 fn after_help() -> String {
-    crate::exit::section(&[
-        crate::exit::SUCCESS,
-        crate::exit::FAILURE,
-        crate::exit::USAGE,
-    ])
+    crate::exit::section(&EXIT_CODES)
 }
 
 /// Flags of `chi cluster`.

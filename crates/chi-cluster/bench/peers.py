@@ -38,29 +38,33 @@ def report(system, scenario, **kw):
     print(json.dumps({"system": system, "scenario": scenario, **kw}), flush=True)
 
 
-def run_celery(scenario, url, n):
-    app = celery_app(url)
-    up, bu = app.tasks["upper"], app.tasks["burn"]
-    up.delay("warm").get(timeout=60)
+def measure(system, scenario, n, send, wait):
+    """One scenario, given how to send a task (`send(name, arg)`) and wait for it (`wait(h)`)."""
+    wait(send("upper", "warm"))
     t0 = time.perf_counter()
     if scenario == "throughput":
-        rs = [up.delay(f"t{i}") for i in range(n)]
-        ok = sum(1 for r in rs if r.get(timeout=600))
+        handles = [send("upper", f"t{i}") for i in range(n)]
+        ok = sum(1 for h in handles if wait(h))
         s = time.perf_counter() - t0
-        report("celery", scenario, n=n, ok=ok, secs=round(s, 3), per_sec=round(ok / s))
+        report(system, scenario, n=n, ok=ok, secs=round(s, 3), per_sec=round(ok / s))
     elif scenario == "rtt":
         us = []
         for _ in range(n):
             t = time.perf_counter()
-            up.delay("x").get(timeout=60)
+            wait(send("upper", "x"))
             us.append((time.perf_counter() - t) * 1e6)
         us.sort()
-        report("celery", scenario, n=n, p50_us=round(statistics.median(us)), p99_us=round(us[int((n - 1) * 0.99)]))
+        report(system, scenario, n=n, p50_us=round(statistics.median(us)), p99_us=round(us[int((n - 1) * 0.99)]))
     elif scenario == "cpu":
-        rs = [bu.delay(5) for _ in range(n)]
-        ok = sum(1 for r in rs if r.get(timeout=600))
+        handles = [send("burn", 5) for _ in range(n)]
+        ok = sum(1 for h in handles if wait(h))
         s = time.perf_counter() - t0
-        report("celery", scenario, n=n, ok=ok, secs=round(s, 3), vs_ideal=round(s / (n * 0.005 / 2), 3))
+        report(system, scenario, n=n, ok=ok, secs=round(s, 3), vs_ideal=round(s / (n * 0.005 / 2), 3))
+
+
+def run_celery(scenario, url, n):
+    app = celery_app(url)
+    measure("celery", scenario, n, lambda name, arg: app.tasks[name].delay(arg), lambda r: r.get(timeout=600) is not None)
 
 
 def run_rq(scenario, url, n):
@@ -68,31 +72,13 @@ def run_rq(scenario, url, n):
     from rq import Queue
 
     q = Queue("peers", connection=Redis.from_url(url))
+    funcs = {"upper": upper, "burn": burn}
 
     def wait(job):
         r = job.latest_result(timeout=600)
         return r is not None and r.type == r.Type.SUCCESSFUL
 
-    wait(q.enqueue(upper, "warm"))
-    t0 = time.perf_counter()
-    if scenario == "throughput":
-        jobs = [q.enqueue(upper, f"t{i}") for i in range(n)]
-        ok = sum(1 for j in jobs if wait(j))
-        s = time.perf_counter() - t0
-        report("rq", scenario, n=n, ok=ok, secs=round(s, 3), per_sec=round(ok / s))
-    elif scenario == "rtt":
-        us = []
-        for _ in range(n):
-            t = time.perf_counter()
-            wait(q.enqueue(upper, "x"))
-            us.append((time.perf_counter() - t) * 1e6)
-        us.sort()
-        report("rq", scenario, n=n, p50_us=round(statistics.median(us)), p99_us=round(us[int((n - 1) * 0.99)]))
-    elif scenario == "cpu":
-        jobs = [q.enqueue(burn, 5) for _ in range(n)]
-        ok = sum(1 for j in jobs if wait(j))
-        s = time.perf_counter() - t0
-        report("rq", scenario, n=n, ok=ok, secs=round(s, 3), vs_ideal=round(s / (n * 0.005 / 2), 3))
+    measure("rq", scenario, n, lambda name, arg: q.enqueue(funcs[name], arg), wait)
 
 
 def main():
