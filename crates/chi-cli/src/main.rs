@@ -13,6 +13,7 @@ mod exit;
 mod logging;
 mod output;
 mod progress;
+mod signals;
 mod units;
 
 use std::process::ExitCode;

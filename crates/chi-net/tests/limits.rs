@@ -2,6 +2,7 @@
 //! drain, stop-now, descriptor exhaustion (in a child process with a lowered limit),
 //! close-on-exec, address reuse.
 
+#[macro_use]
 mod common;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -158,9 +159,9 @@ fn bind_in_use_is_a_clear_error(model: Model) {
         .unwrap();
     let err = Server::bind(config).unwrap_err();
     match &err {
-        ServerError::Bind { addr, source } => {
+        ServerError::Bind { addr, error } => {
             assert_eq!(*addr, first.addr);
-            assert_eq!(source.kind(), io::ErrorKind::AddrInUse);
+            assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
         }
         other => panic!("expected a bind error, got {other:?}"),
     }
@@ -277,19 +278,6 @@ fn emfile_recovery(model: Model) {
     assert_eq!(accepted, CLIENTS.to_string());
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status}");
-}
-
-macro_rules! for_both_models {
-    ($($case:ident),* $(,)?) => {
-        mod event {
-            use super::*;
-            $( #[test] fn $case() { super::$case(Model::Event) } )*
-        }
-        mod pooled {
-            use super::*;
-            $( #[test] fn $case() { super::$case(Model::Pooled) } )*
-        }
-    };
 }
 
 for_both_models!(

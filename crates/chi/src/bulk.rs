@@ -95,6 +95,9 @@ where
     fn cancel_in_flight(&mut self) {
         for (t, ()) in self.window.drain() {
             t.cancel();
+            // A finished look-ahead value was never handed out: chi drops it, catching a
+            // panic from its `Drop` (neither `next` nor the iterator's drop may unwind).
+            crate::unwind::drop_caught(t);
         }
     }
 }
@@ -130,6 +133,8 @@ impl<I: Iterator, F, T> Drop for Map<'_, I, F, T> {
     fn drop(&mut self) {
         for (t, ()) in self.window.drain() {
             t.cancel();
+            // Never handed out: chi drops it, catching a panic from its value's `Drop`.
+            crate::unwind::drop_caught(t);
         }
     }
 }

@@ -95,6 +95,7 @@ compile_error!(
 
 mod bulk;
 mod error;
+pub mod limits;
 mod loom;
 #[cfg(all(feature = "process-pool", target_os = "linux"))]
 pub mod process_pool;
@@ -118,5 +119,5 @@ pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[cfg_attr(feature = "process-pool", doc = include_str!("../README.md"))]
 mod readme_doctest {}

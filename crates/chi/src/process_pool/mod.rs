@@ -55,6 +55,19 @@
 //! | `cancel()` while it runs | [`TaskError::Cancelled`] | worker killed and replaced |
 //! | initializer panics or exits | [`TaskError::PoolFailed`] while no worker can start | retried with back-off (10 ms → 2 s), no spawn storm |
 //! | parent process dies | — | workers get SIGKILL (parent-death signal) and see EOF |
+//! | pool dropped while its thread panics | running and queued: [`TaskError::Cancelled`] | workers killed at once, not waited for |
+//!
+//! # Processes a task starts
+//!
+//! Each worker leads a process group of its own. When a worker ends for any reason (it
+//! crashed, timed out, was killed by a `cancel`, was recycled by `max_tasks_per_worker`, or
+//! the pool shut down), the whole group gets SIGKILL before the worker is reaped: processes a
+//! task started and left running end with it. A task that wants a process to outlive its
+//! worker must move it to a group (or session) of its own. Because workers are not in the
+//! terminal's foreground group, Ctrl-C reaches only the parent; the workers end through the
+//! parent (its pool's drop, or the parent-death signal and EOF when it dies). When the parent
+//! is killed outright, the parent-death signal ends each worker but not the processes its
+//! tasks started (nothing is left to kill their group).
 //!
 //! No task ever sees a "broken pool": one worker's death fails at most the one message it
 //! was running.
@@ -310,7 +323,12 @@ impl ProcessPool {
             timeout,
         };
         match self.shared.enqueue(job, admit) {
-            Ok(()) => Ok(Task::from_cell(cell)),
+            Ok(()) => {
+                // The argument crossed as bytes; chi drops the value itself, so a panic from
+                // its `Drop` is caught (and logged) rather than losing the task's handle.
+                crate::unwind::drop_caught(arg);
+                Ok(Task::from_cell(cell))
+            }
             Err((Refusal::Full, _)) => Err(Refused::Full(arg)),
             Err((Refusal::ShutDown, _)) => Err(Refused::ShutDown(arg)),
         }
@@ -441,7 +459,16 @@ impl ProcessPool {
 
 impl Drop for ProcessPool {
     /// The same as [`ProcessPool::shutdown`]: waits for the work, ends and reaps every worker.
+    ///
+    /// Except while the dropping thread panics (a `main` that panics with tasks running, say):
+    /// then the pool does not wait for work that may take any time. It cancels every task
+    /// (their handles report [`TaskError::Cancelled`]), kills every worker with its process
+    /// group, reaps them, and lets the panic go on.
     fn drop(&mut self) {
+        if std::thread::panicking() && !supervisor::on_supervisor() {
+            self.shared.close(true);
+            self.shared.kill_workers();
+        }
         self.shutdown();
     }
 }

@@ -8,6 +8,11 @@
 //! dropped when it completes (exactly once). Call [`Task::cancel`] to stop work that has not
 //! started.
 //!
+//! User values whose `Drop` panics: wherever chi drops a closure, a result, a callback or an
+//! argument itself (cancel, `shutdown_now`, a failed pool, a result nobody holds a handle to),
+//! the panic is caught and logged and the handle still completes. Dropping your own `Task`
+//! after it finished drops its value on your thread, and a panic there is yours.
+//!
 //! Implementation notes (see `cell.rs` for who may touch which field): one heap allocation per
 //! task holds the state word, the result slot, the slow part and, for the thread pool, the
 //! closure. The handle is an `Arc` of it; the queued job is the same `Arc`.
@@ -200,6 +205,18 @@ impl<T> Future for Task<T> {
         match self.core().poll_ready(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => Poll::Ready(self.core().take()),
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    /// A finished task's value is dropped here, on the dropping thread: if its `Drop` panics,
+    /// the panic is the caller's (as for any value they drop). A task dropped before it
+    /// finishes leaves its value to the pool, which drops it on completion and catches (and
+    /// logs) a panic from that `Drop`.
+    fn drop(&mut self) {
+        if self.core().snapshot().is_takeable() {
+            self.core().drop_outcome();
         }
     }
 }

@@ -108,8 +108,8 @@ impl ThreadPool {
         self.shared.max_workers()
     }
 
-    /// Queues `f` and returns its handle. Blocks while a bounded queue is full (the seed's
-    /// "the pool is full, submit waits"). Fails only when the pool is shut down, handing `f`
+    /// Queues `f` and returns its handle. Blocks while a bounded queue is full (the
+    /// classic design's "the pool is full, submit waits"). Fails only when the pool is shut down, handing `f`
     /// back.
     pub fn submit<F, T>(&self, f: F) -> Result<Task<T>, SubmitError<F>>
     where
@@ -158,7 +158,7 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::limits::deadline_after(timeout);
         self.submit_with(f, Admit::Wait(deadline))
             .map_err(|r| match r {
                 Refused::Full(f) => SubmitTimeoutError::Timeout(f),

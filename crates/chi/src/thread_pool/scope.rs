@@ -56,7 +56,11 @@ struct ScopedJob<F> {
 
 impl<F> Drop for ScopedJob<F> {
     fn drop(&mut self) {
-        drop(self.f.take());
+        // Caught: a closure that panics in `Drop` must still count down, or `scope` would
+        // wait forever.
+        if let Some(f) = self.f.take() {
+            crate::unwind::drop_caught(f);
+        }
         self.state.finish_one();
     }
 }

@@ -153,7 +153,8 @@ impl Sleep {
         // ORDERING: SeqCst increment then fence, then the queue check (see module doc).
         self.sleeping.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        let deadline = Instant::now() + keep_alive;
+        // A keep-alive past the clock's range never expires.
+        let deadline = crate::limits::deadline_after(keep_alive);
         let wake = loop {
             if has_work() {
                 break Wake::Work;
@@ -166,15 +167,19 @@ impl Sleep {
                 break Wake::Shutdown;
             }
             let now = Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|d| now >= d) {
                 break Wake::KeepAliveExpired;
             }
             c.idle += 1;
-            c = self
-                .cv
-                .wait_timeout(c, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            c = match deadline {
+                Some(d) => {
+                    self.cv
+                        .wait_timeout(c, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self.cv.wait(c).unwrap_or_else(|e| e.into_inner()),
+            };
             c.idle -= 1;
             if c.tokens > 0 {
                 c.tokens -= 1;
