@@ -95,6 +95,7 @@ compile_error!(
 
 mod bulk;
 mod error;
+mod help;
 pub mod limits;
 mod loom;
 #[cfg(all(feature = "process-pool", target_os = "linux"))]

@@ -1002,6 +1002,27 @@ mod nested {
         );
     }
 
+    /// A waiting worker helps its own pool whatever it waits for: here a pool of one waits on
+    /// a `Completer`'s task that only a job queued behind it completes. The wait runs that
+    /// job itself (without helping, the pool's one worker would block forever).
+    #[test]
+    fn worker_waiting_on_a_completer_task_runs_its_pools_work() {
+        let pool = Arc::new(ThreadPool::new(1).unwrap());
+        let p = pool.clone();
+        let outer = pool
+            .submit(move || {
+                let (completer, task) = chi::Completer::new();
+                drop(p.submit(move || completer.set_result(7)).unwrap());
+                task.result()
+            })
+            .unwrap();
+        assert_eq!(
+            bounded("a worker waiting on a completer's task", move || outer
+                .result()),
+            Ok(Ok(7))
+        );
+    }
+
     /// A task's `result_timeout` on a task that cannot finish (it is queued behind a held
     /// one) gives up after its timeout, even on a worker thread, where waiting first runs
     /// other queued work of the pool. Here that other work is the held task, which is

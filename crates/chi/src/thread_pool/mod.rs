@@ -28,8 +28,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) use worker::help_while;
-
 /// A pool of worker threads.
 ///
 /// ```

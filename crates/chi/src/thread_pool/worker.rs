@@ -47,8 +47,11 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Job>) {
             local,
         })
     });
+    // While it runs, a wait on any task from this thread runs queued work of this pool.
+    let hook = crate::help::install(|done| help_while(done));
     // A new thread was counted as a searcher by whoever started it.
     main_loop(&shared, index, true);
+    drop(hook);
     let ctx = CURRENT.with(|c| c.borrow_mut().take());
     if let Some(ctx) = ctx {
         shared.worker_exit(ctx.index, ctx.local);
