@@ -7,6 +7,7 @@
 //! stores the outcome, runs the done-callbacks and wakes the waiter.
 
 mod builder;
+mod map;
 mod queue;
 mod scope;
 mod shared;
@@ -16,8 +17,8 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use crate::bulk::Map;
 pub use builder::ThreadPoolBuilder;
+pub use map::Map;
 pub use scope::{Scope, ScopedTask};
 
 use crate::TaskError;
