@@ -98,7 +98,7 @@ impl ThreadPool {
 
     pub(crate) fn from_builder(b: ThreadPoolBuilder) -> ThreadPool {
         ThreadPool {
-            shared: Arc::new(Shared::new(b)),
+            shared: Arc::new(Shared::new(b, worker::run)),
         }
     }
 

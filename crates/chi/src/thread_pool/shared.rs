@@ -4,12 +4,14 @@
 use super::builder::{Initializer, ThreadPoolBuilder};
 use super::queue::{Job, Queues};
 use super::sleep::Sleep;
-use super::worker;
 use crate::TaskError;
 use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use crate::loom::sync::{Condvar, Mutex};
+use crate::task::RunResult;
+use crate::unwind;
 use crossbeam_deque::Worker;
 use crossbeam_utils::CachePadded;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -55,6 +57,42 @@ impl SlotStats {
     }
 }
 
+/// A worker thread's entry point: it runs the thread that holds slot `index` with that slot's
+/// deque (the pool passes `worker::run`, so this file never depends on the worker loop).
+pub(crate) type Entry = fn(Arc<Shared>, usize, Worker<Job>);
+
+/// What a worker thread knows about itself; reachable from task code through `CURRENT`.
+pub(crate) struct WorkerCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) index: usize,
+    pub(crate) local: Worker<Job>,
+}
+
+thread_local! {
+    /// Set on pool worker threads for their whole life.
+    static CURRENT: RefCell<Option<WorkerCtx>> = const { RefCell::new(None) };
+}
+
+impl WorkerCtx {
+    /// Makes this the calling thread's context (a worker thread, once initialized).
+    pub(crate) fn enter(self) {
+        CURRENT.with(|c| *c.borrow_mut() = Some(self));
+    }
+
+    /// Takes the calling thread's context back (a worker on its way out).
+    pub(crate) fn leave() -> Option<WorkerCtx> {
+        CURRENT.with(|c| c.borrow_mut().take())
+    }
+}
+
+/// Calls `f` with this thread's worker context, if it is a pool worker.
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
+    CURRENT.with(|c| match c.try_borrow() {
+        Ok(g) => f(g.as_ref()),
+        Err(_) => f(None),
+    })
+}
+
 pub(crate) struct Shared {
     pub(crate) queues: Queues,
     pub(crate) sleep: Sleep,
@@ -67,6 +105,7 @@ pub(crate) struct Shared {
     spawned: AtomicUsize,
     handles: Mutex<Vec<JoinHandle<()>>>,
     config: ThreadPoolBuilder,
+    entry: Entry,
     /// Jobs pushed from outside the pool's workers (workers count theirs per slot).
     submitted: CachePadded<AtomicU64>,
     /// Jobs taken out of the queues without running (`shutdown_now`, a failed pool).
@@ -78,7 +117,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: ThreadPoolBuilder) -> Self {
+    pub(crate) fn new(config: ThreadPoolBuilder, entry: Entry) -> Self {
         let n = config.workers();
         Shared {
             queues: Queues::new(n, config.queue_bound),
@@ -93,6 +132,7 @@ impl Shared {
             spawned: AtomicUsize::new(0),
             handles: Mutex::new(Vec::new()),
             config,
+            entry,
             submitted: CachePadded::new(AtomicU64::new(0)),
             dropped: AtomicU64::new(0),
             idle_waiters: AtomicUsize::new(0),
@@ -137,12 +177,33 @@ impl Shared {
             .clone()
     }
 
+    // ===== running =====
+
+    /// Runs one job and counts it.
+    pub(crate) fn run_job(&self, index: usize, job: Job) {
+        if let Some(b) = &self.queues.bound {
+            b.release();
+        }
+        // User code runs under catch_unwind inside `run`; anything unwinding out of it is a bug
+        // in chi that would leave counters and queues half-updated.
+        let guard = unwind::AbortOnUnwind;
+        let result = job.run();
+        drop(job);
+        drop(guard);
+        match result {
+            RunResult::Completed => self.stats(index).count_completed(),
+            RunResult::Panicked => self.stats(index).count_panicked(),
+            RunResult::Skipped => self.stats(index).count_skipped(),
+        }
+        self.job_finished();
+    }
+
     // ===== submission =====
 
     /// Queues `job`: on this thread's own deque if it is a worker of this pool, else globally,
     /// then makes sure somebody will run it.
     pub(crate) fn push(self: &Arc<Self>, job: Job) {
-        let rejected = worker::with_current(|ctx| match ctx {
+        let rejected = with_current(|ctx| match ctx {
             Some(c) if Arc::ptr_eq(&c.shared, self) => {
                 bump(&self.stats[c.index].submitted);
                 c.local.push(job);
@@ -161,7 +222,7 @@ impl Shared {
 
     /// True when the calling thread is one of this pool's workers.
     pub(crate) fn is_own_worker(self: &Arc<Self>) -> bool {
-        worker::with_current(|ctx| ctx.is_some_and(|c| Arc::ptr_eq(&c.shared, self)))
+        with_current(|ctx| ctx.is_some_and(|c| Arc::ptr_eq(&c.shared, self)))
     }
 
     /// Makes sure somebody will look at the queues: a searcher, a woken sleeper, or a new
@@ -228,9 +289,10 @@ impl Shared {
             b = b.stack_size(size);
         }
         let shared = self.clone();
+        let entry = self.entry;
         let result = b.spawn(move || {
             let local = shared.queues.take_deque(index);
-            worker::run(shared, index, local);
+            entry(shared, index, local);
         });
         match result {
             Ok(h) => {
@@ -370,7 +432,7 @@ impl Shared {
         self.idle_waiters.fetch_add(1, Ordering::SeqCst);
         loop {
             if own > 0 {
-                worker::help_while(|| self.balance() <= own);
+                help_while(|| self.balance() <= own);
             }
             let g = self.idle_lock.lock().unwrap_or_else(|e| e.into_inner());
             if self.balance() <= own {
@@ -423,5 +485,27 @@ impl Shared {
                 p + s.panicked.load(Ordering::Relaxed),
             )
         })
+    }
+}
+
+/// While `done()` is false and this thread is a worker, runs queued work of its own pool.
+/// Returns when `done()` is true or no work is left to run.
+pub(crate) fn help_while(done: impl Fn() -> bool) {
+    loop {
+        if done() {
+            return;
+        }
+        let next = with_current(|ctx| {
+            ctx.and_then(|c| {
+                c.shared
+                    .queues
+                    .find(c.index, &c.local)
+                    .map(|j| (c.shared.clone(), c.index, j))
+            })
+        });
+        match next {
+            Some((shared, index, job)) => shared.run_job(index, job),
+            None => return,
+        }
     }
 }
