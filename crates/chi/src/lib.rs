@@ -93,6 +93,7 @@ compile_error!(
      build wherever std does)"
 );
 
+mod admit;
 mod bulk;
 mod error;
 mod help;

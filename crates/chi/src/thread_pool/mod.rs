@@ -7,6 +7,7 @@
 //! stores the outcome, runs the done-callbacks and wakes the waiter.
 
 mod builder;
+mod counter;
 mod map;
 mod queue;
 mod scope;
@@ -22,12 +23,13 @@ pub use map::Map;
 pub use scope::{Scope, ScopedTask};
 
 use crate::TaskError;
+use crate::admit::{Admit, Refused};
 use crate::error::{BuildError, SubmitError, SubmitTimeoutError, TrySubmitError};
 use crate::task::{FnCell, Runnable, Task};
 use shared::Shared;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A pool of worker threads.
 ///
@@ -63,16 +65,6 @@ pub struct Metrics {
     pub completed: u64,
     /// Tasks that panicked.
     pub panicked: u64,
-}
-
-enum Admit {
-    Now,
-    Wait(Option<Instant>),
-}
-
-enum Refused<F> {
-    Full(F),
-    ShutDown(F),
 }
 
 impl fmt::Debug for ThreadPool {
@@ -115,9 +107,8 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_with(f, Admit::Wait(None)).map_err(|r| match r {
-            Refused::Full(f) | Refused::ShutDown(f) => SubmitError(f),
-        })
+        self.submit_with(f, Admit::Until(None))
+            .map_err(Refused::into_submit)
     }
 
     /// Queues `f` if there is room now.
@@ -141,10 +132,8 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_with(f, Admit::Now).map_err(|r| match r {
-            Refused::Full(f) => TrySubmitError::Full(f),
-            Refused::ShutDown(f) => TrySubmitError::ShutDown(f),
-        })
+        self.submit_with(f, Admit::Now)
+            .map_err(Refused::into_try_submit)
     }
 
     /// Queues `f`, waiting at most `timeout` for room in a bounded queue.
@@ -157,12 +146,8 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let deadline = crate::limits::deadline_after(timeout);
-        self.submit_with(f, Admit::Wait(deadline))
-            .map_err(|r| match r {
-                Refused::Full(f) => SubmitTimeoutError::Timeout(f),
-                Refused::ShutDown(f) => SubmitTimeoutError::ShutDown(f),
-            })
+        self.submit_with(f, Admit::within(timeout))
+            .map_err(Refused::into_submit_timeout)
     }
 
     fn submit_with<F, T>(&self, f: F, admit: Admit) -> Result<Task<T>, Refused<F>>
@@ -183,7 +168,7 @@ impl ThreadPool {
             } else {
                 let ok = match admit {
                     Admit::Now => bound.try_acquire(),
-                    Admit::Wait(deadline) => bound.acquire(deadline, || {
+                    Admit::Until(deadline) => bound.acquire(deadline, || {
                         shared.is_shut_down() || shared.failure().is_some()
                     }),
                 };

@@ -2,6 +2,7 @@
 //! worker for work submitted from inside a task (stolen by idle workers), and an optional
 //! bound with blocking admission.
 
+use super::counter::increment_if;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
 use crate::task::Runnable;
@@ -159,21 +160,12 @@ impl Bound {
     pub(crate) fn try_acquire(&self) -> bool {
         // ORDERING: Relaxed suffices: the count only admits; the job itself is published by
         // the queue push that follows.
-        let mut cur = self.queued.load(Ordering::Relaxed);
-        loop {
-            if cur >= self.limit {
-                return false;
-            }
-            match self.queued.compare_exchange_weak(
-                cur,
-                cur + 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(a) => cur = a,
-            }
-        }
+        increment_if(
+            &self.queued,
+            |cur| cur < self.limit,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
     }
 
     /// Takes a place even over the limit (work submitted from inside the pool).

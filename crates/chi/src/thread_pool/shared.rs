@@ -2,6 +2,7 @@
 //! the shutdown/failed status, and the worker threads' join handles.
 
 use super::builder::{Initializer, ThreadPoolBuilder};
+use super::counter::increment_if;
 use super::queue::{Job, Queues};
 use super::sleep::Sleep;
 use crate::TaskError;
@@ -252,20 +253,13 @@ impl Shared {
             // Shut down or failed: no new threads; `rescue` takes care of queued work.
             return;
         }
-        let mut cur = self.alive.load(Ordering::Relaxed);
-        loop {
-            if cur >= self.max_workers {
-                return;
-            }
-            match self.alive.compare_exchange_weak(
-                cur,
-                cur + 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(a) => cur = a,
-            }
+        if !increment_if(
+            &self.alive,
+            |cur| cur < self.max_workers,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            return;
         }
         let Some(index) = self.queues.claim_slot() else {
             // An exiting thread has not handed its slot back yet; it still counts as alive.

@@ -12,6 +12,7 @@
 //! queues, the sleeper count), so at least one of them sees the other (Dekker's pattern).
 //! Wake-ups are counted as tokens under the lock, so spurious condvar wake-ups are harmless.
 
+use super::counter::increment_if;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering, fence};
 use crate::loom::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -64,21 +65,12 @@ impl Sleep {
     pub(crate) fn start_searching(&self, alive: usize) -> bool {
         // ORDERING: SeqCst keeps this count in the same total order as the submitters' fence,
         // so a submitter that reads 0 searchers goes on to wake a sleeper.
-        let mut cur = self.searching.load(Ordering::SeqCst);
-        loop {
-            if cur > 0 && 2 * cur >= alive {
-                return false;
-            }
-            match self.searching.compare_exchange_weak(
-                cur,
-                cur + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return true,
-                Err(a) => cur = a,
-            }
-        }
+        increment_if(
+            &self.searching,
+            |cur| cur == 0 || 2 * cur < alive,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
     }
 
     /// Counts a thread about to be started as a searcher (it searches first).
