@@ -38,8 +38,10 @@ pub(crate) struct SlotStats {
 }
 
 /// One more on a counter that only the slot's holder writes.
-// ORDERING: load + store, not fetch_add: one writer per slot. Release on the store so that a
-// reader's Acquire load that sees it also sees what happened before (see `Shared::balance`).
+// ORDERING: load + store, not fetch_add: one writer per slot, so the Relaxed load reads the
+// holder's own last store. Release on the store pairs with the Acquire loads in
+// `Shared::balance`: a `wait_idle` caller that sees the count also sees what the job did.
+// A Relaxed store would let `wait_idle` return before the job's writes are visible.
 fn bump(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
 }
@@ -159,6 +161,9 @@ impl Shared {
     }
 
     pub(crate) fn alive(&self) -> usize {
+        // ORDERING: Relaxed: a count, read as a hint (the searcher limit, metrics, a log
+        // line) or after a SeqCst fence that orders it (`rescue` via `worker_exit` and
+        // `begin_shutdown`). It publishes nothing; the RMWs that change it keep it exact.
         self.alive.load(Ordering::Relaxed)
     }
 
@@ -169,6 +174,9 @@ impl Shared {
 
     /// The failure message, if a worker initializer failed.
     pub(crate) fn failure(&self) -> Option<String> {
+        // ORDERING: Acquire pairs with the Release half of `fail`'s fetch_or, which follows the
+        // message's store: seeing FAILED means the message is there. With Relaxed, this lock
+        // could be taken before `fail`'s and read no message for a failed pool.
         if self.status.load(Ordering::Acquire) & FAILED == 0 {
             return None;
         }
@@ -249,10 +257,19 @@ impl Shared {
     /// another worker lives (it will get to the work); with none alive they are logged and
     /// the next submission retries.
     fn maybe_spawn(self: &Arc<Self>) {
+        // ORDERING: Acquire pairs with the RMWs in `begin_shutdown` / `fail`. Only a fast path:
+        // a stale 0 starts a thread just as a submission a moment earlier would have, and
+        // shutdown and failure deal with live threads anyway (`after_push`'s SeqCst load
+        // decides about rescue). So Relaxed would be correct too; Acquire is kept as the
+        // cheaper-to-reason-about choice and costs no fence on x86 or aarch64 loads.
         if self.status.load(Ordering::Acquire) != 0 {
             // Shut down or failed: no new threads; `rescue` takes care of queued work.
             return;
         }
+        // ORDERING: the RMW keeps `alive` exact (never above `max_workers`) under any ordering.
+        // AcqRel pairs with the decrements in `worker_exit`: a new thread counted in after one
+        // left comes after its exit, including the slot hand-back (which the slot's mutex
+        // orders as well). The failed-exchange reads are Relaxed: they only feed the retry.
         if !increment_if(
             &self.alive,
             |cur| cur < self.max_workers,
@@ -263,6 +280,7 @@ impl Shared {
         }
         let Some(index) = self.queues.claim_slot() else {
             // An exiting thread has not handed its slot back yet; it still counts as alive.
+            // ORDERING: AcqRel, the undo of the increment above (same pairing).
             self.alive.fetch_sub(1, Ordering::AcqRel);
             return;
         };
@@ -277,6 +295,7 @@ impl Shared {
     }
 
     fn spawn(self: &Arc<Self>, index: usize) -> std::io::Result<()> {
+        // ORDERING: Relaxed: only numbers thread names; the RMW makes each number unique.
         let n = self.spawned.fetch_add(1, Ordering::Relaxed) + 1;
         let mut b = std::thread::Builder::new().name(format!("{}-{n}", self.config.thread_name));
         if let Some(size) = self.config.stack_size {
@@ -297,6 +316,7 @@ impl Shared {
             }
             Err(e) => {
                 self.queues.release_slot(index, None);
+                // ORDERING: AcqRel, the undo of `maybe_spawn`'s increment (same pairing).
                 self.alive.fetch_sub(1, Ordering::AcqRel);
                 Err(e)
             }
@@ -306,12 +326,17 @@ impl Shared {
     /// Called by a worker thread on its way out.
     pub(crate) fn worker_exit(self: &Arc<Self>, index: usize, local: Worker<Job>) {
         self.queues.release_slot(index, Some(local));
+        // ORDERING: AcqRel pairs with `maybe_spawn`'s increment (a replacement thread comes
+        // after this exit). The race with submitters is ordered by the fence below, not here.
         self.alive.fetch_sub(1, Ordering::AcqRel);
         // A submitter that pushed just before we left may have seen us alive (so it did not
         // start a thread) but not idle (so it woke nobody). ORDERING: the SeqCst fence pairs
         // with the one in `notify_work`: either it sees our decrement, or we see its push.
         fence(Ordering::SeqCst);
         if self.queues.has_work() {
+            // ORDERING: SeqCst pairs with `begin_shutdown`'s fetch_or and fence: either we see
+            // the bit and rescue, or the shutdown's final `rescue` sees this exit. Weaker, both
+            // could miss, and the queued work would wait for workers that never come.
             if self.status.load(Ordering::SeqCst) != 0 {
                 self.rescue();
             } else {
@@ -324,6 +349,11 @@ impl Shared {
 
     /// Stops accepting work and wakes every worker so the idle ones exit.
     pub(crate) fn begin_shutdown(&self) {
+        // ORDERING: SeqCst RMW then SeqCst fence, paired with the submitters' fence in
+        // `notify_work` and their SeqCst status load in `after_push` (Dekker's pattern): either
+        // a racing submitter sees the bit and rescues its job, or the `rescue` at the end of
+        // this shutdown sees the job. A Release RMW without the fence lets both miss, and the
+        // job is never run nor cancelled.
         self.status.fetch_or(SHUT_DOWN, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         self.sleep.wake_all();
@@ -385,7 +415,9 @@ impl Shared {
             taken += 1;
         }
         if taken > 0 {
-            // ORDERING: Release, read by `balance`'s Acquire, as the per-slot counts.
+            // ORDERING: Release, read by `balance`'s Acquire, as the per-slot counts: a
+            // `wait_idle` caller that sees these jobs counted also sees their handles completed
+            // (cancelled). Relaxed would let it return before the cancellations are visible.
             self.dropped.fetch_add(taken, Ordering::Release);
             self.wake_idle_waiters();
         }
@@ -402,6 +434,12 @@ impl Shared {
     /// submitted between the two readings only makes the difference larger. So 0 is never
     /// seen while a job submitted before the first reading is unfinished.
     fn balance(&self) -> u64 {
+        // ORDERING: the Acquire loads of the finished counts pair with the Release stores in
+        // `bump` and `cancel_queued` (the job's effects become visible) and keep the submitted
+        // loads after them (the argument above needs that order). Relaxed finished loads could
+        // be read after the submitted ones and give 0 with a job unfinished. The submitted
+        // loads' Acquire pairs with `bump` on the per-slot counts; the global count is
+        // Relaxed and ordered by the queue (see `push`).
         let finished = self.dropped.load(Ordering::Acquire)
             + self
                 .stats
@@ -438,6 +476,8 @@ impl Shared {
                     .unwrap_or_else(|e| e.into_inner()),
             );
         }
+        // ORDERING: SeqCst, as the increment. A stale non-zero seen by `job_finished` only
+        // costs it a lock and a notify nobody waits for.
         self.idle_waiters.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -463,6 +503,9 @@ impl Shared {
                 *f = Some(msg.clone());
             }
         }
+        // ORDERING: Release publishes the message stored above to `failure`'s Acquire load;
+        // Acquire orders the cancellations below after any earlier status change. With
+        // Relaxed, a submitter could see FAILED and find no message.
         self.status.fetch_or(FAILED, Ordering::AcqRel);
         self.cancel_queued(TaskError::pool_failed(msg));
         self.sleep.wake_all();
@@ -473,6 +516,8 @@ impl Shared {
 
     /// Counters for `metrics()`.
     pub(crate) fn totals(&self) -> (u64, u64) {
+        // ORDERING: Relaxed: a metrics snapshot of monotonic counters; it orders nothing, and
+        // each counter on its own is read coherently.
         self.stats.iter().fold((0, 0), |(c, p), s| {
             (
                 c + s.completed.load(Ordering::Relaxed),

@@ -99,6 +99,8 @@ impl Sleep {
         if self.searching.load(Ordering::SeqCst) > 0 {
             return true;
         }
+        // ORDERING: SeqCst, after the fence: pairs with `sleep`'s increment and fence. Either
+        // we see the sleeper, or it sees our push in its `has_work` check.
         if self.sleeping.load(Ordering::SeqCst) == 0 {
             return false;
         }
@@ -128,6 +130,8 @@ impl Sleep {
         let mut c = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let extra = c.idle.saturating_sub(c.tokens);
         c.tokens += extra;
+        // ORDERING: SeqCst, as in `wake_one`: the woken threads count as searchers in the same
+        // total order the submitters read it in.
         self.searching.fetch_add(extra, Ordering::SeqCst);
         self.cv.notify_all();
     }
@@ -178,12 +182,15 @@ impl Sleep {
                 break Wake::Searching;
             }
         };
+        // ORDERING: SeqCst, as the increment. Leaving the count late is harmless (a submitter
+        // that still sees us only takes the lock to find no one to wake).
         self.sleeping.fetch_sub(1, Ordering::SeqCst);
         wake
     }
 
     /// Workers spinning or parked right now.
     pub(crate) fn idle_count(&self) -> usize {
+        // ORDERING: Relaxed: a metrics snapshot; it decides nothing.
         self.sleeping.load(Ordering::Relaxed) + self.searching.load(Ordering::Relaxed)
     }
 }
