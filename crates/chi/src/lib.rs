@@ -93,8 +93,10 @@ compile_error!(
      build wherever std does)"
 );
 
+mod admit;
 mod bulk;
 mod error;
+mod help;
 pub mod limits;
 mod loom;
 #[cfg(all(feature = "process-pool", target_os = "linux"))]
