@@ -41,7 +41,7 @@ enum ClusterCommand {
 /// Where Redis is.
 #[derive(clap::Args, Debug, Clone)]
 struct RedisArg {
-    /// Redis URL; several comma-separated URLs are the seed nodes of a Redis Cluster.
+    /// Redis URL; several comma-separated URLs are the startup nodes of a Redis Cluster.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis: String,
 }

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Where Redis is: one server, or the seed nodes of a Redis Cluster.
+/// Where Redis is: one server, or the startup nodes of a Redis Cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
     Single(String),
@@ -15,7 +15,7 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    /// `redis://host:port` is one server; several URLs separated by commas are the seed
+    /// `redis://host:port` is one server; several URLs separated by commas are the start
     /// nodes of a Redis Cluster (as is one URL with the `redis+cluster://` scheme).
     pub(crate) fn parse(url: &str) -> Target {
         let urls: Vec<String> = url
@@ -57,17 +57,20 @@ pub(crate) fn open(
     Ok(Box::new(conn))
 }
 
-/// Asks the seed nodes, in turn, which node serves the slot of `key`.
+/// Asks the startup nodes, in turn, which node serves the slot of `key`.
 fn owner_of(
     urls: &[String],
     key: &str,
     timeout: Duration,
 ) -> Result<redis::ConnectionInfo, RedisError> {
-    let mut last = RedisError::from((redis::ErrorKind::Client, "no Redis Cluster seed node given"));
+    let mut last = RedisError::from((
+        redis::ErrorKind::Client,
+        "no Redis Cluster startup node given",
+    ));
     for url in urls {
         let r = (|| {
-            let seed = redis::IntoConnectionInfo::into_connection_info(url.as_str())?;
-            let mut c = redis::Client::open(seed.clone())?
+            let start = redis::IntoConnectionInfo::into_connection_info(url.as_str())?;
+            let mut c = redis::Client::open(start.clone())?
                 .get_connection_with_timeout(Duration::from_secs(2))?;
             c.set_read_timeout(Some(timeout))?;
             let slot: i64 = redis::cmd("CLUSTER")
@@ -85,7 +88,7 @@ fn owner_of(
                     let host = master.first().and_then(text).unwrap_or_default();
                     let port = master.get(1).and_then(int).unwrap_or(0);
                     let host = if host.is_empty() || host == "?" {
-                        match seed.addr() {
+                        match start.addr() {
                             redis::ConnectionAddr::Tcp(h, _) => h.clone(),
                             _ => "127.0.0.1".to_owned(),
                         }
@@ -95,7 +98,7 @@ fn owner_of(
                     let port = u16::try_from(port).map_err(|_| {
                         RedisError::from((redis::ErrorKind::Parse, "bad port in CLUSTER SLOTS"))
                     })?;
-                    return Ok(seed.set_addr(redis::ConnectionAddr::Tcp(host, port)));
+                    return Ok(start.set_addr(redis::ConnectionAddr::Tcp(host, port)));
                 }
             }
             Err(RedisError::from((

@@ -135,7 +135,7 @@ fn pending_by_consumer(link: &mut Link, k: &QueueKeys) -> Result<Vec<(String, u6
         .collect())
 }
 
-/// The queues that have a task stream on the Redis at `url` (every seed node of a Redis
+/// The queues that have a task stream on the Redis at `url` (every startup node of a Redis
 /// Cluster is scanned, so pass them all to see every queue).
 pub fn queues(url: &str) -> Result<Vec<String>, ClusterError> {
     let urls = match Target::parse(url) {

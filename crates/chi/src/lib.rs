@@ -1,6 +1,6 @@
 //! chi (池, "pool"): bounded, fast, fault-tolerant thread and process pools with a futures API.
 //!
-//! The seed example (Python's `ThreadPoolExecutor(5)`, ten tasks, a done-callback on each):
+//! The classic example (Python's `ThreadPoolExecutor(5)`, ten tasks, a done-callback on each):
 //!
 //! ```
 //! use chi::ThreadPool;
