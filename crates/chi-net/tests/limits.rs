@@ -197,7 +197,7 @@ fn emfile_child() {
     let config = ServerConfig::builder()
         .addr("127.0.0.1:0".parse().unwrap())
         .model(model)
-        .workers(if model == Model::Event { 1 } else { 3 })
+        .workers(if model == Model::Pooled { 3 } else { 1 })
         .build()
         .unwrap();
     let server = Server::bind(config).unwrap();
@@ -279,7 +279,7 @@ fn emfile_recovery(model: Model) {
     assert!(status.success(), "{status}");
 }
 
-macro_rules! for_both_models {
+macro_rules! for_all_models {
     ($($case:ident),* $(,)?) => {
         mod event {
             use super::*;
@@ -289,10 +289,15 @@ macro_rules! for_both_models {
             use super::*;
             $( #[test] fn $case() { super::$case(Model::Pooled) } )*
         }
+        #[cfg(all(feature = "uring", target_os = "linux"))]
+        mod uring {
+            use super::*;
+            $( #[test] fn $case() { super::$case(Model::Uring) } )*
+        }
     };
 }
 
-for_both_models!(
+for_all_models!(
     max_connections_rejects_extra,
     idle_timeout_closes_silent_client,
     drain_answers_data_received_before_shutdown,

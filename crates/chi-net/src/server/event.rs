@@ -23,8 +23,8 @@ use crate::shutdown::{RunState, Shared};
 
 const WAKER: Token = Token(usize::MAX);
 
-/// What the acceptor tells a loop.
-enum LoopMsg {
+/// What the acceptor tells a loop (of this model or the uring one).
+pub(crate) enum LoopMsg {
     /// A new connection, already counted as open.
     Conn(TcpStream, SocketAddr),
     /// Drain every connection; close what is left at the deadline.
@@ -34,10 +34,10 @@ enum LoopMsg {
 }
 
 /// The acceptor's side of a loop.
-struct LoopHandle {
-    tx: Sender<LoopMsg>,
-    waker: Arc<Waker>,
-    thread: JoinHandle<()>,
+pub(crate) struct LoopHandle {
+    pub(crate) tx: Sender<LoopMsg>,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) thread: JoinHandle<()>,
 }
 
 impl LoopHandle {
@@ -52,14 +52,25 @@ impl LoopHandle {
 }
 
 pub(crate) fn run(ctx: RunContext) -> Result<(), ServerError> {
+    run_loops(ctx, &|id, ctx| {
+        spawn_loop(id, ctx).map_err(ServerError::Setup)
+    })
+}
+
+/// Starts `workers` loops with `spawn`, then accepts and deals connections to them until a
+/// shutdown, and drains them. Shared by the event and uring models.
+pub(crate) fn run_loops(
+    ctx: RunContext,
+    spawn: &dyn Fn(usize, &RunContext) -> Result<LoopHandle, ServerError>,
+) -> Result<(), ServerError> {
     let shared = Arc::clone(&ctx.shared);
     let mut loops = Vec::new();
     for id in 0..ctx.config.workers() {
-        match spawn_loop(id, &ctx) {
+        match spawn(id, &ctx) {
             Ok(handle) => loops.push(handle),
             Err(e) => {
                 stop_and_join(loops, &shared);
-                return Err(ServerError::Setup(e));
+                return Err(e);
             }
         }
     }

@@ -4,6 +4,8 @@ mod acceptor;
 mod conn;
 mod event;
 mod pooled;
+#[cfg(all(feature = "uring", target_os = "linux"))]
+mod uring;
 
 use std::fmt;
 use std::io;
@@ -110,6 +112,10 @@ impl Server {
         match ctx.config.model() {
             Model::Event => event::run(ctx)?,
             Model::Pooled => pooled::run(ctx)?,
+            #[cfg(all(feature = "uring", target_os = "linux"))]
+            Model::Uring => uring::run(ctx)?,
+            #[cfg(not(all(feature = "uring", target_os = "linux")))]
+            Model::Uring => return Err(ServerError::Uring(uring_not_built())),
         }
         Ok(shared.stats())
     }
@@ -182,9 +188,24 @@ pub enum ServerError {
     /// The pooled model's `chi::ThreadPool` could not be built.
     #[error("cannot start the connection pool: {0}")]
     Pool(#[source] chi::BuildError),
+    /// The `uring` model cannot run here: io_uring is disabled (see
+    /// `/proc/sys/kernel/io_uring_disabled`), the kernel is older than 6.1, a seccomp policy
+    /// forbids it, or chi-net was built without its `uring` feature.
+    #[error(
+        "cannot start the uring model: {0} (io_uring may be disabled: see /proc/sys/kernel/io_uring_disabled; it needs Linux 6.1+ and no seccomp policy forbidding it; --model event works everywhere)"
+    )]
+    Uring(io::Error),
     /// SIGINT/SIGTERM handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(#[source] io::Error),
+}
+
+#[cfg(not(all(feature = "uring", target_os = "linux")))]
+fn uring_not_built() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this build has no io_uring support (chi-net's `uring` feature, Linux only)",
+    )
 }
 
 fn bind_hint(err: &io::Error) -> &'static str {

@@ -42,7 +42,7 @@ pub fn start_with<H: Handler>(
     let mut builder = ServerConfig::builder()
         .addr("127.0.0.1:0".parse().unwrap())
         .model(model);
-    if model == Model::Event {
+    if model != Model::Pooled {
         builder = builder.workers(2);
     }
     let config = tweak(builder).build().expect("valid test config");
