@@ -360,6 +360,8 @@ impl UringLoop {
     // ===== COMPLETIONS =====
     fn complete(&mut self, mut completion: Completion, now: Instant) {
         match completion.user_data {
+            // Cancelled at teardown: not re-armed.
+            WAKE if completion.result == -libc::ECANCELED => return,
             WAKE => return self.woken(now),
             WAKE_CANCEL => return,
             _ => {}

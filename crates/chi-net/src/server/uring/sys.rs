@@ -49,6 +49,10 @@ static NEXT_RING_ID: AtomicU32 = AtomicU32::new(0);
 pub(crate) static FAIL_SETUP: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Rings dropped with operations in flight (their buffers leaked), for tests to check.
+#[cfg(test)]
+pub(crate) static LEAKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// One completion, copied out of the completion queue.
 #[derive(Debug)]
 pub(crate) struct Completion {
@@ -395,6 +399,9 @@ impl Drop for Ring {
             );
             std::mem::forget(std::mem::take(&mut self.sends));
             self.bufs.leak = true;
+            // ORDERING: Relaxed: a test reads it after joining the loop threads.
+            #[cfg(test)]
+            LEAKED.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -1,7 +1,21 @@
+use std::io::{Read, Write};
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::{Model, Server, ServerConfig};
+
+/// Serialises the tests that start a uring server: one of them makes ring setup fail.
+static SERVERS: Mutex<()> = Mutex::new(());
+
+fn uring_config() -> ServerConfig {
+    ServerConfig::builder()
+        .addr("127.0.0.1:0".parse().unwrap())
+        .model(Model::Uring)
+        .workers(2)
+        .build()
+        .unwrap()
+}
 
 #[test]
 fn user_data_keeps_slot_and_kind_apart() {
@@ -15,15 +29,10 @@ fn user_data_keeps_slot_and_kind_apart() {
 
 #[test]
 fn ring_setup_failure_fails_run_with_one_clear_line() {
+    let _serial = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     // ORDERING: Relaxed: set before the server starts, read by its loop threads after spawn.
     sys::FAIL_SETUP.store(true, Ordering::Relaxed);
-    let config = ServerConfig::builder()
-        .addr("127.0.0.1:0".parse().unwrap())
-        .model(Model::Uring)
-        .workers(2)
-        .build()
-        .unwrap();
-    let server = Server::bind(config).unwrap();
+    let server = Server::bind(uring_config()).unwrap();
     let result = server.run();
     sys::FAIL_SETUP.store(false, Ordering::Relaxed);
     let err = result.expect_err("run must fail when no ring can be set up");
@@ -35,4 +44,29 @@ fn ring_setup_failure_fails_run_with_one_clear_line() {
         text.contains("/proc/sys/kernel/io_uring_disabled"),
         "{text}"
     );
+}
+
+#[test]
+fn stopped_loops_reap_every_operation_before_dropping_their_rings() {
+    let _serial = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::bind(uring_config()).unwrap();
+    let (addr, handle) = (server.local_addr(), server.handle());
+    let thread = std::thread::spawn(move || server.run());
+    // One connection closed by its client, one still open (with a receive armed) at shutdown.
+    let mut done = std::net::TcpStream::connect(addr).unwrap();
+    done.write_all(b"bye").unwrap();
+    done.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    done.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"BYE");
+    let mut open = std::net::TcpStream::connect(addr).unwrap();
+    open.write_all(b"hi").unwrap();
+    let mut two = [0; 2];
+    open.read_exact(&mut two).unwrap();
+    assert_eq!(&two, b"HI");
+    handle.shutdown_now();
+    let stats = thread.join().unwrap().unwrap();
+    assert_eq!((stats.accepted, stats.closed, stats.open), (2, 2, 0));
+    // ORDERING: Relaxed: the loop threads were joined by `run`.
+    assert_eq!(sys::LEAKED.load(Ordering::Relaxed), 0);
 }
