@@ -19,13 +19,14 @@
 //!
 //! All `unsafe` code lives in [`sys`].
 
+mod conns;
 mod sys;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -34,12 +35,11 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 
+use self::conns::{Conns, Phase, Recv, Settings, UConn};
 use self::sys::{BUF_SIZE, Completion, Ring};
-use super::conn::{CloseReason, Peer, handle_chunk};
+use super::conn::{CloseReason, Peer};
 use super::event::{LoopHandle, LoopMsg, run_loops};
 use super::{RunContext, ServerError};
-use crate::handler::Handler;
-use crate::shutdown::Shared;
 
 /// User data of the poll on the waker's epoll descriptor, and of its cancel.
 const WAKE: u64 = u64::MAX;
@@ -70,10 +70,13 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> Result<LoopHandle, ServerError> {
     let waker = Arc::new(Waker::new(poll.registry(), Token(0)).map_err(ServerError::Setup)?);
     let (tx, rx) = mpsc::channel();
     let (setup_tx, setup_rx) = mpsc::sync_channel(1);
-    let shared = Arc::clone(&ctx.shared);
-    let handler = Arc::clone(&ctx.handler);
-    let (idle_timeout, output_cap) = (ctx.config.idle_timeout(), ctx.config.output_cap());
-    let log_messages = ctx.log_messages;
+    let settings = Settings {
+        handler: Arc::clone(&ctx.handler),
+        shared: Arc::clone(&ctx.shared),
+        output_cap: ctx.config.output_cap(),
+        idle_timeout: ctx.config.idle_timeout(),
+        log_messages: ctx.log_messages,
+    };
     // ORDERING: SeqCst, as every use of `running_loops`.
     ctx.shared.running_loops.fetch_add(1, Ordering::SeqCst);
     let thread = std::thread::Builder::new()
@@ -83,7 +86,7 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> Result<LoopHandle, ServerError> {
                 Ok(ring) => ring,
                 Err(e) => {
                     let _ = setup_tx.send(Err(e));
-                    shared.loop_exited();
+                    settings.shared.loop_exited();
                     return;
                 }
             };
@@ -100,11 +103,7 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> Result<LoopHandle, ServerError> {
                 completions: Vec::new(),
                 scratch: vec![0; BUF_SIZE].into_boxed_slice(),
                 epoch: Instant::now(),
-                shared,
-                handler,
-                idle_timeout,
-                output_cap,
-                log_messages,
+                settings,
                 next_id: 0,
                 peak: 0,
                 drain_deadline: None,
@@ -136,101 +135,6 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> Result<LoopHandle, ServerError> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Open,
-    /// Shutdown requested: answer what has been received, then send FIN.
-    Draining,
-    /// FIN sent; input is dropped until the client closes.
-    Linger,
-}
-
-/// The connection's multishot receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recv {
-    Idle,
-    Armed,
-    /// A cancel is on its way; the receive's last completion has not come back yet.
-    Cancelling,
-}
-
-struct UConn {
-    stream: TcpStream,
-    peer: Peer,
-    id: u64,
-    last_activity_ms: u64,
-    bytes_in: u64,
-    bytes_out: u64,
-    phase: Phase,
-    recv: Recv,
-    /// The client sent FIN.
-    read_closed: bool,
-    /// Draining: the socket was read until it would block after the receive stopped.
-    drain_read_done: bool,
-    /// Answers not yet handed to the ring.
-    pending: Vec<u8>,
-    /// Input delivered while the output was over the cap, answered once it drains.
-    unread: Vec<u8>,
-    /// The send in flight: where its rest starts in its buffer, and the buffer's length.
-    sending: Option<(usize, usize)>,
-    shutdown_busy: bool,
-    cancels: u8,
-    closing: Option<CloseReason>,
-    /// In the loop's `touched` list.
-    queued: bool,
-}
-
-impl UConn {
-    fn fd(&self) -> RawFd {
-        self.stream.as_raw_fd()
-    }
-
-    fn unsent(&self) -> usize {
-        self.pending.len() + self.sending.map_or(0, |(from, len)| len - from)
-    }
-
-    fn has_ops(&self) -> bool {
-        self.recv != Recv::Idle || self.sending.is_some() || self.shutdown_busy || self.cancels > 0
-    }
-}
-
-/// Connections by slot (the slot is in the user data of their operations). A slot is freed
-/// only after the last completion of its connection, so no completion names a reused slot.
-#[derive(Default)]
-struct Conns {
-    slots: Vec<Option<UConn>>,
-    free: Vec<usize>,
-    open: usize,
-}
-
-impl Conns {
-    fn add(&mut self, conn: UConn) -> usize {
-        self.open += 1;
-        let slot = self.free.pop().unwrap_or(self.slots.len());
-        if slot == self.slots.len() {
-            self.slots.push(None);
-        }
-        self.slots[slot] = Some(conn);
-        slot
-    }
-
-    fn get(&mut self, slot: usize) -> Option<&mut UConn> {
-        self.slots.get_mut(slot)?.as_mut()
-    }
-
-    fn take(&mut self, slot: usize) -> Option<UConn> {
-        let conn = self.slots.get_mut(slot)?.take()?;
-        self.open -= 1;
-        self.free.push(slot);
-        Some(conn)
-    }
-
-    fn occupied(&self) -> Vec<usize> {
-        let used = |(slot, conn): (usize, &Option<UConn>)| conn.is_some().then_some(slot);
-        self.slots.iter().enumerate().filter_map(used).collect()
-    }
-}
-
 struct UringLoop {
     id: usize,
     ring: Ring,
@@ -248,11 +152,7 @@ struct UringLoop {
     /// Where a draining connection is read into.
     scratch: Box<[u8]>,
     epoch: Instant,
-    shared: Arc<Shared>,
-    handler: Arc<dyn Handler>,
-    idle_timeout: Option<Duration>,
-    output_cap: usize,
-    log_messages: bool,
+    settings: Settings,
     next_id: u64,
     peak: usize,
     drain_deadline: Option<Instant>,
@@ -294,7 +194,7 @@ impl UringLoop {
             tracing::error!(event_loop = self.id, error = %e, "uring loop failed; closing its connections");
         }
         self.teardown();
-        self.shared.loop_exited();
+        self.settings.shared.loop_exited();
     }
 
     /// Whether the loop is done: stopped or drained, with every connection released.
@@ -403,18 +303,10 @@ impl UringLoop {
                 {
                     let input = self.ring.bytes(buf);
                     conn.bytes_in += input.len() as u64;
-                    if conn.unsent() > self.output_cap || !conn.unread.is_empty() {
+                    if conn.unsent() > self.settings.output_cap || !conn.unread.is_empty() {
                         conn.unread.extend_from_slice(input);
                     } else {
-                        let peer = &conn.peer;
-                        failed = handle_chunk(
-                            &*self.handler,
-                            input,
-                            &mut conn.pending,
-                            peer,
-                            self.log_messages,
-                        )
-                        .err();
+                        failed = self.settings.answer(conn, input).err();
                     }
                 }
             }
@@ -539,7 +431,7 @@ impl UringLoop {
             closing: None,
             queued: false,
         });
-        if let Some(idle) = self.idle_timeout {
+        if let Some(idle) = self.settings.idle_timeout {
             self.idle.push(Reverse((now + idle, id, slot)));
         }
         self.touch(slot);
@@ -582,7 +474,7 @@ impl UringLoop {
         let Some(conn) = self.conns.get(slot) else {
             return;
         };
-        let (unsent, cap) = (conn.unsent(), self.output_cap);
+        let (unsent, cap) = (conn.unsent(), self.settings.output_cap);
         let idle_out = unsent == 0 && conn.unread.is_empty();
         if conn.read_closed && idle_out && !conn.shutdown_busy {
             let reason = match conn.phase {
@@ -629,17 +521,12 @@ impl UringLoop {
         let Some(conn) = self.conns.get(slot) else {
             return Ok(());
         };
-        while !conn.unread.is_empty() && conn.unsent() <= self.output_cap {
+        while !conn.unread.is_empty() && conn.unsent() <= self.settings.output_cap {
             let n = conn.unread.len().min(BUF_SIZE);
-            let input = &conn.unread[..n];
-            let peer = &conn.peer;
-            handle_chunk(
-                &*self.handler,
-                input,
-                &mut conn.pending,
-                peer,
-                self.log_messages,
-            )?;
+            let unread = std::mem::take(&mut conn.unread);
+            let answered = self.settings.answer(conn, &unread[..n]);
+            conn.unread = unread;
+            answered?;
             conn.unread.drain(..n);
             if conn.unread.is_empty() {
                 conn.unread = Vec::new();
@@ -657,7 +544,7 @@ impl UringLoop {
         if conn.phase != Phase::Draining || conn.recv != Recv::Idle || conn.read_closed {
             return Ok(());
         }
-        while !conn.drain_read_done && conn.unsent() <= self.output_cap {
+        while !conn.drain_read_done && conn.unsent() <= self.settings.output_cap {
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     conn.read_closed = true;
@@ -666,9 +553,7 @@ impl UringLoop {
                 Ok(n) => {
                     conn.last_activity_ms = now_ms;
                     conn.bytes_in += n as u64;
-                    let (input, peer) = (&self.scratch[..n], &conn.peer);
-                    let handler = &*self.handler;
-                    handle_chunk(handler, input, &mut conn.pending, peer, self.log_messages)?;
+                    self.settings.answer(conn, &self.scratch[..n])?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.drain_read_done = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -686,7 +571,10 @@ impl UringLoop {
         let unsent = conn.unsent();
         if unsent > self.peak {
             self.peak = unsent;
-            self.shared.peak_output.fetch_max(unsent, Ordering::Relaxed);
+            self.settings
+                .shared
+                .peak_output
+                .fetch_max(unsent, Ordering::Relaxed);
         }
         if conn.sending.is_some() || conn.pending.is_empty() {
             return Ok(());
@@ -738,19 +626,22 @@ impl UringLoop {
         let Some(conn) = self.conns.take(slot) else {
             return;
         };
-        let reason = conn.closing.unwrap_or(CloseReason::Forced);
-        tracing::debug!(
-            peer = %conn.peer,
-            reason = %reason,
-            bytes_in = conn.bytes_in,
-            bytes_out = conn.bytes_out,
-            "connection closed"
-        );
-        let (bytes_in, bytes_out) = (conn.bytes_in, conn.bytes_out);
-        // Release the descriptor before telling the acceptor, which may be waiting for one.
-        drop(conn.stream);
-        self.shared
-            .connection_closed(bytes_in, bytes_out, reason.is_forced());
+        let UConn {
+            stream,
+            peer,
+            bytes_in,
+            bytes_out,
+            closing,
+            ..
+        } = conn;
+        let reason = closing.unwrap_or(CloseReason::Forced);
+        tracing::debug!(%peer, %reason, bytes_in, bytes_out, "connection closed");
+        // The descriptor goes first: the acceptor may be waiting for one.
+        drop(stream);
+        let forced = reason.is_forced();
+        self.settings
+            .shared
+            .connection_closed(bytes_in, bytes_out, forced);
     }
 
     fn close_all(&mut self) {
@@ -761,7 +652,7 @@ impl UringLoop {
     }
 
     fn expire_idle(&mut self, now: Instant) {
-        let Some(timeout) = self.idle_timeout else {
+        let Some(timeout) = self.settings.idle_timeout else {
             return;
         };
         while let Some(Reverse((at, id, slot))) = self.idle.peek().copied()
