@@ -279,6 +279,25 @@ fn emfile_recovery(model: Model) {
     assert!(status.success(), "{status}");
 }
 
+/// Where io_uring is switched off for everyone (`kernel.io_uring_disabled = 2`), the uring
+/// model fails at start with its own error; elsewhere there is nothing to check.
+#[cfg(all(feature = "uring", target_os = "linux"))]
+#[test]
+fn uring_fails_at_start_where_io_uring_is_disabled() {
+    let setting = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").unwrap_or_default();
+    if setting.trim() != "2" {
+        return; // io_uring is allowed here; the uring::* cases exercise the model
+    }
+    let config = ServerConfig::builder()
+        .addr("127.0.0.1:0".parse().unwrap())
+        .model(Model::Uring)
+        .build()
+        .unwrap();
+    let err = Server::bind(config).unwrap().run().unwrap_err();
+    assert!(matches!(err, ServerError::Uring(_)), "{err:?}");
+    assert!(err.to_string().contains("io_uring_disabled"), "{err}");
+}
+
 macro_rules! for_all_models {
     ($($case:ident),* $(,)?) => {
         mod event {
