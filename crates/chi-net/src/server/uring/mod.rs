@@ -450,7 +450,7 @@ impl UringLoop {
     /// `now` as milliseconds since the loop's epoch, rounded up (see the event model).
     fn millis(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.epoch);
-        let ms = since.as_millis() + u128::from(since.subsec_nanos() % 1_000_000 != 0);
+        let ms = since.as_nanos().div_ceil(1_000_000);
         u64::try_from(ms).unwrap_or(u64::MAX)
     }
 
