@@ -49,8 +49,16 @@ impl Server {
         Server::bind_with(config, AsciiUpper)
     }
 
-    /// Binds a server that answers with `handler`.
+    /// Binds a server that answers with `handler`. With [`Model::Uring`] it first checks that
+    /// an io_uring can be set up here, and fails with [`ServerError::Uring`] if not.
     pub fn bind_with<H: Handler>(config: ServerConfig, handler: H) -> Result<Server, ServerError> {
+        if config.model() == Model::Uring {
+            // Before listening, so nothing announces a server that cannot run.
+            #[cfg(all(feature = "uring", target_os = "linux"))]
+            uring::check_available().map_err(ServerError::Uring)?;
+            #[cfg(not(all(feature = "uring", target_os = "linux")))]
+            return Err(ServerError::Uring(uring_not_built()));
+        }
         let addr = config.addr();
         let listener = listener::bind(addr, config.reuse_port(), config.backlog())
             .map_err(|source| ServerError::Bind { addr, source })?;

@@ -59,6 +59,11 @@ fn user_data(slot: usize, kind: u64) -> u64 {
     ((slot as u64) << KIND_BITS) | kind
 }
 
+/// Sets up (and drops) one ring as the loops will: an error where io_uring is unavailable.
+pub(crate) fn check_available() -> io::Result<()> {
+    Ring::new().map(drop)
+}
+
 pub(crate) fn run(ctx: RunContext) -> Result<(), ServerError> {
     run_loops(ctx, &spawn_loop)
 }

@@ -28,22 +28,28 @@ fn user_data_keeps_slot_and_kind_apart() {
 }
 
 #[test]
-fn ring_setup_failure_fails_run_with_one_clear_line() {
+fn ring_setup_failure_fails_bind_and_run_with_one_clear_line() {
     let _serial = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let check = |err: ServerError| {
+        assert!(matches!(err, ServerError::Uring(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.starts_with("cannot start the uring model: "), "{text}");
+        assert!(
+            text.contains("/proc/sys/kernel/io_uring_disabled"),
+            "{text}"
+        );
+    };
+    // Bound while io_uring works, then it stops working: `run` fails before serving.
+    let server = Server::bind(uring_config()).unwrap();
     // ORDERING: Relaxed: set before the server starts, read by its loop threads after spawn.
     sys::FAIL_SETUP.store(true, Ordering::Relaxed);
-    let server = Server::bind(uring_config()).unwrap();
-    let result = server.run();
+    let ran = server.run();
+    // Unavailable from the start: `bind` fails before listening.
+    let bound = Server::bind(uring_config());
     sys::FAIL_SETUP.store(false, Ordering::Relaxed);
-    let err = result.expect_err("run must fail when no ring can be set up");
-    assert!(matches!(err, ServerError::Uring(_)), "{err:?}");
-    let text = err.to_string();
-    assert!(!text.contains('\n'), "{text}");
-    assert!(text.starts_with("cannot start the uring model: "), "{text}");
-    assert!(
-        text.contains("/proc/sys/kernel/io_uring_disabled"),
-        "{text}"
-    );
+    check(ran.expect_err("run must fail when no ring can be set up"));
+    check(bound.expect_err("bind must fail when no ring can be set up"));
 }
 
 #[test]
