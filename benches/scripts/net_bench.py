@@ -173,6 +173,19 @@ class Server:
         return out.get("VmRSS", 0), out.get("VmHWM", 0)
 
     def stop(self):
+        if self.argv[:1] == ["strace"] and self.proc.poll() is None:
+            # SIGTERM the traced server, not strace (which would exit without its summary).
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                children = []
+            for child in children:
+                os.kill(child, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         stop_process(self.proc)
         self.log.close()
 
