@@ -329,6 +329,133 @@ fn serve_port_in_use_exits_1() {
 }
 
 #[test]
+fn serve_port_in_use_reports_the_os_error_once() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["serve", "--addr", &addr]);
+    let err = stderr_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn serve_huge_durations_exit_2_with_one_line() {
+    for (flag, needle) in [
+        ("--idle-timeout", "idle timeout must be at most 365 days"),
+        ("--drain-timeout", "drain timeout must be at most 365 days"),
+    ] {
+        // 8761 h is one hour over 365 days.
+        for value in ["10000000000000000000s", "8761h"] {
+            let out = run(&["serve", "--addr", "127.0.0.1:0", flag, value]);
+            let err = stderr_text(&out);
+            assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+            assert!(stdout_text(&out).is_empty(), "{flag} {value}");
+            assert!(err.contains(needle), "{flag} {value}: {err}");
+            assert_eq!(err.lines().count(), 1, "{flag} {value}: {err}");
+        }
+    }
+}
+
+/// `listening on` is the line scripts wait for: a server that cannot start (here: too few
+/// descriptors for its event loops, after the port is bound) must not print it.
+#[test]
+fn serve_start_up_failure_prints_no_listening_line() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 12 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_chi"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--workers", "8"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chi under a low descriptor limit");
+    let err = stderr_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot start the server"), "{err}");
+    assert_eq!(stdout_text(&out), "", "{err}");
+}
+
+/// The server's resident memory in KiB (VmRSS from /proc).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Clients that push input and never read: the event model stops reading from each at its
+/// output cap, so the server's memory stays bounded however much they try to push (here up
+/// to 8 × 16 MiB, which a server without the cap would hold); every byte it did take is
+/// answered once they read.
+#[test]
+fn serve_never_reading_clients_keep_server_memory_bounded() {
+    const CLIENTS: usize = 8;
+    const LIMIT: usize = 16 << 20;
+    let (server, addr) = serve(&["--output-cap", "64KiB", "--workers", "1"]);
+    let pid = server.child.id();
+    let before = rss_kib(pid);
+    let message: Vec<u8> = (0..LIMIT).map(|i| b"abcdefgh"[i % 8]).collect();
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(addr)).collect();
+    // Each client writes until a write makes no progress for 200 ms: the server has stopped
+    // reading from it (or took everything).
+    let pushed: Vec<usize> = std::thread::scope(|s| {
+        let writers: Vec<_> = clients
+            .iter()
+            .map(|client| {
+                let message = &message;
+                s.spawn(move || {
+                    client
+                        .set_write_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
+                    let mut done = 0;
+                    while done < LIMIT {
+                        match (&*client).write(&message[done..(done + 65536).min(LIMIT)]) {
+                            Ok(n) => done += n,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => panic!("write: {e}"),
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let peak = rss_kib(pid);
+    let total: usize = pushed.iter().sum();
+    assert!(
+        peak - before < 24 * 1024,
+        "server RSS grew by {} KiB while clients pushed {total} bytes",
+        peak - before
+    );
+    for (client, done) in clients.iter().zip(&pushed) {
+        let mut answer = vec![0; *done];
+        (&*client).read_exact(&mut answer).unwrap();
+        assert!(answer == message[..*done].to_ascii_uppercase());
+    }
+    drop(clients);
+    server.signal("TERM");
+    assert!(server.wait().0.success());
+}
+
+#[test]
+fn serve_second_signal_stops_at_once() {
+    let (server, addr) = serve(&["--drain-timeout", "1h"]);
+    let mut client = connect(addr);
+    roundtrip(&mut client, b"hi");
+    server.signal("TERM");
+    // Drained: the server sent FIN and now waits (up to an hour) for the client's FIN.
+    assert_eq!(client.read(&mut [0; 8]).unwrap(), 0);
+    server.signal("TERM");
+    let (status, stderr) = server.wait();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("received again"), "{stderr}");
+    assert!(
+        stderr.contains("1 closed at the drain deadline"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn serve_reuse_port_two_processes_share_a_port() {
     let (first, addr) = serve(&["--reuse-port"]);
     let addr_arg = addr.to_string();

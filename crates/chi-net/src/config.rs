@@ -6,9 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The seed's address: `127.0.0.1:8080`.
+/// The default address: `127.0.0.1:8080`.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
-/// Workers of the `pooled` model when not set: 3, as the seed's `ThreadPoolExecutor(3)`.
+/// Workers of the `pooled` model when not set: 3, the classic thread-pool server's pool size.
 pub const DEFAULT_POOLED_WORKERS: usize = 3;
 /// Connections open at once when not set.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -20,6 +20,17 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_BACKLOG: u32 = 1024;
 /// The most workers (event loops or pool threads) a configuration may ask for.
 pub const MAX_WORKERS: usize = 4096;
+/// The longest idle or drain timeout a configuration may ask for: 365 days. Longer ones are
+/// rejected rather than risking deadlines past what the clock can represent.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// The most connections a configuration may allow open at once: 2^20, Linux's default ceiling
+/// on descriptors per process (`fs.nr_open`).
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+/// The largest output cap a configuration may ask for: 1 GiB of unsent output per connection.
+pub const MAX_OUTPUT_CAP: usize = 1 << 30;
+/// The largest listen backlog a configuration may ask for (the kernel clamps it further to
+/// `net.core.somaxconn`).
+pub const MAX_BACKLOG: u32 = 1 << 20;
 
 /// How the server runs its connections.
 ///
@@ -33,7 +44,7 @@ pub enum Model {
     /// inline. Scales to many thousands of mostly idle clients. The default.
     #[default]
     Event,
-    /// The seed's design: each connection is served by one `chi::ThreadPool` worker for its
+    /// The classic thread-pool server design: each connection is served by one `chi::ThreadPool` worker for its
     /// whole life. With W workers, W clients are served at once and the next ones wait.
     Pooled,
     /// As `Event`, with one io_uring loop per core instead of one epoll loop: multishot
@@ -90,7 +101,7 @@ impl FromStr for Model {
 ///     .idle_timeout(Some(Duration::from_secs(30)))
 ///     .build()
 ///     .unwrap();
-/// assert_eq!(config.workers(), 3); // the seed's pool size
+/// assert_eq!(config.workers(), 3); // the classic pool size
 ///
 /// let err = ServerConfig::builder().workers(0).build().unwrap_err();
 /// assert_eq!(err.to_string(), "workers must be at least 1");
@@ -105,12 +116,11 @@ pub struct ServerConfig {
     output_cap: usize,
     reuse_port: bool,
     drain_timeout: Duration,
-    handle_signals: bool,
     backlog: u32,
 }
 
 impl Default for ServerConfig {
-    /// The seed's server: `127.0.0.1:8080`, event model, no idle timeout.
+    /// The defaults: `127.0.0.1:8080`, event model, no idle timeout.
     fn default() -> Self {
         ServerConfig {
             addr: DEFAULT_ADDR,
@@ -121,7 +131,6 @@ impl Default for ServerConfig {
             output_cap: DEFAULT_OUTPUT_CAP,
             reuse_port: false,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            handle_signals: false,
             backlog: DEFAULT_BACKLOG,
         }
     }
@@ -163,7 +172,7 @@ impl ServerConfig {
     }
 
     /// Close a connection after this long without a byte read or written; `None` (the
-    /// default, as in the seed) keeps silent clients forever.
+    /// default) keeps silent clients forever.
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
     }
@@ -181,12 +190,6 @@ impl ServerConfig {
     /// The longest a graceful shutdown waits before closing the remaining connections.
     pub fn drain_timeout(&self) -> Duration {
         self.drain_timeout
-    }
-
-    /// Whether `Server::run` turns SIGINT/SIGTERM into a graceful shutdown (a second signal
-    /// stops at once).
-    pub fn handle_signals(&self) -> bool {
-        self.handle_signals
     }
 
     /// The listen backlog: connections the kernel holds before the server accepts them.
@@ -220,19 +223,22 @@ impl ServerConfigBuilder {
         self
     }
 
-    /// The most connections open at once; at least 1. Default [`DEFAULT_MAX_CONNECTIONS`].
+    /// The most connections open at once; at least 1, at most [`MAX_CONNECTIONS`]. Default
+    /// [`DEFAULT_MAX_CONNECTIONS`].
     pub fn max_connections(mut self, max: usize) -> Self {
         self.config.max_connections = max;
         self
     }
 
-    /// Idle timeout; `None` turns it off (the default). `Some(Duration::ZERO)` is an error.
+    /// Idle timeout; `None` turns it off (the default). `Some(Duration::ZERO)` and more than
+    /// [`MAX_DURATION`] are errors.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;
         self
     }
 
-    /// Unsent output per connection over which reading pauses; at least 1 byte.
+    /// Unsent output per connection over which reading pauses; at least 1 byte, at most
+    /// [`MAX_OUTPUT_CAP`].
     pub fn output_cap(mut self, bytes: usize) -> Self {
         self.config.output_cap = bytes;
         self
@@ -244,20 +250,14 @@ impl ServerConfigBuilder {
         self
     }
 
-    /// How long a graceful shutdown may take; more than zero. Default 5 s.
+    /// How long a graceful shutdown may take; more than zero, at most [`MAX_DURATION`].
+    /// Default 5 s.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.config.drain_timeout = timeout;
         self
     }
 
-    /// Let `Server::run` handle SIGINT/SIGTERM (drain; a second signal stops at once).
-    /// Default off: a library user usually owns its signals.
-    pub fn handle_signals(mut self, on: bool) -> Self {
-        self.config.handle_signals = on;
-        self
-    }
-
-    /// The listen backlog; at least 1. Default [`DEFAULT_BACKLOG`].
+    /// The listen backlog; at least 1, at most [`MAX_BACKLOG`]. Default [`DEFAULT_BACKLOG`].
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.config.backlog = backlog;
         self
@@ -265,29 +265,42 @@ impl ServerConfigBuilder {
 
     /// Checks every setting and returns the configuration, or the first problem found.
     pub fn build(self) -> Result<ServerConfig, ConfigError> {
+        use ConfigErrorKind as K;
         let c = &self.config;
-        let fail = |kind| Err(ConfigError { kind });
-        match c.workers {
-            Some(0) => return fail(ConfigErrorKind::ZeroWorkers),
-            Some(n) if n > MAX_WORKERS => return fail(ConfigErrorKind::TooManyWorkers(n)),
-            _ => {}
+        let problem = match c.workers {
+            Some(0) => Some(K::ZeroWorkers),
+            Some(n) if n > MAX_WORKERS => Some(K::TooManyWorkers(n)),
+            _ => None,
+        };
+        let problem = problem.or(match c.max_connections {
+            0 => Some(K::ZeroMaxConnections),
+            n if n > MAX_CONNECTIONS => Some(K::TooManyConnections(n)),
+            _ => None,
+        });
+        let problem = problem.or(match c.idle_timeout {
+            Some(Duration::ZERO) => Some(K::ZeroIdleTimeout),
+            Some(d) if d > MAX_DURATION => Some(K::IdleTimeoutTooLong(d)),
+            _ => None,
+        });
+        let problem = problem.or(match c.output_cap {
+            0 => Some(K::ZeroOutputCap),
+            n if n > MAX_OUTPUT_CAP => Some(K::OutputCapTooLarge(n)),
+            _ => None,
+        });
+        let problem = problem.or(match c.drain_timeout {
+            Duration::ZERO => Some(K::ZeroDrainTimeout),
+            d if d > MAX_DURATION => Some(K::DrainTimeoutTooLong(d)),
+            _ => None,
+        });
+        let problem = problem.or(match c.backlog {
+            0 => Some(K::ZeroBacklog),
+            n if n > MAX_BACKLOG => Some(K::BacklogTooLarge(n)),
+            _ => None,
+        });
+        match problem {
+            Some(kind) => Err(ConfigError { kind }),
+            None => Ok(self.config),
         }
-        if c.max_connections == 0 {
-            return fail(ConfigErrorKind::ZeroMaxConnections);
-        }
-        if c.idle_timeout == Some(Duration::ZERO) {
-            return fail(ConfigErrorKind::ZeroIdleTimeout);
-        }
-        if c.output_cap == 0 {
-            return fail(ConfigErrorKind::ZeroOutputCap);
-        }
-        if c.drain_timeout.is_zero() {
-            return fail(ConfigErrorKind::ZeroDrainTimeout);
-        }
-        if c.backlog == 0 {
-            return fail(ConfigErrorKind::ZeroBacklog);
-        }
-        Ok(self.config)
     }
 }
 
@@ -314,34 +327,65 @@ pub enum ConfigErrorKind {
     TooManyWorkers(usize),
     /// `max_connections(0)`.
     ZeroMaxConnections,
+    /// More connections than [`MAX_CONNECTIONS`].
+    TooManyConnections(usize),
     /// `idle_timeout(Some(0))`; use `None` to turn the timeout off.
     ZeroIdleTimeout,
+    /// An idle timeout longer than [`MAX_DURATION`].
+    IdleTimeoutTooLong(Duration),
     /// `output_cap(0)`.
     ZeroOutputCap,
+    /// An output cap over [`MAX_OUTPUT_CAP`].
+    OutputCapTooLarge(usize),
     /// `drain_timeout(0)`.
     ZeroDrainTimeout,
+    /// A drain timeout longer than [`MAX_DURATION`].
+    DrainTimeoutTooLong(Duration),
     /// `backlog(0)`.
     ZeroBacklog,
+    /// A backlog over [`MAX_BACKLOG`].
+    BacklogTooLarge(u32),
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ConfigErrorKind as K;
+        const MAX_DAYS: u64 = MAX_DURATION.as_secs() / 86_400;
         match &self.kind {
-            ConfigErrorKind::ZeroWorkers => f.write_str("workers must be at least 1"),
-            ConfigErrorKind::TooManyWorkers(n) => {
-                write!(f, "workers must be at most {MAX_WORKERS} (got {n})")
+            K::ZeroWorkers => f.write_str("workers must be at least 1"),
+            K::TooManyWorkers(n) => write!(f, "workers must be at most {MAX_WORKERS} (got {n})"),
+            K::ZeroMaxConnections => f.write_str("max connections must be at least 1"),
+            K::TooManyConnections(n) => {
+                write!(
+                    f,
+                    "max connections must be at most {MAX_CONNECTIONS} (got {n})"
+                )
             }
-            ConfigErrorKind::ZeroMaxConnections => {
-                f.write_str("max connections must be at least 1")
-            }
-            ConfigErrorKind::ZeroIdleTimeout => {
+            K::ZeroIdleTimeout => {
                 f.write_str("idle timeout must be more than zero (leave it unset to turn it off)")
             }
-            ConfigErrorKind::ZeroOutputCap => f.write_str("output cap must be at least 1 byte"),
-            ConfigErrorKind::ZeroDrainTimeout => {
-                f.write_str("drain timeout must be more than zero")
+            K::IdleTimeoutTooLong(d) => write!(
+                f,
+                "idle timeout must be at most {MAX_DAYS} days (got {} s; leave it unset to turn it off)",
+                d.as_secs()
+            ),
+            K::ZeroOutputCap => f.write_str("output cap must be at least 1 byte"),
+            K::OutputCapTooLarge(n) => {
+                write!(
+                    f,
+                    "output cap must be at most {MAX_OUTPUT_CAP} bytes (1 GiB; got {n})"
+                )
             }
-            ConfigErrorKind::ZeroBacklog => f.write_str("listen backlog must be at least 1"),
+            K::ZeroDrainTimeout => f.write_str("drain timeout must be more than zero"),
+            K::DrainTimeoutTooLong(d) => write!(
+                f,
+                "drain timeout must be at most {MAX_DAYS} days (got {} s)",
+                d.as_secs()
+            ),
+            K::ZeroBacklog => f.write_str("listen backlog must be at least 1"),
+            K::BacklogTooLarge(n) => {
+                write!(f, "listen backlog must be at most {MAX_BACKLOG} (got {n})")
+            }
         }
     }
 }
@@ -357,7 +401,7 @@ mod tests {
     }
 
     #[test]
-    fn config_defaults_follow_the_seed() {
+    fn config_defaults_are_the_classic_server() {
         let c = ServerConfig::builder().build().unwrap();
         assert_eq!(c.addr(), "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.model(), Model::Event);
@@ -393,6 +437,48 @@ mod tests {
             ConfigErrorKind::ZeroDrainTimeout
         );
         assert_eq!(kind_of(b().backlog(0)), ConfigErrorKind::ZeroBacklog);
+    }
+
+    #[test]
+    fn config_rejects_each_setting_over_its_maximum() {
+        let b = ServerConfig::builder;
+        let long = MAX_DURATION + Duration::from_nanos(1);
+        let huge = Duration::from_secs(10_000_000_000_000_000_000);
+        for d in [long, huge, Duration::MAX] {
+            assert_eq!(
+                kind_of(b().idle_timeout(Some(d))),
+                ConfigErrorKind::IdleTimeoutTooLong(d)
+            );
+            assert_eq!(
+                kind_of(b().drain_timeout(d)),
+                ConfigErrorKind::DrainTimeoutTooLong(d)
+            );
+        }
+        assert_eq!(
+            kind_of(b().max_connections(MAX_CONNECTIONS + 1)),
+            ConfigErrorKind::TooManyConnections(MAX_CONNECTIONS + 1)
+        );
+        assert_eq!(
+            kind_of(b().output_cap(MAX_OUTPUT_CAP + 1)),
+            ConfigErrorKind::OutputCapTooLarge(MAX_OUTPUT_CAP + 1)
+        );
+        assert_eq!(
+            kind_of(b().backlog(MAX_BACKLOG + 1)),
+            ConfigErrorKind::BacklogTooLarge(MAX_BACKLOG + 1)
+        );
+        // Each maximum itself is accepted.
+        b().idle_timeout(Some(MAX_DURATION))
+            .drain_timeout(MAX_DURATION)
+            .max_connections(MAX_CONNECTIONS)
+            .output_cap(MAX_OUTPUT_CAP)
+            .backlog(MAX_BACKLOG)
+            .build()
+            .unwrap();
+        let err = b().idle_timeout(Some(huge)).build().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "idle timeout must be at most 365 days (got 10000000000000000000 s; leave it unset to turn it off)"
+        );
     }
 
     #[test]

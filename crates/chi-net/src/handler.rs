@@ -1,6 +1,6 @@
 //! What the server does with the bytes it reads: a [`Handler`] turns each chunk into output.
 //!
-//! The default, [`AsciiUpper`], is the seed's protocol: the reply stream is the request stream
+//! The default, [`AsciiUpper`], is the upper-casing protocol: the reply stream is the request stream
 //! with the ASCII letters `a`–`z` upper-cased, byte for byte, exactly as Python's
 //! `bytes.upper()`. Every other byte (digits, punctuation, control bytes, bytes ≥ 0x80, broken
 //! UTF-8) passes through unchanged.
@@ -41,7 +41,7 @@ where
     }
 }
 
-/// The seed's protocol: ASCII letters upper-cased, every other byte unchanged (`bytes.upper()`).
+/// The upper-casing protocol: ASCII letters upper-cased, every other byte unchanged (`bytes.upper()`).
 ///
 /// ```
 /// use chi_net::{AsciiUpper, Handler};
@@ -61,7 +61,7 @@ impl Handler for AsciiUpper {
     }
 }
 
-/// The answer the seed's protocol gives to `request`: a copy with ASCII letters upper-cased.
+/// The answer the upper-casing protocol gives to `request`: a copy with ASCII letters upper-cased.
 ///
 /// Clients and the load generator use it to check answers.
 ///

@@ -2,6 +2,7 @@
 //! drain, stop-now, descriptor exhaustion (in a child process with a lowered limit),
 //! close-on-exec, address reuse.
 
+#[macro_use]
 mod common;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -14,7 +15,7 @@ use std::time::Duration;
 use chi_net::{AsciiUpper, Handler, Model, Server, ServerConfig, ServerError};
 use common::*;
 
-// ===== both models =====
+// ===== every model =====
 
 fn max_connections_rejects_extra(model: Model) {
     let server = start(model, |b| b.max_connections(2));
@@ -158,9 +159,9 @@ fn bind_in_use_is_a_clear_error(model: Model) {
         .unwrap();
     let err = Server::bind(config).unwrap_err();
     match &err {
-        ServerError::Bind { addr, source } => {
+        ServerError::Bind { addr, error } => {
             assert_eq!(*addr, first.addr);
-            assert_eq!(source.kind(), io::ErrorKind::AddrInUse);
+            assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
         }
         other => panic!("expected a bind error, got {other:?}"),
     }
@@ -300,24 +301,6 @@ fn uring_fails_at_start_where_io_uring_is_disabled() {
     };
     assert!(matches!(err, ServerError::Uring(_)), "{err:?}");
     assert!(err.to_string().contains("io_uring_disabled"), "{err}");
-}
-
-macro_rules! for_all_models {
-    ($($case:ident),* $(,)?) => {
-        mod event {
-            use super::*;
-            $( #[test] fn $case() { super::$case(Model::Event) } )*
-        }
-        mod pooled {
-            use super::*;
-            $( #[test] fn $case() { super::$case(Model::Pooled) } )*
-        }
-        #[cfg(all(feature = "uring", target_os = "linux"))]
-        mod uring {
-            use super::*;
-            $( #[test] fn $case() { super::$case(Model::Uring) } )*
-        }
-    };
 }
 
 for_all_models!(

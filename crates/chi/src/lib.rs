@@ -34,6 +34,9 @@
 //! | `add_done_callback(cb)` | [`Task::add_done_callback`] (gets `&Result<T, TaskError>`) |
 //! | `shutdown(wait=True)`, `shutdown(cancel_futures=True)` | [`ThreadPool::shutdown`], [`ThreadPool::shutdown_now`]; `Drop` = `shutdown` |
 //! | `pool.map(fn, iterable)` | [`ThreadPool::map`]: ordered, **lazy**, bounded look-ahead |
+//! | `Pool.imap_unordered(fn, iterable)` | [`ThreadPool::map_unordered`]: as they finish |
+//! | `Future()`, `set_result`, `set_exception` | [`Completer::new`], [`Completer::set_result`], [`Completer::set_error`] |
+//! | `shutdown(wait=False)`; the threadpool crate's `join` | [`ThreadPool::shutdown_background`]; [`ThreadPool::wait_idle`] |
 //! | `as_completed(fs, timeout)`, `wait(fs, timeout, return_when)` | [`as_completed`], [`as_completed_timeout`], [`wait`] |
 //! | `await asyncio.wrap_future(f)` | `task.await` ([`Task`] is a `Future`) |
 //!
@@ -58,7 +61,9 @@
 //!
 //! # Panics
 //!
-//! A panic in a task is caught and becomes [`TaskError::Panicked`] with its message; the
+//! A panic in a task is caught and becomes [`TaskError::Panicked`] with its message and its
+//! payload ([`TaskError::into_panic`] hands the payload back for `std::panic::resume_unwind`;
+//! a panicking scoped task makes `scope` re-raise it, as `std::thread::scope` does); the
 //! worker lives on. A panic in a done-callback is caught and logged (with `tracing`); other
 //! callbacks still run. A panicking worker initializer fails the pool: its tasks end with
 //! [`TaskError::PoolFailed`].
@@ -88,8 +93,11 @@ compile_error!(
      build wherever std does)"
 );
 
+mod admit;
 mod bulk;
 mod error;
+mod help;
+pub mod limits;
 mod loom;
 #[cfg(all(feature = "process-pool", target_os = "linux"))]
 pub mod process_pool;
@@ -113,5 +121,5 @@ pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[cfg_attr(feature = "process-pool", doc = include_str!("../README.md"))]
 mod readme_doctest {}

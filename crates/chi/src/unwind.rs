@@ -24,6 +24,16 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| payload_message(&*p))
 }
 
+/// Drops `value`, catching a panic from its `Drop` and logging it. chi calls this wherever
+/// it drops a user-provided value itself (a closure it will never run, a result nobody holds a
+/// handle to, a callback that never ran, an argument after encoding it), so a panicking
+/// `Drop` cannot escape into `cancel`, `shutdown_now`, a worker or a supervisor thread.
+pub(crate) fn drop_caught<V>(value: V) {
+    if let Err(msg) = catch(move || drop(value)) {
+        tracing::error!(panic = %msg, "dropping a task's closure, result or callback panicked");
+    }
+}
+
 /// Aborts the process if dropped while panicking: guards internal invariants that a panic
 /// would leave half-written (never user code, which always runs under [`catch`]).
 pub(crate) struct AbortOnUnwind;

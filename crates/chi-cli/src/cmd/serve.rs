@@ -1,4 +1,5 @@
-//! `chi serve`: flags → `ServerConfig` → bind → `listening on …` → run until a signal.
+//! `chi serve`: flags → `ServerConfig` → bind → signal handlers → run, printing
+//! `listening on …` once the server is ready → a summary at shutdown.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use anyhow::Context;
 use chi_net::{Server, ServerConfig};
 use clap::ValueEnum;
 
+use crate::signals::ShutdownOnSignal;
 use crate::{addr, exit, units};
 
 fn after_help() -> String {
@@ -91,8 +93,7 @@ pub(crate) struct ServeArgs {
     pub(crate) drain_timeout: Duration,
 }
 
-/// Builds the server configuration the flags describe for one address (signals handled:
-/// SIGINT/SIGTERM drain).
+/// Builds the server configuration the flags describe for one address.
 fn config(args: &ServeArgs, addr: SocketAddr) -> Result<ServerConfig, chi_net::ConfigError> {
     let mut builder = ServerConfig::builder()
         .addr(addr)
@@ -101,8 +102,7 @@ fn config(args: &ServeArgs, addr: SocketAddr) -> Result<ServerConfig, chi_net::C
         .idle_timeout(args.idle_timeout)
         .output_cap(args.output_cap)
         .reuse_port(args.reuse_port)
-        .drain_timeout(args.drain_timeout)
-        .handle_signals(true);
+        .drain_timeout(args.drain_timeout);
     if let Some(workers) = args.workers {
         builder = builder.workers(workers);
     }
@@ -135,16 +135,20 @@ fn announce(addr: SocketAddr) {
     let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
 }
 
-/// Runs `chi serve` until SIGINT/SIGTERM; logs a summary at shutdown.
+/// Runs `chi serve` until SIGINT/SIGTERM (or a server thread dies); logs a summary at
+/// shutdown.
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = bind(&args)?;
-    announce(server.local_addr());
-    let stats = server.run().context("the server failed")?;
+    let addr = server.local_addr();
+    let _signals = ShutdownOnSignal::install(server.handle())
+        .context("cannot install the SIGINT/SIGTERM handlers")?;
+    let stats = server.run_with_ready(|| announce(addr))?;
     tracing::info!(
-        "shut down: served {} connections ({} rejected over the limit, {} closed at the drain \
-         deadline), {} bytes in, {} bytes out",
+        "shut down: served {} connections ({} rejected over the limit; {} drained, {} closed at \
+         the drain deadline), {} bytes in, {} bytes out",
         stats.accepted,
         stats.rejected,
+        stats.drained,
         stats.forced,
         stats.bytes_in,
         stats.bytes_out,

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::listener::{AcceptFailure, Backoff, classify};
-use crate::shutdown::{RunState, Shared};
+use super::deadline_after;
+use super::listener::{AcceptFailure, Backoff, classify};
+use super::state::{RunState, Shared};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -88,6 +89,9 @@ impl Acceptor {
                 .retry_at
                 .map(|at| at.saturating_duration_since(Instant::now()));
             let woken = self.poll_once(timeout)?;
+            #[cfg(test)]
+            self.shared
+                .maybe_inject_fault(super::state::Fault::Acceptor);
             try_now = match self.retry_at {
                 // Backing off: retry when due, or early when a closing connection woke us
                 // (it freed a descriptor).
@@ -116,8 +120,12 @@ impl Acceptor {
         for _ in 0..ACCEPTS_PER_TURN {
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    #[cfg(test)]
+                    self.shared
+                        .maybe_inject_fault(super::state::Fault::Acceptor);
                     if self.backoff.active() {
                         self.backoff.reset();
+                        // ORDERING: SeqCst, as the `swap` below (see there).
                         self.shared.backing_off.store(false, Ordering::SeqCst);
                         tracing::info!("accepting connections again");
                     }
@@ -130,9 +138,14 @@ impl Acceptor {
                     }
                     AcceptFailure::BackOff => {
                         let delay = self.backoff.next_delay();
-                        self.retry_at = Some(Instant::now() + delay);
+                        self.retry_at = deadline_after(Instant::now(), delay);
+                        // ORDERING: Relaxed, a statistic.
                         self.shared.accept_backoffs.fetch_add(1, Ordering::Relaxed);
-                        if !self.shared.backing_off.swap(true, Ordering::SeqCst) {
+                        // ORDERING: SeqCst pairs with the SeqCst load in the server state's
+                        // `Shared::connection_closed`: a close after this swap sees the flag and
+                        // wakes us, so a freed descriptor never waits out the back-off.
+                        let was_backing_off = self.shared.backing_off.swap(true, Ordering::SeqCst);
+                        if !was_backing_off {
                             tracing::warn!(
                                 error = %err,
                                 "cannot accept connections; pausing until a connection closes \
@@ -155,7 +168,10 @@ impl Acceptor {
         peer: SocketAddr,
         dispatch: &mut dyn FnMut(TcpStream, SocketAddr),
     ) {
+        // ORDERING: SeqCst, as every access to `open` (see `Shared::state`); only this thread
+        // increments it, so the check cannot be overtaken by another admission.
         if self.shared.open.load(Ordering::SeqCst) >= self.max_connections {
+            // ORDERING: Relaxed, a statistic.
             self.shared.rejected.fetch_add(1, Ordering::Relaxed);
             if !self.at_limit {
                 self.at_limit = true;
@@ -169,7 +185,9 @@ impl Acceptor {
             return;
         }
         self.at_limit = false;
+        // ORDERING: SeqCst, see `Shared::state`.
         self.shared.open.fetch_add(1, Ordering::SeqCst);
+        // ORDERING: Relaxed, a statistic.
         self.shared.accepted.fetch_add(1, Ordering::Relaxed);
         // Answers are small and latency matters more than packet count.
         if let Err(e) = stream.set_nodelay(true) {

@@ -19,14 +19,14 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
 use mio::net::TcpStream;
 
+use super::READ_CHUNK;
+use super::chunk::{CloseReason, handle_chunk};
+use super::state::Shared;
 use crate::handler::Handler;
-use crate::server::{MESSAGE_LOG_TARGET, READ_CHUNK};
-use crate::shutdown::Shared;
 
 /// Reads per `drive` call before yielding to other connections on the loop.
 const READS_PER_TURN: usize = 16;
@@ -54,58 +54,6 @@ pub(crate) enum Progress {
     Again,
     /// Close it.
     Close(CloseReason),
-}
-
-/// Why a connection closed (logged at DEBUG).
-#[derive(Debug)]
-pub(crate) enum CloseReason {
-    /// The client sent FIN and got every answer.
-    PeerClosed,
-    /// Drained during a shutdown.
-    Drained,
-    /// Nothing read or written for the idle timeout.
-    IdleTimeout,
-    /// Closed by the drain deadline or `shutdown_now`.
-    Forced,
-    /// The handler panicked.
-    HandlerPanicked,
-    /// A socket error: reset by the client, broken pipe, ...
-    Error(io::Error),
-}
-
-impl CloseReason {
-    pub(crate) fn is_forced(&self) -> bool {
-        matches!(self, CloseReason::Forced)
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CloseReason::PeerClosed => f.write_str("client closed"),
-            CloseReason::Drained => f.write_str("drained for shutdown"),
-            CloseReason::IdleTimeout => f.write_str("idle timeout"),
-            CloseReason::Forced => f.write_str("closed by shutdown"),
-            CloseReason::HandlerPanicked => f.write_str("handler panicked"),
-            CloseReason::Error(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-/// Runs the handler on one chunk, logging the chunk first when message logging is on.
-/// A panicking handler is caught: only its connection ends.
-pub(crate) fn handle_chunk(
-    handler: &dyn Handler,
-    input: &[u8],
-    output: &mut Vec<u8>,
-    peer: &dyn fmt::Display,
-    log_messages: bool,
-) -> Result<(), CloseReason> {
-    if log_messages {
-        tracing::debug!(target: MESSAGE_LOG_TARGET, %peer, "{}", String::from_utf8_lossy(input));
-    }
-    catch_unwind(AssertUnwindSafe(|| handler.handle(input, output)))
-        .map_err(|_| CloseReason::HandlerPanicked)
 }
 
 /// What a loop lends a connection for one `drive`.
@@ -318,6 +266,7 @@ impl Conn {
         let pending = self.pending();
         if pending > *ctx.peak {
             *ctx.peak = pending;
+            // ORDERING: Relaxed, a statistic.
             ctx.shared.peak_output.fetch_max(pending, Ordering::Relaxed);
         }
         Ok(())

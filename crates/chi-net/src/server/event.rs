@@ -6,9 +6,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,10 +17,11 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acceptor::{Acceptor, WaitEnd};
-use super::conn::{CloseReason, Conn, DriveCtx, Progress};
-use super::{READ_CHUNK, RunContext, ServerError};
+use super::chunk::{CloseReason, log_closed};
+use super::conn::{Conn, DriveCtx, Progress};
+use super::state::{RunState, Shared};
+use super::{READ_CHUNK, RunContext, ServerError, deadline_after, panic_message};
 use crate::handler::Handler;
-use crate::shutdown::{RunState, Shared};
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -27,17 +29,30 @@ const WAKER: Token = Token(usize::MAX);
 pub(crate) enum LoopMsg {
     /// A new connection, already counted as open.
     Conn(TcpStream, SocketAddr),
-    /// Drain every connection; close what is left at the deadline.
-    Drain(Instant),
+    /// Drain every connection; close what is left at the deadline (`None`: never).
+    Drain(Option<Instant>),
     /// Close everything now.
     Stop,
 }
 
-/// The acceptor's side of a loop.
+/// The acceptor's side of a loop. It shares the loop's receiver so that, after the loop has
+/// ended (a dead loop ends early), connections still queued for it are closed and counted.
+/// Dropping it unjoined (the acceptor panicked) stops the loop and joins it.
 pub(crate) struct LoopHandle {
     pub(crate) tx: Sender<LoopMsg>,
+    pub(crate) rx: Arc<Mutex<Receiver<LoopMsg>>>,
     pub(crate) waker: Arc<Waker>,
-    pub(crate) thread: JoinHandle<()>,
+    pub(crate) thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for LoopHandle {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.send(LoopMsg::Stop);
+            // The loop closes its connections and exits at once; its own panics are caught.
+            let _ = thread.join();
+        }
+    }
 }
 
 impl LoopHandle {
@@ -51,8 +66,8 @@ impl LoopHandle {
     }
 }
 
-pub(crate) fn run(ctx: RunContext) -> Result<(), ServerError> {
-    run_loops(ctx, &|id, ctx| {
+pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), ServerError> {
+    run_loops(ctx, ready, &|id, ctx| {
         spawn_loop(id, ctx).map_err(ServerError::Setup)
     })
 }
@@ -61,6 +76,7 @@ pub(crate) fn run(ctx: RunContext) -> Result<(), ServerError> {
 /// shutdown, and drains them. Shared by the event and uring models.
 pub(crate) fn run_loops(
     ctx: RunContext,
+    ready: &mut dyn FnMut(),
     spawn: &dyn Fn(usize, &RunContext) -> Result<LoopHandle, ServerError>,
 ) -> Result<(), ServerError> {
     let shared = Arc::clone(&ctx.shared);
@@ -83,25 +99,24 @@ pub(crate) fn run_loops(
         }
     };
 
+    ready();
     let mut next = 0usize;
     let accepted = acceptor.accept_until_shutdown(&mut |stream, peer| {
         let handle = &loops[next % loops.len()];
         next = next.wrapping_add(1);
         if handle.send(LoopMsg::Conn(stream, peer)).is_err() {
             tracing::error!(%peer, "event loop is gone; closing the connection");
-            shared.connection_closed(0, 0, true);
+            shared.connection_dropped();
         }
     });
     acceptor.close_listener();
 
+    // ORDERING: SeqCst pairs with the SeqCst decrement in `Shared::loop_exited`.
     let all_exited = || shared.running_loops.load(Ordering::SeqCst) == 0;
     let waited = match (accepted, shared.state()) {
         (Ok(()), RunState::Draining) => {
-            let deadline = Instant::now() + ctx.config.drain_timeout();
-            tracing::info!(
-                open = shared.open.load(Ordering::SeqCst),
-                "draining connections"
-            );
+            let deadline = deadline_after(Instant::now(), ctx.config.drain_timeout());
+            tracing::info!(open = shared.stats().open, "draining connections");
             broadcast(&loops, || LoopMsg::Drain(deadline));
             // The loops enforce the deadline themselves; here only a stop-now can intervene.
             acceptor.wait_until(None, true, &all_exited)
@@ -115,8 +130,37 @@ pub(crate) fn run_loops(
         WaitEnd::Done => Ok(WaitEnd::Done),
         _ => acceptor.wait_until(None, false, &all_exited),
     });
-    join(loops);
+    join(loops, &shared);
     result.map(drop).map_err(ServerError::Setup)
+}
+
+/// A loop's next message, if one is queued. (The lock is contended only after the loop ended,
+/// when the acceptor closes what is left.)
+pub(crate) fn try_recv(rx: &Mutex<Receiver<LoopMsg>>) -> Result<LoopMsg, TryRecvError> {
+    rx.lock().unwrap_or_else(PoisonError::into_inner).try_recv()
+}
+
+/// Runs a loop (of this model or the uring one) on its thread: a failure of `run` (`what`
+/// failed) or a panic stops the whole server (see `Shared::thread_died`). After a panic
+/// `close_all` books the connections the loop held; if that panics too, their count is lost
+/// but the server still stops. Ends with `Shared::loop_exited`.
+pub(crate) fn guard_loop<L>(
+    event_loop: &mut L,
+    shared: &Shared,
+    name: &str,
+    what: &str,
+    run: fn(&mut L) -> io::Result<()>,
+    close_all: fn(&mut L),
+) {
+    match catch_unwind(AssertUnwindSafe(|| run(event_loop))) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => shared.thread_died(name, &format!("{what} failed: {e}")),
+        Err(panic) => {
+            shared.thread_died(name, &panic_message(&*panic));
+            let _ = catch_unwind(AssertUnwindSafe(|| close_all(event_loop)));
+        }
+    }
+    shared.loop_exited();
 }
 
 fn broadcast(loops: &[LoopHandle], msg: impl Fn() -> LoopMsg) {
@@ -128,14 +172,24 @@ fn broadcast(loops: &[LoopHandle], msg: impl Fn() -> LoopMsg) {
 
 fn stop_and_join(loops: Vec<LoopHandle>, shared: &Shared) {
     broadcast(&loops, || LoopMsg::Stop);
-    join(loops);
+    join(loops, shared);
+    // ORDERING: SeqCst, see `all_exited` in `run`.
     debug_assert_eq!(shared.running_loops.load(Ordering::SeqCst), 0);
 }
 
-fn join(loops: Vec<LoopHandle>) {
-    for handle in loops {
-        if handle.thread.join().is_err() {
-            tracing::error!("an event loop panicked");
+/// Joins the loops, then closes the connections a loop left in its queue (a dead loop does).
+fn join(loops: Vec<LoopHandle>, shared: &Shared) {
+    for mut handle in loops {
+        // A loop catches its own panics (see `spawn_loop`), so this join cannot fail.
+        if let Some(thread) = handle.thread.take() {
+            let _ = thread.join();
+        }
+        let rx = handle.rx.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Ok(msg) = rx.try_recv() {
+            if let LoopMsg::Conn(stream, _) = msg {
+                drop(stream);
+                shared.connection_dropped();
+            }
         }
     }
 }
@@ -144,10 +198,11 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> io::Result<LoopHandle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = mpsc::channel();
-    let mut event_loop = EventLoop {
+    let rx = Arc::new(Mutex::new(rx));
+    let event_loop = EventLoop {
         id,
         poll,
-        rx,
+        rx: Arc::clone(&rx),
         conns: Slab::default(),
         idle: BinaryHeap::new(),
         again: Vec::new(),
@@ -161,16 +216,24 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> io::Result<LoopHandle> {
         log_messages: ctx.log_messages,
         next_id: 0,
         peak: 0,
+        draining: false,
         drain_deadline: None,
         stop: false,
     };
+    // ORDERING: SeqCst, see `all_exited` in `run`.
     ctx.shared.running_loops.fetch_add(1, Ordering::SeqCst);
     let thread = std::thread::Builder::new()
         .name(format!("chi-net-loop-{id}"))
-        .spawn(move || event_loop.run());
+        .spawn(move || event_loop.run_guarded());
     match thread {
-        Ok(thread) => Ok(LoopHandle { tx, waker, thread }),
+        Ok(thread) => Ok(LoopHandle {
+            tx,
+            rx,
+            waker,
+            thread: Some(thread),
+        }),
         Err(e) => {
+            // ORDERING: SeqCst, see `all_exited` in `run`.
             ctx.shared.running_loops.fetch_sub(1, Ordering::SeqCst);
             Err(e)
         }
@@ -225,10 +288,13 @@ impl Slab {
 struct EventLoop {
     id: usize,
     poll: Poll,
-    rx: Receiver<LoopMsg>,
+    /// Shared with the acceptor's [`LoopHandle`], which only reads it after the loop ended.
+    rx: Arc<Mutex<Receiver<LoopMsg>>>,
     conns: Slab,
-    /// Idle deadlines as (deadline, connection id, slot), earliest first. Entries go stale
-    /// when activity moves a deadline or the slot is reused; they are checked when popped.
+    /// Idle deadlines as (deadline, connection id, slot), earliest first; at most one per open
+    /// connection, plus stale ones of connections closed since the last compaction (see
+    /// `close`), so never more than twice the open connections. Entries go stale when their
+    /// connection closes; a stale one is recognised by its id when popped.
     idle: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     /// Connections whose read budget ran out; driven again before the next wait.
     again: Vec<usize>,
@@ -244,13 +310,30 @@ struct EventLoop {
     log_messages: bool,
     next_id: u64,
     peak: usize,
+    /// A drain was requested; it ends at `drain_deadline` (`None`: no deadline).
+    draining: bool,
     drain_deadline: Option<Instant>,
     stop: bool,
 }
 
 impl EventLoop {
     // ===== MAIN LOOP =====
-    fn run(&mut self) {
+    /// Runs the loop; a panic or a failed poll stops the whole server (see
+    /// `Shared::thread_died`) after this loop's connections are closed and counted.
+    fn run_guarded(mut self) {
+        let name = format!("event loop {}", self.id);
+        let shared = Arc::clone(&self.shared);
+        guard_loop(
+            &mut self,
+            &shared,
+            &name,
+            "poll",
+            Self::run,
+            Self::close_all,
+        );
+    }
+
+    fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.next_timeout(Instant::now());
@@ -258,10 +341,11 @@ impl EventLoop {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                tracing::error!(event_loop = self.id, error = %e, "event loop failed; closing its connections");
                 self.close_all();
-                break;
+                return Err(e);
             }
+            #[cfg(test)]
+            self.shared.maybe_inject_fault(super::state::Fault::Worker);
             let now = Instant::now();
             for event in events.iter() {
                 match event.token() {
@@ -282,24 +366,23 @@ impl EventLoop {
             self.expire_idle(now);
             if self.stop {
                 self.close_all();
-                break;
+                return Ok(());
             }
-            if let Some(deadline) = self.drain_deadline {
+            if self.draining {
                 if self.conns.len == 0 {
-                    break;
+                    return Ok(());
                 }
-                if now >= deadline {
+                if self.drain_deadline.is_some_and(|deadline| now >= deadline) {
                     tracing::warn!(
                         event_loop = self.id,
                         open = self.conns.len,
                         "drain timeout: closing the remaining connections"
                     );
                     self.close_all();
-                    break;
+                    return Ok(());
                 }
             }
         }
-        self.shared.loop_exited();
     }
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
@@ -317,10 +400,11 @@ impl EventLoop {
     // ===== MESSAGES FROM THE ACCEPTOR =====
     fn receive(&mut self, now: Instant) {
         loop {
-            match self.rx.try_recv() {
+            match try_recv(&self.rx) {
                 Ok(LoopMsg::Conn(stream, peer)) => self.open(stream, peer, now),
                 Ok(LoopMsg::Drain(deadline)) => {
-                    self.drain_deadline = Some(deadline);
+                    self.draining = true;
+                    self.drain_deadline = deadline;
                     for slot in self.conns.keys() {
                         if let Some(conn) = self.conns.get_mut(slot) {
                             conn.start_drain();
@@ -349,19 +433,20 @@ impl EventLoop {
         {
             tracing::warn!(%peer, error = %e, "cannot register a connection; closing it");
             drop(stream);
-            self.shared.connection_closed(0, 0, false);
+            self.shared.connection_closed(0, 0, &CloseReason::Error(e));
             return;
         }
         let id = self.next_id;
         self.next_id += 1;
         let mut conn = Conn::new(stream, peer, id, self.millis(now));
-        if self.drain_deadline.is_some() {
+        if self.draining {
             conn.start_drain();
         }
         let inserted = self.conns.insert(conn);
         debug_assert_eq!(inserted, slot);
-        if let Some(idle) = self.idle_timeout {
-            self.idle.push(Reverse((now + idle, id, slot)));
+        // An idle deadline past what an `Instant` holds is "never": no entry.
+        if let Some(at) = self.idle_timeout.and_then(|idle| deadline_after(now, idle)) {
+            self.push_idle(at, id, slot);
         }
         // Registration reports the current readiness, so data already sent raises an event.
     }
@@ -402,18 +487,48 @@ impl EventLoop {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        tracing::debug!(
-            peer = %conn.peer,
-            reason = %reason,
-            bytes_in = conn.bytes_in,
-            bytes_out = conn.bytes_out,
-            "connection closed"
-        );
+        log_closed(&conn.peer, &reason, conn.bytes_in, conn.bytes_out);
         let (bytes_in, bytes_out) = (conn.bytes_in, conn.bytes_out);
         // Release the descriptor before telling the acceptor, which may be waiting for one.
         drop(conn);
+        self.shared.connection_closed(bytes_in, bytes_out, &reason);
+        self.compact_idle();
+    }
+
+    // ===== IDLE TIMERS =====
+    fn push_idle(&mut self, at: Instant, id: u64, slot: usize) {
+        self.idle.push(Reverse((at, id, slot)));
+        // ORDERING: Relaxed, a statistic.
+        self.shared.idle_timers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn pop_idle(&mut self) {
+        if self.idle.pop().is_some() {
+            // ORDERING: Relaxed, a statistic.
+            self.shared.idle_timers.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the entries of closed connections once they outnumber the open ones: each open
+    /// connection has at most one entry, so after this the heap holds exactly the live ones,
+    /// and the next compaction needs as many closes again (amortised O(log n) per close).
+    fn compact_idle(&mut self) {
+        if self.idle.len() <= 2 * self.conns.len {
+            return;
+        }
+        let before = self.idle.len();
+        let conns = &self.conns;
+        self.idle.retain(|Reverse((_, id, slot))| {
+            conns
+                .entries
+                .get(*slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|conn| conn.id == *id)
+        });
+        // ORDERING: Relaxed, a statistic.
         self.shared
-            .connection_closed(bytes_in, bytes_out, reason.is_forced());
+            .idle_timers
+            .fetch_sub(before - self.idle.len(), Ordering::Relaxed);
     }
 
     fn close_all(&mut self) {
@@ -430,18 +545,21 @@ impl EventLoop {
             if at > now {
                 break;
             }
-            self.idle.pop();
+            self.pop_idle();
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };
             if conn.id != id {
                 continue; // the slot was reused; the new connection has its own entry
             }
-            let due = self.epoch + Duration::from_millis(conn.last_activity_ms) + timeout;
-            if due > now {
-                self.idle.push(Reverse((due, id, slot)));
-            } else {
-                self.close(slot, CloseReason::IdleTimeout);
+            let due = self
+                .epoch
+                .checked_add(Duration::from_millis(conn.last_activity_ms))
+                .and_then(|last| deadline_after(last, timeout));
+            match due {
+                Some(due) if due > now => self.push_idle(due, id, slot),
+                Some(_) => self.close(slot, CloseReason::IdleTimeout),
+                None => {} // never idle for long enough: no entry
             }
         }
     }

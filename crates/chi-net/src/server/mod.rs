@@ -1,27 +1,37 @@
-//! [`Server`]: bind, report the address, run one of the two models until shut down.
+//! [`Server`]: bind, report the address, run one of the models until shut down.
 
 mod acceptor;
+mod chunk;
 mod conn;
 mod event;
+mod handle;
+mod listener;
 mod pooled;
+mod state;
+#[cfg(test)]
+mod tests;
 #[cfg(all(feature = "uring", target_os = "linux"))]
 mod uring;
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use handle::ServerHandle;
+pub use state::ServerStats;
 
 use crate::config::{Model, ServerConfig};
 use crate::handler::{AsciiUpper, Handler};
-use crate::listener;
-use crate::shutdown::{ServerHandle, Shared, SignalThread};
+use state::Shared;
 
 /// Bytes a server reads from a connection at once: the most one `Handler::handle` call sees.
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// The `tracing` target under which each received message is logged at DEBUG level, as the
-/// seed prints every message (`chi serve -v`). The level is checked once per `run`, not per read.
+/// The `tracing` target under which each received message is logged at DEBUG level, so
+/// `chi serve -v` shows every message. The level is checked once per `run`, not per read.
 pub const MESSAGE_LOG_TARGET: &str = "chi_net::message";
 
 /// A bound TCP server, ready to [`run`](Server::run).
@@ -44,7 +54,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds a server speaking the seed's protocol ([`AsciiUpper`]).
+    /// Binds a server speaking the upper-casing protocol ([`AsciiUpper`]).
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         Server::bind_with(config, AsciiUpper)
     }
@@ -61,7 +71,7 @@ impl Server {
         }
         let addr = config.addr();
         let listener = listener::bind(addr, config.reuse_port(), config.backlog())
-            .map_err(|source| ServerError::Bind { addr, source })?;
+            .map_err(|error| ServerError::Bind { addr, error })?;
         let local_addr = listener.local_addr().map_err(ServerError::Setup)?;
         Ok(Server {
             listener,
@@ -89,26 +99,34 @@ impl Server {
         }
     }
 
-    /// Serves connections until a shutdown is requested (through a [`ServerHandle`] or, when
-    /// configured, SIGINT/SIGTERM), drains, and returns the final counters.
-    ///
-    /// Accept errors never end it: per-connection failures are skipped, and running out of
-    /// descriptors (EMFILE/ENFILE) pauses accepting until a connection closes or a short
-    /// back-off passes. It returns an error only when it cannot start (poll, threads, pool,
-    /// signal handlers).
+    /// Serves connections until a shutdown is requested through a [`ServerHandle`], drains,
+    /// and returns the final counters. Same as [`run_with_ready`](Self::run_with_ready) with
+    /// nothing to do when ready.
     pub fn run(self) -> Result<ServerStats, ServerError> {
-        let _signals = if self.config.handle_signals() {
-            Some(SignalThread::spawn(self.handle()).map_err(ServerError::Signals)?)
-        } else {
-            None
-        };
+        self.run_with_ready(|| {})
+    }
+
+    /// As [`run`](Self::run), calling `ready` once the server is ready to serve: every thread
+    /// it needs has started and every descriptor it needs is open, so nothing but a dying
+    /// thread can make it fail afterwards. (`chi serve` prints `listening on …` there.) A
+    /// start-up failure returns before `ready` is called. The pooled model's workers are
+    /// `chi::ThreadPool` threads, which start on demand.
+    ///
+    /// Accept errors never end the server: per-connection failures are skipped, and running
+    /// out of descriptors (EMFILE/ENFILE) pauses accepting until a connection closes or a
+    /// short back-off passes. It returns an error when it cannot start (poll, threads, pool)
+    /// or when one of its threads died ([`ServerError::ThreadDied`]); in that case it stops
+    /// the others first.
+    pub fn run_with_ready(self, ready: impl FnOnce()) -> Result<ServerStats, ServerError> {
         let log_messages = tracing::enabled!(target: MESSAGE_LOG_TARGET, tracing::Level::DEBUG);
-        tracing::info!(
-            addr = %self.local_addr,
-            model = %self.config.model(),
-            workers = self.config.workers(),
-            "serving"
-        );
+        let (addr, model, workers) = (self.local_addr, self.config.model(), self.config.workers());
+        let mut ready = Some(ready);
+        let mut on_ready = move || {
+            tracing::info!(%addr, %model, workers, "serving");
+            if let Some(ready) = ready.take() {
+                ready();
+            }
+        };
         let shared = Arc::clone(&self.shared);
         let ctx = RunContext {
             listener: self.listener,
@@ -117,15 +135,24 @@ impl Server {
             shared: Arc::clone(&shared),
             log_messages,
         };
-        match ctx.config.model() {
-            Model::Event => event::run(ctx)?,
-            Model::Pooled => pooled::run(ctx)?,
+        // The acceptor runs here: a panic in it stops the model's threads (they are told as
+        // it unwinds) and becomes an error like any other thread's death.
+        let outcome = catch_unwind(AssertUnwindSafe(|| match model {
+            Model::Event => event::run(ctx, &mut on_ready),
+            Model::Pooled => pooled::run(ctx, &mut on_ready),
             #[cfg(all(feature = "uring", target_os = "linux"))]
-            Model::Uring => uring::run(ctx)?,
+            Model::Uring => uring::run(ctx, &mut on_ready),
             #[cfg(not(all(feature = "uring", target_os = "linux")))]
-            Model::Uring => return Err(ServerError::Uring(uring_not_built())),
+            Model::Uring => Err(ServerError::Uring(uring_not_built())),
+        }));
+        match outcome {
+            Ok(result) => result?,
+            Err(panic) => shared.thread_died("the acceptor", &panic_message(&*panic)),
         }
-        Ok(shared.stats())
+        match shared.failure() {
+            Some(cause) => Err(ServerError::ThreadDied(cause)),
+            None => Ok(shared.stats()),
+        }
     }
 }
 
@@ -148,54 +175,47 @@ pub(crate) struct RunContext {
     pub(crate) log_messages: bool,
 }
 
-/// A server's counters: a snapshot from [`ServerHandle::stats`], or the final ones from
-/// [`Server::run`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ServerStats {
-    /// Connections open now: being served, or (pooled) waiting for a worker.
-    pub open: usize,
-    /// Pooled model: connections accepted and waiting for a free worker.
-    pub waiting: usize,
-    /// Connections accepted and served (not counting rejected ones).
-    pub accepted: u64,
-    /// Connections closed at once because `max_connections` were open.
-    pub rejected: u64,
-    /// Served connections that have closed.
-    pub closed: u64,
-    /// Connections closed by the drain deadline or `shutdown_now` rather than by finishing.
-    pub forced: u64,
-    /// Bytes received, counted when each connection closes.
-    pub bytes_in: u64,
-    /// Bytes sent, counted when each connection closes.
-    pub bytes_out: u64,
-    /// Times accepting paused because the process or system ran out of descriptors or memory.
-    pub accept_backoffs: u64,
-    /// The most unsent output any one connection held. Event model: what the socket did not
-    /// take at once, queued on the connection (0 while every answer is written whole), at most
-    /// the output cap plus one chunk's answer. Pooled: the answer to one chunk, held while its
-    /// worker writes it.
-    pub peak_output_buffer: usize,
+/// `now + after`, or `None` ("never") when that is past what an `Instant` can hold.
+pub(crate) fn deadline_after(now: Instant, after: Duration) -> Option<Instant> {
+    now.checked_add(after)
 }
 
-/// Why a server could not bind or start.
+/// The message a panic carried, for logs and errors.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// Why a server could not bind or start, or stopped on its own.
+///
+/// Each message includes the underlying error, so none of them also reports it as a
+/// `source` (a chain printer would show it twice).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
     /// The address could not be bound (in use, not local, no permission).
-    #[error("cannot listen on {addr}: {source}{hint}", hint = bind_hint(.source))]
+    #[error("cannot listen on {addr}: {error}{hint}", hint = bind_hint(.error))]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
-        /// The operating system's error.
-        source: io::Error,
+        /// The operating system's error (part of the message, so not also a `source`).
+        error: io::Error,
     },
     /// Creating the poller, a waker or a thread failed.
     #[error("cannot start the server: {0}")]
-    Setup(#[source] io::Error),
+    Setup(io::Error),
     /// The pooled model's `chi::ThreadPool` could not be built.
     #[error("cannot start the connection pool: {0}")]
-    Pool(#[source] chi::BuildError),
+    Pool(chi::BuildError),
+    /// A server thread (the acceptor, an event or uring loop, a pooled worker) died: it
+    /// panicked or its poll failed. The server stopped the other threads and closed every connection.
+    #[error("the server stopped because {0}")]
+    ThreadDied(String),
     /// The `uring` model cannot run here: io_uring is disabled (see
     /// `/proc/sys/kernel/io_uring_disabled`), the kernel is older than 6.1, a seccomp policy
     /// forbids it, or chi-net was built without its `uring` feature.
@@ -203,9 +223,6 @@ pub enum ServerError {
         "cannot start the uring model: {0} (io_uring may be disabled: see /proc/sys/kernel/io_uring_disabled; it needs Linux 6.1+ and no seccomp policy forbidding it; --model event works everywhere)"
     )]
     Uring(io::Error),
-    /// SIGINT/SIGTERM handlers could not be installed.
-    #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
-    Signals(#[source] io::Error),
 }
 
 #[cfg(not(all(feature = "uring", target_os = "linux")))]

@@ -202,3 +202,33 @@ pub fn send_and_receive(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
         answer
     })
 }
+
+/// Defines `event::<case>` and `pooled::<case>` tests calling `<case>(Model::Event)` and
+/// `<case>(Model::Pooled)`. (Needs `#[macro_use] mod common;` in the test file.)
+#[allow(unused_macros)]
+macro_rules! for_both_models {
+    ($($case:ident),* $(,)?) => {
+        mod event {
+            use super::*;
+            $( #[test] fn $case() { super::$case(Model::Event) } )*
+        }
+        mod pooled {
+            use super::*;
+            $( #[test] fn $case() { super::$case(Model::Pooled) } )*
+        }
+    };
+}
+
+/// As [`for_both_models`], plus `uring::<case>` calling `<case>(Model::Uring)` when chi-net is
+/// built with its `uring` feature on Linux.
+#[allow(unused_macros)]
+macro_rules! for_all_models {
+    ($($case:ident),* $(,)?) => {
+        for_both_models!($($case),*);
+        #[cfg(all(feature = "uring", target_os = "linux"))]
+        mod uring {
+            use super::*;
+            $( #[test] fn $case() { super::$case(Model::Uring) } )*
+        }
+    };
+}

@@ -72,7 +72,8 @@ impl ProcessPoolBuilder {
     }
 
     /// How many worker processes (all start at once, unlike the thread pool's lazy workers).
-    /// Default: the machine's available parallelism.
+    /// Default: the machine's available parallelism. At most
+    /// [`MAX_PROCESS_WORKERS`](crate::limits::MAX_PROCESS_WORKERS).
     pub fn max_workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self
@@ -81,7 +82,8 @@ impl ProcessPoolBuilder {
     /// The longest a task may run. A task still running then fails with
     /// [`TaskError::TimedOut`](crate::TaskError::TimedOut); its worker is killed and replaced,
     /// and other tasks are unaffected. Measured from when the worker starts the task (for a
-    /// `map` chunk: the whole chunk). Default: none.
+    /// `map` chunk: the whole chunk). Default: none. At most
+    /// [`MAX_DURATION`](crate::limits::MAX_DURATION) (365 days).
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.task_timeout = Some(timeout);
         self
@@ -129,7 +131,7 @@ impl ProcessPoolBuilder {
 
     /// Bounds the number of queued (not yet sent to a worker) tasks: `submit` blocks while
     /// the queue is full, `try_submit` fails with `Full`, `submit_timeout` waits at most its
-    /// timeout. Default: unbounded.
+    /// timeout. Default: unbounded. At most [`MAX_QUEUE_BOUND`](crate::limits::MAX_QUEUE_BOUND).
     pub fn queue_bound(mut self, bound: usize) -> Self {
         self.queue_bound = Some(bound);
         self
@@ -144,10 +146,35 @@ impl ProcessPoolBuilder {
     }
 
     /// How long a new worker may take to start (process start, hand-shake and initializer)
-    /// before it is killed and counted as failed. Default 30 s.
+    /// before it is killed and counted as failed. Default 30 s; more than 0 and at most
+    /// [`MAX_DURATION`](crate::limits::MAX_DURATION) (365 days).
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;
         self
+    }
+
+    /// Every number is at most its maximum in [`crate::limits`].
+    fn check_limits(&self, workers: usize) -> Result<(), BuildError> {
+        use crate::limits::{self, check_size};
+        check_size(
+            "max_workers",
+            workers,
+            limits::MAX_PROCESS_WORKERS,
+            "MAX_PROCESS_WORKERS",
+        )?;
+        if let Some(n) = self.queue_bound {
+            check_size("queue_bound", n, limits::MAX_QUEUE_BOUND, "MAX_QUEUE_BOUND")?;
+        }
+        if let Some(t) = self.task_timeout {
+            limits::check_duration("task_timeout", t)?;
+        }
+        limits::check_duration("startup_timeout", self.startup_timeout)?;
+        if self.startup_timeout.is_zero() {
+            return Err(
+                BuildErrorKind::Invalid("startup_timeout must be more than 0".into()).into(),
+            );
+        }
+        Ok(())
     }
 
     /// Checks the settings and starts the pool. The workers start in the background.
@@ -174,6 +201,7 @@ impl ProcessPoolBuilder {
         if self.task_timeout.is_some_and(|t| t.is_zero()) {
             return Err(invalid("task_timeout must be more than 0"));
         }
+        self.check_limits(workers)?;
         if self.max_message < 1024 || self.max_message > u32::MAX as usize - 64 {
             return Err(invalid(
                 "max_message_size must be between 1 KiB and 4 GiB - 64 bytes",

@@ -71,6 +71,8 @@ pub(crate) trait JobCell: Send + Sync {
     /// Cancels the task only if it has not started anywhere (never kills a worker). True if
     /// this call cancelled it.
     fn cancel_unstarted(&self) -> bool;
+    /// Cancels the task wherever it is, killing its worker if it is running (`cancel()`).
+    fn stop(&self);
 }
 
 /// One message of work: the function, its items, and the task(s) waiting for it.
@@ -220,6 +222,10 @@ impl<T: Send> JobCell for ProcCell<T> {
             }
         };
         self.core.complete(outcome);
+    }
+
+    fn stop(&self) {
+        TaskCell::cancel(self);
     }
 
     fn cancel_unstarted(&self) -> bool {

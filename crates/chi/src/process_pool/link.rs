@@ -8,6 +8,11 @@
 //!
 //! Killing and reaping go through the same lock on the `Child`, and std's `Child::kill` does
 //! nothing once the child was reaped, so a kill can never hit a recycled pid.
+//!
+//! The worker leads its own process group. Whenever it is killed, and whenever it has exited
+//! and is about to be reaped, the whole group gets SIGKILL first: processes its tasks started
+//! (and did not move to a group of their own) end with the worker. The group is killed only
+//! while the worker is alive or a zombie, so its id cannot have been reused.
 
 use super::sys::{self, EventFd, Ring};
 use crate::loom::sync::{Mutex, MutexGuard};
@@ -38,9 +43,44 @@ pub(crate) struct Link {
     out: Mutex<Outbox>,
     /// The claim ring shared with this worker.
     pub(crate) ring: Ring,
-    child: Mutex<Child>,
+    child: Mutex<Proc>,
     pidfd: Option<OwnedFd>,
     wake: Arc<EventFd>,
+}
+
+/// The worker process and whether it was reaped (after which its group is never signalled).
+#[derive(Debug)]
+struct Proc {
+    child: Child,
+    reaped: bool,
+}
+
+impl Proc {
+    /// SIGKILL to the worker's group and the worker, unless it was reaped.
+    fn kill(&mut self, pid: u32) {
+        if !self.reaped {
+            sys::kill_group(pid);
+            let _ = self.child.kill();
+        }
+    }
+
+    /// The exit status if the worker has exited, reaping it; its group is killed first.
+    fn try_wait(&mut self, pid: u32) -> Option<ExitStatus> {
+        if !self.reaped && sys::exited_unreaped(pid) {
+            sys::kill_group(pid);
+        }
+        let st = self.child.try_wait().ok().flatten();
+        self.reaped |= st.is_some();
+        st
+    }
+
+    /// Kills the group and the worker and waits for it.
+    fn kill_and_wait(&mut self, pid: u32) -> Option<ExitStatus> {
+        self.kill(pid);
+        let st = self.child.wait().ok();
+        self.reaped |= st.is_some();
+        st
+    }
 }
 
 impl Link {
@@ -56,7 +96,10 @@ impl Link {
             sock,
             out: Mutex::new(Outbox::default()),
             ring,
-            child: Mutex::new(child),
+            child: Mutex::new(Proc {
+                child,
+                reaped: false,
+            }),
             pidfd,
             wake,
         }
@@ -152,41 +195,35 @@ impl Link {
         }
     }
 
-    /// SIGKILL, unless the process was already reaped.
-    pub(crate) fn kill(&self) {
-        let _ = self.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+    fn proc(&self) -> MutexGuard<'_, Proc> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The exit status if the process has exited (reaping it).
+    /// SIGKILL to the worker and its process group, unless the worker was already reaped.
+    pub(crate) fn kill(&self) {
+        self.proc().kill(self.pid);
+    }
+
+    /// The exit status if the process has exited (reaping it, after killing its group).
     pub(crate) fn try_status(&self) -> Option<ExitStatus> {
-        self.child
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .try_wait()
-            .ok()
-            .flatten()
+        self.proc().try_wait(self.pid)
     }
 
     /// Waits for the process to exit and reaps it. If it has not exited within `grace` (it
     /// closed its socket but lives on), it is killed first. `None` if the status could not
     /// be read.
     pub(crate) fn reap(&self, grace: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + grace;
+        // A grace past the clock's range waits for the exit without killing.
+        let deadline = crate::limits::deadline_after(grace);
         loop {
             if let Some(st) = self.try_status() {
                 return Some(st);
             }
             let now = Instant::now();
-            if now >= deadline {
-                self.kill();
-                return self
-                    .child
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .wait()
-                    .ok();
+            if deadline.is_some_and(|d| now >= d) {
+                return self.proc().kill_and_wait(self.pid);
             }
-            let left = deadline - now;
+            let left = deadline.map_or(Duration::MAX, |d| d - now);
             match self.pidfd() {
                 Some(fd) => {
                     let _ = sys::wait_readable(fd, Some(left));
@@ -202,10 +239,10 @@ impl Drop for Link {
     /// A link is normally reaped by its supervisor; this is the safety net on error paths, so
     /// that no path leaves a zombie.
     fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Ok(None) = child.try_wait() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let pid = self.pid;
+        let p = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        if !p.reaped {
+            p.kill_and_wait(pid);
         }
     }
 }

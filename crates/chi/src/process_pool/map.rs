@@ -168,6 +168,8 @@ where
                 break;
             };
             protocol::push_encoded_item(&mut items, ARG, ARG_FAILED, &a);
+            // Sent as bytes; a panicking `Drop` must not lose the items encoded so far.
+            crate::unwind::drop_caught(a);
             count += 1;
         }
         if count == 0 {

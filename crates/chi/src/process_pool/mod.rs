@@ -55,6 +55,19 @@
 //! | `cancel()` while it runs | [`TaskError::Cancelled`] | worker killed and replaced |
 //! | initializer panics or exits | [`TaskError::PoolFailed`] while no worker can start | retried with back-off (10 ms → 2 s), no spawn storm |
 //! | parent process dies | — | workers get SIGKILL (parent-death signal) and see EOF |
+//! | pool dropped while its thread panics | running and queued: [`TaskError::Cancelled`] | workers killed at once, not waited for |
+//!
+//! # Processes a task starts
+//!
+//! Each worker leads a process group of its own. When a worker ends for any reason (it
+//! crashed, timed out, was killed by a `cancel`, was recycled by `max_tasks_per_worker`, or
+//! the pool shut down), the whole group gets SIGKILL before the worker is reaped: processes a
+//! task started and left running end with it. A task that wants a process to outlive its
+//! worker must move it to a group (or session) of its own. Because workers are not in the
+//! terminal's foreground group, Ctrl-C reaches only the parent; the workers end through the
+//! parent (its pool's drop, or the parent-death signal and EOF when it dies). When the parent
+//! is killed outright, the parent-death signal ends each worker but not the processes its
+//! tasks started (nothing is left to kill their group).
 //!
 //! No task ever sees a "broken pool": one worker's death fails at most the one message it
 //! was running.
@@ -146,10 +159,8 @@ impl fmt::Debug for ProcessPool {
     }
 }
 
-enum Refused<A> {
-    Full(A),
-    ShutDown(A),
-}
+// Why a submission was refused, and how the submit triad reports it (shared with the thread pool).
+use crate::admit::Refused;
 
 impl ProcessPool {
     /// A pool of `max_workers` processes with the other settings at their defaults. Fails only
@@ -192,9 +203,7 @@ impl ProcessPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.submit_with(f, arg, Admit::Until(None))
-            .map_err(|r| match r {
-                Refused::Full(a) | Refused::ShutDown(a) => SubmitError(a),
-            })
+            .map_err(Refused::into_submit)
     }
 
     /// Like [`submit`](Self::submit), but fails with `Full` at once if the queue is at its
@@ -204,10 +213,8 @@ impl ProcessPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.submit_with(f, arg, Admit::Now).map_err(|r| match r {
-            Refused::Full(a) => TrySubmitError::Full(a),
-            Refused::ShutDown(a) => TrySubmitError::ShutDown(a),
-        })
+        self.submit_with(f, arg, Admit::Now)
+            .map_err(Refused::into_try_submit)
     }
 
     /// Like [`submit`](Self::submit), but waits at most `timeout` for room in a bounded queue.
@@ -221,12 +228,9 @@ impl ProcessPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::limits::deadline_after(timeout);
         self.submit_with(f, arg, Admit::Until(deadline))
-            .map_err(|r| match r {
-                Refused::Full(a) => SubmitTimeoutError::Timeout(a),
-                Refused::ShutDown(a) => SubmitTimeoutError::ShutDown(a),
-            })
+            .map_err(Refused::into_submit_timeout)
     }
 
     /// Like [`submit`](Self::submit), with a time limit for this task alone, in place of the
@@ -256,9 +260,7 @@ impl ProcessPool {
             return Ok(Task::ready(Err(TaskError::TimedOut(timeout))));
         }
         self.submit_job(f, arg, Admit::Until(None), Some(timeout))
-            .map_err(|r| match r {
-                Refused::Full(a) | Refused::ShutDown(a) => SubmitError(a),
-            })
+            .map_err(Refused::into_submit)
     }
 
     fn submit_with<A, R>(&self, f: fn(A) -> R, arg: A, admit: Admit) -> Result<Task<R>, Refused<A>>
@@ -310,7 +312,12 @@ impl ProcessPool {
             timeout,
         };
         match self.shared.enqueue(job, admit) {
-            Ok(()) => Ok(Task::from_cell(cell)),
+            Ok(()) => {
+                // The argument crossed as bytes; chi drops the value itself, so a panic from
+                // its `Drop` is caught (and logged) rather than losing the task's handle.
+                crate::unwind::drop_caught(arg);
+                Ok(Task::from_cell(cell))
+            }
             Err((Refusal::Full, _)) => Err(Refused::Full(arg)),
             Err((Refusal::ShutDown, _)) => Err(Refused::ShutDown(arg)),
         }
@@ -441,7 +448,16 @@ impl ProcessPool {
 
 impl Drop for ProcessPool {
     /// The same as [`ProcessPool::shutdown`]: waits for the work, ends and reaps every worker.
+    ///
+    /// Except while the dropping thread panics (a `main` that panics with tasks running, say):
+    /// then the pool does not wait for work that may take any time. It cancels every task
+    /// (their handles report [`TaskError::Cancelled`]), kills every worker with its process
+    /// group, reaps them, and lets the panic go on.
     fn drop(&mut self) {
+        if std::thread::panicking() && !supervisor::on_supervisor() {
+            self.shared.close(true);
+            self.shared.kill_workers();
+        }
         self.shutdown();
     }
 }

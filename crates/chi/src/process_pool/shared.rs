@@ -433,6 +433,29 @@ impl Shared {
         n
     }
 
+    /// Stops every worker now (the pool is dropped during a panic): cancels what runs, which
+    /// kills its worker, then kills every worker left (each with its process group). Call
+    /// after `close(true)`; the supervisors reap the workers and do not start new ones.
+    pub(crate) fn kill_workers(&self) {
+        let (running, links): (Vec<_>, Vec<_>) = {
+            let st = self.lock();
+            let running = st
+                .slots
+                .iter()
+                .flat_map(|s| s.in_flight.iter())
+                .map(|f| f.job.cell.clone())
+                .collect();
+            let links = st.slots.iter().filter_map(|s| s.link.clone()).collect();
+            (running, links)
+        };
+        for cell in running {
+            cell.stop();
+        }
+        for link in links {
+            link.kill();
+        }
+    }
+
     /// Closed with nothing queued: a worker still starting is not needed.
     pub(crate) fn closed_and_idle(&self) -> bool {
         let st = self.lock();
@@ -642,7 +665,8 @@ impl Shared {
             return None;
         }
         let now = Instant::now();
-        let due = s.head_since + limit;
+        // A limit past the clock's range is never reached.
+        let due = s.head_since.checked_add(limit)?;
         if now < due {
             return Some(due - now);
         }
@@ -666,7 +690,11 @@ impl Shared {
             // Not started yet (its bytes are still arriving), or finished: check again later.
             _ => s.head_since = now,
         }
-        Some(s.head_since + limit - now)
+        Some(
+            s.head_since
+                .checked_add(limit)?
+                .saturating_duration_since(now),
+        )
     }
 
     /// Slot `i`'s worker is gone (exited, killed, or broke the protocol) and was reaped.

@@ -172,13 +172,13 @@ enum Early {
     Closed,
 }
 
-/// The next hand-shake message, waiting at most until `deadline`.
+/// The next hand-shake message, waiting at most until `deadline` (`None`: no limit).
 fn handshake_msg(
     shared: &Shared,
     i: usize,
     link: &Link,
     inbuf: &mut FrameBuf,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<FromWorker<'static>, Early> {
     let mut ended = false;
     loop {
@@ -200,7 +200,7 @@ fn handshake_msg(
             return Err(Early::Eof);
         }
         let now = Instant::now();
-        if now >= deadline {
+        if deadline.is_some_and(|d| now >= d) {
             return Err(Early::Timeout);
         }
         let wake = &shared.wakers[i];
@@ -211,7 +211,8 @@ fn handshake_msg(
         if let Some(p) = link.pidfd() {
             fds.push(PollFd::new(p, true, false));
         }
-        sys::poll(&mut fds, Some(deadline - now)).map_err(|e| Early::Protocol(e.to_string()))?;
+        sys::poll(&mut fds, deadline.map(|d| d - now))
+            .map_err(|e| Early::Protocol(e.to_string()))?;
         if fds[1].readable() {
             wake.drain();
             if shared.closed_and_idle() {
@@ -235,7 +236,7 @@ fn start(shared: &Shared, i: usize) -> Result<(Arc<Link>, FrameBuf), String> {
     let cfg = &shared.cfg;
     let link = spawn(shared, i)?;
     let mut inbuf = FrameBuf::new(HANDSHAKE_MAX);
-    let deadline = Instant::now() + cfg.startup_timeout;
+    let deadline = crate::limits::deadline_after(cfg.startup_timeout);
     let fail = |link: &Link, stage: &str, e: Early| -> String {
         let why = match e {
             Early::Eof => {

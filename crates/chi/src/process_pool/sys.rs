@@ -210,12 +210,50 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
+// ===== process groups =====
+
+/// SIGKILL to every process in group `pgid` (a worker and whatever its tasks started). Errors
+/// (the group is empty, or gone) are ignored: there is nothing left to stop.
+pub(crate) fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return; // never the caller's own group, never "every process"
+    }
+    // SAFETY: plain system call with integer arguments.
+    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+}
+
+/// True if child `pid` has exited, leaving it unreaped (a zombie still holds its pid, and so
+/// its process group id, which therefore cannot have been reused).
+pub(crate) fn exited_unreaped(pid: u32) -> bool {
+    // SAFETY: all-zero is a valid `siginfo_t` (plain integers); the kernel fills it in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable `siginfo_t`; WNOWAIT leaves the child unreaped.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: `waitid` succeeded, so `info` is initialised; `si_pid` is 0 when the child has
+    // not changed state.
+    r == 0 && unsafe { info.si_pid() } != 0
+}
+
 // ===== the child between fork and exec =====
 
 /// Makes the spawned worker keep exactly the descriptors in `keep` (everything chi opens is
 /// close-on-exec), die with SIGKILL when the thread that spawned it ends (`PR_SET_PDEATHSIG`),
-/// and exit at once if the parent is already gone.
+/// and exit at once if the parent is already gone. It leads a process group of its own
+/// (`setpgid(0, 0)` before exec), so that the processes its tasks start can be killed with it
+/// ([`kill_group`]); a consequence is that a terminal's Ctrl-C no longer reaches it directly
+/// (the parent's death signal and EOF on its socket still end it).
 pub(crate) fn prepare_worker(cmd: &mut Command, keep: [RawFd; 3], parent_pid: u32) {
+    cmd.process_group(0);
     let closure = move || -> io::Result<()> {
         for fd in keep {
             if fd >= 0 {

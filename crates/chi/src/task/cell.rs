@@ -48,7 +48,7 @@ fn slow_part<T>(guard: &mut Option<Box<Slow<T>>>) -> &mut Slow<T> {
 /// State, result slot and slow part of one task.
 pub(crate) struct Core<T> {
     state: State,
-    slot: UnsafeCell<Option<Outcome<T>>>,
+    slot: UnsafeCell<Caught<Outcome<T>>>,
     /// Boxed on first use: most tasks never have a waiter or a callback, and a smaller cell
     /// means fewer pages touched when many tasks are in flight.
     slow: Mutex<Option<Box<Slow<T>>>>,
@@ -72,7 +72,7 @@ impl<T> Core<T> {
     pub(crate) fn new() -> Self {
         Core {
             state: State::new(),
-            slot: UnsafeCell::new(None),
+            slot: UnsafeCell::new(Caught(None)),
             slow: Mutex::new(None),
         }
     }
@@ -92,7 +92,7 @@ impl<T> Core<T> {
     pub(crate) fn complete(&self, outcome: Outcome<T>) {
         // SAFETY: the caller won the transition out of PENDING, so no other thread writes the
         // slot, and nobody reads it before COMPLETE, which is set just below.
-        self.slot.with_mut(|p| unsafe { *p = Some(outcome) });
+        self.slot.with_mut(|p| unsafe { (*p).0 = Some(outcome) });
         let prev = self.state.set_complete();
         if prev.has_notify() {
             self.finish_slow();
@@ -132,7 +132,7 @@ impl<T> Core<T> {
         // SAFETY: COMPLETE is set (we are the completer, or the registrant saw it), so the slot
         // is written and is not moved out while a `&Task` (held by the registrant) or the
         // completer's pre-RELEASED phase is alive.
-        let outcome = self.slot.with(|p| unsafe { (*p).as_ref() });
+        let outcome = self.slot.with(|p| unsafe { (*p).0.as_ref() });
         let Some(outcome) = outcome else {
             debug_assert!(false, "callback ran before the outcome was written");
             return;
@@ -245,7 +245,7 @@ impl<T> Core<T> {
         // SAFETY: takeable means COMPLETE (the slot is written) and no completer still reads it;
         // the caller is the unique owning handle, so no other `take` or callback-from-handle
         // runs at the same time.
-        let v = self.slot.with_mut(|p| unsafe { (*p).take() });
+        let v = self.slot.with_mut(|p| unsafe { (*p).0.take() });
         v.unwrap_or(Err(TaskError::ResultTaken))
     }
 
@@ -257,7 +257,16 @@ impl<T> Core<T> {
         // SAFETY: COMPLETE: the slot is written; we only read the error half, and the owner
         // (who alone may move the value out) is the caller, holding `&Task`.
         self.slot
-            .with(|p| unsafe { (*p).as_ref().and_then(|o| o.as_ref().err().cloned()) })
+            .with(|p| unsafe { (*p).0.as_ref().and_then(|o| o.as_ref().err().cloned()) })
+    }
+
+    /// Drops the outcome if it is still in the slot, on the caller's thread (a `Task` handle
+    /// that is dropped once the task is takeable). The caller must be the unique owner and
+    /// have seen `is_takeable`, as for `take`.
+    pub(crate) fn drop_outcome(&self) {
+        // SAFETY: as in `take`.
+        let v = self.slot.with_mut(|p| unsafe { (*p).0.take() });
+        drop(v);
     }
 
     /// PENDING → CANCELLED. On success the caller must drop the work and complete.
@@ -268,6 +277,36 @@ impl<T> Core<T> {
     /// PENDING → RUNNING.
     pub(crate) fn try_start(&self) -> TransitionToRunning {
         self.state.try_start()
+    }
+}
+
+impl<T> Drop for Core<T> {
+    /// Callbacks that never ran (and the wakers) are user values: dropped under
+    /// `catch_unwind`. (The slot drops itself the same way: see [`Caught`].)
+    fn drop(&mut self) {
+        // The slow part exists only if someone set NOTIFY: most tasks skip the lock.
+        if !self.snapshot().has_notify() {
+            return;
+        }
+        let slow = self.lock_slow().take();
+        if slow.is_some() {
+            unwind::drop_caught(slow);
+        }
+    }
+}
+
+/// An optional user value (a closure, an outcome) that chi drops with `catch_unwind` when
+/// its allocation goes: the last holder is chi (a worker, a queue, a supervisor) whenever the
+/// handle went first, and a panicking `Drop` must not unwind into chi's threads. (A handle
+/// dropped after completion drops its value itself, on the user's thread: see `Task`'s
+/// `Drop`.)
+struct Caught<V>(Option<V>);
+
+impl<V> Drop for Caught<V> {
+    fn drop(&mut self) {
+        if let Some(v) = self.0.take() {
+            unwind::drop_caught(v);
+        }
     }
 }
 
@@ -318,7 +357,7 @@ pub(crate) trait Runnable: Send + Sync {
 /// A thread-pool task: the core plus the closure, in one allocation.
 pub(crate) struct FnCell<F, T> {
     core: Core<T>,
-    func: UnsafeCell<Option<F>>,
+    func: UnsafeCell<Caught<F>>,
 }
 
 // SAFETY: `func` is touched by exactly one thread, the winner of the transition out of PENDING
@@ -330,19 +369,21 @@ impl<F, T> FnCell<F, T> {
     pub(crate) fn new(f: F) -> Self {
         FnCell {
             core: Core::new(),
-            func: UnsafeCell::new(Some(f)),
+            func: UnsafeCell::new(Caught(Some(f))),
         }
     }
 
     fn take_func(&self) -> Option<F> {
         // SAFETY: only called by the winner of try_start/try_cancel, the closure's one owner.
-        self.func.with_mut(|p| unsafe { (*p).take() })
+        self.func.with_mut(|p| unsafe { (*p).0.take() })
     }
 
     fn cancel_as(&self, err: TaskError) -> TransitionToCancelled {
         let t = self.core.try_cancel();
         if t == TransitionToCancelled::Success {
-            drop(self.take_func());
+            // The closure's captures are user code: a panicking `Drop` must not stop the
+            // handle from completing (nor escape into `cancel` / `shutdown_now`).
+            unwind::drop_caught(self.take_func());
             self.core.complete(Err(err));
         }
         t

@@ -8,6 +8,11 @@
 //! dropped when it completes (exactly once). Call [`Task::cancel`] to stop work that has not
 //! started.
 //!
+//! User values whose `Drop` panics: wherever chi drops a closure, a result, a callback or an
+//! argument itself (cancel, `shutdown_now`, a failed pool, a result nobody holds a handle to),
+//! the panic is caught and logged and the handle still completes. Dropping your own `Task`
+//! after it finished drops its value on your thread, and a panic there is yours.
+//!
 //! Implementation notes (see `cell.rs` for who may touch which field): one heap allocation per
 //! task holds the state word, the result slot, the slow part and, for the thread pool, the
 //! closure. The handle is an `Arc` of it; the queued job is the same `Arc`.
@@ -89,7 +94,8 @@ impl<T> Task<T> {
     ///
     /// On a worker thread of the pool that runs this task, the wait runs other queued work of
     /// that pool instead of blocking, so a task may submit a task and wait for it even on a
-    /// pool of one worker.
+    /// pool of one worker. (A thread-pool worker helps its own pool whatever task it waits
+    /// for, also one of a process pool or a [`Completer`].)
     pub fn result(self) -> Result<T, TaskError> {
         self.wait_until(None);
         self.take()
@@ -133,7 +139,7 @@ impl<T> Task<T> {
         }
         // Helping runs other tasks, which may take any time: only an unbounded wait helps.
         if deadline.is_none() {
-            crate::thread_pool::help_while(|| self.core().snapshot().is_takeable());
+            crate::help::help_while(|| self.core().snapshot().is_takeable());
         }
         self.core().wait(deadline)
     }
@@ -200,6 +206,18 @@ impl<T> Future for Task<T> {
         match self.core().poll_ready(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => Poll::Ready(self.core().take()),
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    /// A finished task's value is dropped here, on the dropping thread: if its `Drop` panics,
+    /// the panic is the caller's (as for any value they drop). A task dropped before it
+    /// finishes leaves its value to the pool, which drops it on completion and catches (and
+    /// logs) a panic from that `Drop`.
+    fn drop(&mut self) {
+        if self.core().snapshot().is_takeable() {
+            self.core().drop_outcome();
         }
     }
 }

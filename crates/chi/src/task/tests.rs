@@ -187,6 +187,47 @@ fn closure_dropped_once_when_cancelled() {
     });
 }
 
+/// Counts its drop, then panics (unless the thread is already unwinding).
+struct PanicsOnDrop(Arc<AtomicUsize>);
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        if !std::thread::panicking() {
+            panic!("a captured value panicked in Drop");
+        }
+    }
+}
+
+#[test]
+fn cancel_races_run_of_a_closure_that_panics_in_drop() {
+    model(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = PanicsOnDrop(drops.clone());
+        let (job, task) = job_and_task(move || {
+            let _keep = &guard;
+            0u8
+        });
+        let worker = spawn(move || {
+            let _ = job.run();
+        });
+        let cancelled = task.cancel();
+        worker.join().unwrap();
+        assert!(task.done(), "the handle completes either way");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the closure is dropped once"
+        );
+        match task.result() {
+            // Cancel won: the closure was dropped (and its panic caught) inside `cancel`.
+            Err(TaskError::Cancelled) => assert!(cancelled),
+            // The run won: the drop at the end of the call is the task's own panic.
+            Err(TaskError::Panicked { .. }) => assert!(!cancelled),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    });
+}
+
 #[cfg(not(chi_loom))]
 #[test]
 fn panicking_callback_does_not_stop_others() {
@@ -200,4 +241,24 @@ fn panicking_callback_does_not_stop_others() {
     assert_eq!(job.run(), super::RunResult::Completed);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(task.result(), Ok(2));
+}
+
+/// A completer finishing a task races the handle cancelling it: exactly one wins, the value
+/// is dropped exactly once, and the handle's outcome matches the winner.
+#[test]
+fn completer_completion_races_cancel() {
+    model(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (completer, task) = super::Completer::new();
+        let value = Dropped(drops.clone());
+        let producer = spawn(move || {
+            let _ = completer.set_result(value);
+        });
+        let cancelled = task.cancel();
+        producer.join().unwrap();
+        let out = task.result();
+        assert_eq!(out.is_err(), cancelled);
+        drop(out);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
 }

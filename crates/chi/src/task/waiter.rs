@@ -17,7 +17,13 @@ impl Waiter {
     pub(crate) fn wake(self) {
         match self {
             Waiter::Thread(t) => t.unpark(),
-            Waiter::Waker(w) => w.wake(),
+            // A `Waker` is user code (the async runtime's): its panic must not unwind into
+            // the thread that completes the task.
+            Waiter::Waker(w) => {
+                if let Err(msg) = crate::unwind::catch(|| w.wake()) {
+                    tracing::error!(panic = %msg, "an async waker panicked while waking");
+                }
+            }
         }
     }
 

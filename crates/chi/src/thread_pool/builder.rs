@@ -69,8 +69,9 @@ impl ThreadPoolBuilder {
 
     /// The most worker threads the pool runs at once. Default: the machine's available
     /// parallelism. Unlike Python's `min(32, cpu + 4)` (sized for I/O-bound threads that
-    /// block) or the seed's `cpu × 5`, chi sizes for CPU-bound work, where more threads than
-    /// cores only add switching; pools of blocking I/O tasks should set a larger number.
+    /// block) or the classic thread-pool server's `cpu × 5`, chi sizes for CPU-bound work, where more threads than
+    /// cores only add switching; pools of blocking I/O tasks should set a larger number. At
+    /// most [`MAX_THREAD_WORKERS`](crate::limits::MAX_THREAD_WORKERS).
     pub fn max_workers(mut self, n: usize) -> Self {
         self.max_workers = Some(n);
         self
@@ -79,7 +80,8 @@ impl ThreadPoolBuilder {
     /// Bounds the number of queued (not yet started) tasks. When the queue is full, `submit`
     /// blocks, `try_submit` fails with `Full`, `submit_timeout` waits at most its timeout.
     /// Tasks submitted from inside a task of the same pool never block (they could deadlock
-    /// the pool) but still count. Default: unbounded.
+    /// the pool) but still count. Default: unbounded. At most
+    /// [`MAX_QUEUE_BOUND`](crate::limits::MAX_QUEUE_BOUND).
     pub fn queue_bound(mut self, bound: usize) -> Self {
         self.queue_bound = Some(bound);
         self
@@ -91,14 +93,16 @@ impl ThreadPoolBuilder {
         self
     }
 
-    /// The stack size of each worker thread, in bytes.
+    /// The stack size of each worker thread, in bytes. At most
+    /// [`MAX_STACK_SIZE`](crate::limits::MAX_STACK_SIZE) (1 GiB).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
     }
 
     /// How long a worker with nothing to do waits before its thread exits. A new one starts
-    /// when work arrives. Default 10 s.
+    /// when work arrives. Default 10 s; at most [`MAX_DURATION`](crate::limits::MAX_DURATION)
+    /// (365 days).
     pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
         self.keep_alive = keep_alive;
         self
@@ -123,10 +127,31 @@ impl ThreadPoolBuilder {
         if self.stack_size == Some(0) {
             return Err(BuildErrorKind::Invalid("stack_size must be more than 0".into()).into());
         }
+        self.check_limits()?;
         if self.thread_name.contains('\0') {
             return Err(BuildErrorKind::Invalid("thread_name contains a NUL byte".into()).into());
         }
         Ok(ThreadPool::from_builder(self))
+    }
+
+    /// Every number is at most its maximum in [`crate::limits`].
+    fn check_limits(&self) -> Result<(), BuildError> {
+        use crate::limits::{self, check_size};
+        if let Some(n) = self.max_workers {
+            check_size(
+                "max_workers",
+                n,
+                limits::MAX_THREAD_WORKERS,
+                "MAX_THREAD_WORKERS",
+            )?;
+        }
+        if let Some(n) = self.queue_bound {
+            check_size("queue_bound", n, limits::MAX_QUEUE_BOUND, "MAX_QUEUE_BOUND")?;
+        }
+        if let Some(n) = self.stack_size {
+            check_size("stack_size", n, limits::MAX_STACK_SIZE, "MAX_STACK_SIZE")?;
+        }
+        limits::check_duration("keep_alive", self.keep_alive)
     }
 
     pub(crate) fn workers(&self) -> usize {

@@ -8,7 +8,7 @@
 //! reach zero from a drop guard, so even a panic in the scope body waits.
 
 use super::ThreadPool;
-use super::worker::help_while;
+use super::shared::help_while;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
 use crate::task::Task;
@@ -56,7 +56,11 @@ struct ScopedJob<F> {
 
 impl<F> Drop for ScopedJob<F> {
     fn drop(&mut self) {
-        drop(self.f.take());
+        // Caught: a closure that panics in `Drop` must still count down, or `scope` would
+        // wait forever.
+        if let Some(f) = self.f.take() {
+            crate::unwind::drop_caught(f);
+        }
         self.state.finish_one();
     }
 }

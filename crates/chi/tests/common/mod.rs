@@ -2,6 +2,7 @@
 //!
 //! - [`DropCounter`]: counts drops of the values it tracks, to prove each closure and each
 //!   result is dropped exactly once on every path (habit 40).
+//! - [`DropPanics`]: a value whose `Drop` panics, for the paths where chi drops user values.
 //! - Waits with a bound: [`recv`], [`poll_until`] and [`bounded`] turn a hang into a test
 //!   failure with a message. Their bounds are huge and must never fire on a correct chi
 //!   (habit 39); nothing here sleeps to synchronise, and no test asserts on a duration.
@@ -96,6 +97,77 @@ impl<T: PartialEq> PartialEq for Counted<T> {
 impl<T> Drop for Counted<T> {
     fn drop(&mut self) {
         self.counter.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// ===== DropPanics =====
+
+/// A value whose `Drop` panics (after counting the drop in its [`DropCounter`]), to prove
+/// that chi survives user values that panic when it drops them. It crosses to process-pool
+/// workers too: the counter stays behind, and a decoded copy is always armed. A thread that
+/// is already unwinding only counts the drop: a second panic would abort the test binary.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct DropPanics {
+    #[serde(skip)]
+    counter: DropCounter,
+    #[serde(skip, default = "armed")]
+    armed: bool,
+}
+
+fn armed() -> bool {
+    true
+}
+
+impl DropPanics {
+    /// A value that counts its drop in `counter`, then panics.
+    pub(crate) fn new(counter: &DropCounter) -> Self {
+        DropPanics {
+            counter: counter.clone(),
+            armed: true,
+        }
+    }
+
+    /// A value that drops quietly here but whose decoded copies panic (a process-pool task
+    /// returns one: the worker drops it after encoding it, the pool decodes an armed copy).
+    pub(crate) fn disarmed() -> Self {
+        DropPanics::default()
+    }
+}
+
+impl fmt::Debug for DropPanics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DropPanics")
+    }
+}
+
+impl Drop for DropPanics {
+    fn drop(&mut self) {
+        self.counter.0.fetch_add(1, Ordering::SeqCst);
+        if self.armed && !thread::panicking() {
+            panic!("DropPanics: a value whose Drop panics was dropped");
+        }
+    }
+}
+
+// ===== huge durations and refused settings =====
+
+/// Durations no deadline can be computed for, and one the clock can still add: a run-time
+/// timeout of any of them means "wait forever"; a builder refuses them all.
+pub(crate) const HUGE: [Duration; 3] = [
+    Duration::MAX,
+    Duration::from_secs(u64::MAX),
+    Duration::from_secs(1 << 62),
+];
+
+/// The message of a builder's `Invalid` error; fails the test on anything else.
+#[track_caller]
+pub(crate) fn invalid_setting<P>(built: Result<P, chi::BuildError>) -> String {
+    match built {
+        Ok(_) => panic!("expected an Invalid build error, the pool was built"),
+        Err(e) => match e.kind() {
+            chi::BuildErrorKind::Invalid(msg) => msg.clone(),
+            other => panic!("expected an Invalid build error, got {other:?}"),
+        },
     }
 }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 use mio::net::TcpStream;
 
 use crate::handler::Handler;
-use crate::server::conn::{CloseReason, Peer, handle_chunk};
-use crate::shutdown::Shared;
+use crate::server::chunk::{CloseReason, handle_chunk};
+use crate::server::conn::Peer;
+use crate::server::state::Shared;
 
 /// What a loop's connections share: the handler, the limits, the server's state.
 pub(super) struct Settings {

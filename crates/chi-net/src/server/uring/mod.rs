@@ -27,9 +27,9 @@ use std::collections::BinaryHeap;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -37,9 +37,10 @@ use mio::{Events, Poll, Token, Waker};
 
 use self::conns::{Conns, Phase, Recv, Settings, UConn};
 use self::sys::{BUF_SIZE, Completion, Ring};
-use super::conn::{CloseReason, Peer};
-use super::event::{LoopHandle, LoopMsg, run_loops};
-use super::{RunContext, ServerError};
+use super::chunk::{CloseReason, log_closed};
+use super::conn::Peer;
+use super::event::{LoopHandle, LoopMsg, guard_loop, run_loops, try_recv};
+use super::{RunContext, ServerError, deadline_after};
 
 /// User data of the poll on the waker's epoll descriptor, and of its cancel.
 const WAKE: u64 = u64::MAX;
@@ -64,8 +65,8 @@ pub(crate) fn check_available() -> io::Result<()> {
     Ring::new().map(drop)
 }
 
-pub(crate) fn run(ctx: RunContext) -> Result<(), ServerError> {
-    run_loops(ctx, &spawn_loop)
+pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), ServerError> {
+    run_loops(ctx, ready, &spawn_loop)
 }
 
 /// Starts a loop thread; its ring is set up on that thread, and a setup failure is returned
@@ -74,6 +75,8 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> Result<LoopHandle, ServerError> {
     let poll = Poll::new().map_err(ServerError::Setup)?;
     let waker = Arc::new(Waker::new(poll.registry(), Token(0)).map_err(ServerError::Setup)?);
     let (tx, rx) = mpsc::channel();
+    let rx = Arc::new(Mutex::new(rx));
+    let loop_rx = Arc::clone(&rx);
     let (setup_tx, setup_rx) = mpsc::sync_channel(1);
     let settings = Settings {
         handler: Arc::clone(&ctx.handler),
@@ -96,11 +99,11 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> Result<LoopHandle, ServerError> {
                 }
             };
             let _ = setup_tx.send(Ok(()));
-            let mut event_loop = UringLoop {
+            let event_loop = UringLoop {
                 id,
                 ring,
                 poll,
-                rx,
+                rx: loop_rx,
                 conns: Conns::default(),
                 idle: BinaryHeap::new(),
                 touched: Vec::new(),
@@ -111,11 +114,12 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> Result<LoopHandle, ServerError> {
                 settings,
                 next_id: 0,
                 peak: 0,
+                draining: false,
                 drain_deadline: None,
                 closing_all: false,
                 stop: false,
             };
-            event_loop.run();
+            event_loop.run_guarded();
         });
     let thread = match thread {
         Ok(thread) => thread,
@@ -126,7 +130,12 @@ fn spawn_loop(id: usize, ctx: &RunContext) -> Result<LoopHandle, ServerError> {
         }
     };
     match setup_rx.recv() {
-        Ok(Ok(())) => Ok(LoopHandle { tx, waker, thread }),
+        Ok(Ok(())) => Ok(LoopHandle {
+            tx,
+            rx,
+            waker,
+            thread: Some(thread),
+        }),
         Ok(Err(e)) => {
             let _ = thread.join();
             Err(ServerError::Uring(e))
@@ -145,7 +154,8 @@ struct UringLoop {
     ring: Ring,
     /// Only the acceptor's `Waker` is registered here; the ring polls its descriptor.
     poll: Poll,
-    rx: Receiver<LoopMsg>,
+    /// The acceptor's messages (its [`LoopHandle`] closes what is left once this loop ended).
+    rx: Arc<Mutex<Receiver<LoopMsg>>>,
     conns: Conns,
     /// Idle deadlines as (deadline, connection id, slot), earliest first; checked when popped.
     idle: BinaryHeap<Reverse<(Instant, u64, usize)>>,
@@ -160,6 +170,9 @@ struct UringLoop {
     settings: Settings,
     next_id: u64,
     peak: usize,
+    /// A drain was requested.
+    draining: bool,
+    /// When the drain gives up (`None`: never, or no drain).
     drain_deadline: Option<Instant>,
     /// Every connection has been told to close (stop or drain deadline).
     closing_all: bool,
@@ -168,7 +181,17 @@ struct UringLoop {
 
 impl UringLoop {
     // ===== MAIN LOOP =====
-    fn run(&mut self) {
+    /// Runs the loop; a ring failure or a panic is reported as this thread's death, which
+    /// stops the server (as an event loop's does).
+    fn run_guarded(mut self) {
+        let name = format!("uring loop {}", self.id);
+        let shared = Arc::clone(&self.settings.shared);
+        // After a panic, `teardown` reaps what is in flight and books the connections (a ring
+        // it cannot reap leaks its buffers rather than free memory the kernel may touch).
+        guard_loop(&mut self, &shared, &name, "ring", Self::run, Self::teardown);
+    }
+
+    fn run(&mut self) -> io::Result<()> {
         let mut result = self.ring.poll_readable(self.poll.as_raw_fd(), WAKE);
         while result.is_ok() {
             let timeout = self.next_timeout(Instant::now());
@@ -176,6 +199,10 @@ impl UringLoop {
             if result.is_err() {
                 break;
             }
+            #[cfg(test)]
+            self.settings
+                .shared
+                .maybe_inject_fault(super::state::Fault::Worker);
             let mut completions = std::mem::take(&mut self.completions);
             self.ring.completions(&mut completions);
             let now = Instant::now();
@@ -195,11 +222,11 @@ impl UringLoop {
                 break;
             }
         }
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::error!(event_loop = self.id, error = %e, "uring loop failed; closing its connections");
         }
         self.teardown();
-        self.settings.shared.loop_exited();
+        result
     }
 
     /// Whether the loop is done: stopped or drained, with every connection released.
@@ -215,7 +242,7 @@ impl UringLoop {
             }
             self.close_all();
         }
-        (self.stop || self.drain_deadline.is_some()) && self.conns.open == 0
+        (self.stop || self.draining) && self.conns.open == 0
     }
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
@@ -257,6 +284,7 @@ impl UringLoop {
                 // The ring is gone or stuck: nothing will complete any more.
                 (conn.recv, conn.sending, conn.shutdown_busy, conn.cancels) =
                     (Recv::Idle, None, false, 0);
+                conn.closing.get_or_insert(CloseReason::Forced);
             }
             self.finish_close(slot);
         }
@@ -265,8 +293,10 @@ impl UringLoop {
     // ===== COMPLETIONS =====
     fn complete(&mut self, mut completion: Completion, now: Instant) {
         match completion.user_data {
-            // Cancelled at teardown: not re-armed.
-            WAKE if completion.result == -libc::ECANCELED => return,
+            // Cancelled at teardown: not re-armed. Once every connection was told to close
+            // (stop, drain deadline, teardown) no message matters any more: not re-armed
+            // either, and what is still queued is closed and counted by the acceptor's join.
+            WAKE if completion.result == -libc::ECANCELED || self.closing_all => return,
             WAKE => return self.woken(now),
             WAKE_CANCEL => return,
             _ => {}
@@ -383,10 +413,11 @@ impl UringLoop {
         let mut events = Events::with_capacity(4);
         let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
         loop {
-            match self.rx.try_recv() {
+            match try_recv(&self.rx) {
                 Ok(LoopMsg::Conn(stream, peer)) => self.open(stream, peer, now),
                 Ok(LoopMsg::Drain(deadline)) => {
-                    self.drain_deadline = Some(deadline);
+                    self.draining = true;
+                    self.drain_deadline = deadline;
                     for slot in self.conns.occupied() {
                         if let Some(conn) = self.conns.get(slot)
                             && conn.phase == Phase::Open
@@ -412,7 +443,7 @@ impl UringLoop {
     fn open(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
         let id = self.next_id;
         self.next_id += 1;
-        let phase = if self.drain_deadline.is_some() {
+        let phase = if self.draining {
             Phase::Draining
         } else {
             Phase::Open
@@ -436,8 +467,13 @@ impl UringLoop {
             closing: None,
             queued: false,
         });
-        if let Some(idle) = self.settings.idle_timeout {
-            self.idle.push(Reverse((now + idle, id, slot)));
+        // A deadline past the clock's range is never reached: no timer.
+        if let Some(at) = self
+            .settings
+            .idle_timeout
+            .and_then(|t| deadline_after(now, t))
+        {
+            self.idle.push(Reverse((at, id, slot)));
         }
         self.touch(slot);
     }
@@ -640,13 +676,12 @@ impl UringLoop {
             ..
         } = conn;
         let reason = closing.unwrap_or(CloseReason::Forced);
-        tracing::debug!(%peer, %reason, bytes_in, bytes_out, "connection closed");
+        log_closed(&peer, &reason, bytes_in, bytes_out);
         // The descriptor goes first: the acceptor may be waiting for one.
         drop(stream);
-        let forced = reason.is_forced();
         self.settings
             .shared
-            .connection_closed(bytes_in, bytes_out, forced);
+            .connection_closed(bytes_in, bytes_out, &reason);
     }
 
     fn close_all(&mut self) {
@@ -669,11 +704,12 @@ impl UringLoop {
                 Some(conn) if conn.id == id && conn.closing.is_none() => conn.last_activity_ms,
                 _ => continue, // closed, or the slot now holds another connection
             };
-            let due = epoch + Duration::from_millis(last) + timeout;
-            if due <= now {
-                self.begin_close(slot, CloseReason::IdleTimeout);
-            } else {
-                self.idle.push(Reverse((due, id, slot)));
+            let due = deadline_after(epoch, Duration::from_millis(last))
+                .and_then(|active| deadline_after(active, timeout));
+            match due {
+                Some(due) if due > now => self.idle.push(Reverse((due, id, slot))),
+                Some(_) => self.begin_close(slot, CloseReason::IdleTimeout),
+                None => {} // never reached: no timer
             }
         }
     }

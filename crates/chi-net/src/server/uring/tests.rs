@@ -3,6 +3,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::server::state::Fault;
 use crate::{Model, Server, ServerConfig};
 
 /// Serialises the tests that start a uring server: one of them makes ring setup fail.
@@ -75,4 +76,16 @@ fn stopped_loops_reap_every_operation_before_dropping_their_rings() {
     assert_eq!((stats.accepted, stats.closed, stats.open), (2, 2, 0));
     // ORDERING: Relaxed: the loop threads were joined by `run`.
     assert_eq!(sys::LEAKED.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn uring_loop_death_stops_the_server() {
+    let _serial = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    crate::server::tests::dead_thread_stops_the_server(Model::Uring, Fault::Worker);
+}
+
+#[test]
+fn uring_acceptor_death_stops_the_server() {
+    let _serial = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    crate::server::tests::dead_thread_stops_the_server(Model::Uring, Fault::Acceptor);
 }
