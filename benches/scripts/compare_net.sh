@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Side-by-side network benchmark: chi's server (event; pooled with 3 workers, the seed's design;
-# pooled with one worker per client) against a tokio task-per-connection echo, a std
+# Side-by-side network benchmark: chi's server (event; uring; pooled with 3 workers, the seed's
+# design; pooled with one worker per client) against a tokio task-per-connection echo, a monoio
+# thread-per-core io_uring echo, a std
 # thread-per-connection echo, a one-thread mio loop and the seed's Python server, all driven
 # by the same `chi load`, each server started fresh and pinned to CPU 0, the load to CPU 1.
 #
 #   benches/scripts/compare_net.sh              # full run: 3 repetitions, ~6-9 minutes
 #   benches/scripts/compare_net.sh --quick      # smoke test of the whole pipeline, ~1-2 minutes
+#   benches/scripts/compare_net.sh --syscalls --scenarios B,D   # syscalls per message (strace)
 #
 # Extra arguments go to benches/scripts/net_bench.py (--reps N, --scenarios A,B,D,E,F,P,
 # --peers chi_event,tokio,..., --no-reuse-port; see `net_bench.py --help`).
@@ -37,7 +39,8 @@ fi
 
 echo "== building chi and the peers (release)" >&2
 cargo build --release -p chi-cli --bin chi
-cargo build --release -p chi-bench --bin peer_tokio_echo --bin peer_thread_echo --bin peer_mio_echo
+cargo build --release -p chi-bench --bin peer_tokio_echo --bin peer_thread_echo --bin peer_mio_echo \
+    --bin peer_monoio_echo
 
 if ! "$python" -c 'import matplotlib' 2>/dev/null; then
     "$python" -m pip install --quiet matplotlib || echo "pip could not install matplotlib: no chart" >&2

@@ -3,6 +3,7 @@
 run, with the same `chi load` driving all of them; writes net.md, net.json and net.png.
 
     benches/scripts/compare_net.sh [--quick] [--reps N] [--scenarios A,B] [--peers chi_event,tokio]
+    benches/scripts/compare_net.sh --syscalls --scenarios B,D --peers chi_event,chi_uring,tokio,monoio
 
 (compare_net.sh builds the binaries, raises the descriptor limit and calls this script.)
 
@@ -78,12 +79,16 @@ def peer_table(bins, python, script_dir):
     return {
         "chi_event": ("chi event", "`chi serve` (event model: one mio loop per core, here 1)",
                       lambda s: chi_serve),
+        "chi_uring": ("chi uring", "`chi serve --model uring` (one io_uring loop per core, here 1)",
+                      lambda s: chi_serve + ["--model", "uring"]),
         "chi_pooled3": ("chi pooled W=3", "`chi serve --model pooled` (the seed's design, 3 workers)",
                         lambda s: chi_serve + ["--model", "pooled"]),
         "chi_pooledW": ("chi pooled W=clients", "`chi serve --model pooled --workers C` (one worker per client)",
                         pooled_w),
         "tokio": ("tokio", "`peer_tokio_echo`: tokio multi-thread runtime, a task per connection",
                   lambda s: [os.path.join(bins, "peer_tokio_echo"), "--addr", "127.0.0.1:0"]),
+        "monoio": ("monoio", "`peer_monoio_echo`: monoio thread-per-core io_uring runtime, a task per connection",
+                   lambda s: [os.path.join(bins, "peer_monoio_echo"), "--addr", "127.0.0.1:0"]),
         "thread": ("thread/conn", "`peer_thread_echo`: std blocking I/O, a thread per connection",
                    lambda s: [os.path.join(bins, "peer_thread_echo"), "--addr", "127.0.0.1:0"]),
         "mio": ("mio loop", "`peer_mio_echo`: one thread, one mio event loop",
@@ -168,6 +173,19 @@ class Server:
         return out.get("VmRSS", 0), out.get("VmHWM", 0)
 
     def stop(self):
+        if self.argv[:1] == ["strace"] and self.proc.poll() is None:
+            # SIGTERM the traced server, not strace (which would exit without its summary).
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                children = []
+            for child in children:
+                os.kill(child, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         stop_process(self.proc)
         self.log.close()
 
@@ -534,6 +552,63 @@ def write_chart(path, med, peers, labels, scenarios):
     return True
 
 
+# ===== syscalls per message (counts, not timing) =====
+
+# Shorter runs than the timing ones: strace slows every call down, the counts do not change.
+SYSCALL_RUNS = {"B": dict(messages=1_000), "D": dict(messages=20)}
+SYSCALL_NAMES = ("io_uring_enter", "epoll_wait", "recvfrom", "sendto", "read", "write", "futex")
+
+
+def parse_strace_summary(path):
+    """{syscall: calls} and the total, from `strace -c` output."""
+    calls, total = {}, 0
+    with open(path) as f:
+        for line in f:
+            cols = line.split()
+            if len(cols) < 5 or not cols[3].isdigit():
+                continue
+            name = cols[-1]
+            if name == "total":
+                total = int(cols[3])
+            else:
+                calls[name] = int(cols[3])
+    return calls, total
+
+
+def count_syscalls(chi, peers, table_, scenarios, logs, out_dir):
+    """Runs each scenario once per server under `strace -c -f`; writes net-syscalls.md/json."""
+    rows = []
+    for sc in [x for x in scenarios if x in SYSCALL_RUNS]:
+        s = dict(SCENARIOS[sc], **SYSCALL_RUNS[sc])
+        for p in peers:
+            argv = table_[p][2](s)
+            if argv is None:
+                continue
+            summary = os.path.join(logs, f"strace-{sc}-{p}.txt")
+            traced = ["strace", "-c", "-f", "-o", summary, "--", *argv]
+            row = measure(chi, p, traced, s, os.path.join(logs, f"strace-{sc}-{p}.log"))
+            msgs = (row.get("report") or {}).get("messages", 0)
+            if not row.get("ok") or not msgs or not os.path.exists(summary):
+                print(f"syscalls {sc} {p}: FAILED {row.get('error') or row.get('stderr_tail', '')[-200:]}",
+                      file=sys.stderr)
+                continue
+            calls, total = parse_strace_summary(summary)
+            rows.append(dict(scenario=sc, peer=p, messages=msgs, total=total, calls=calls))
+            print(f"syscalls {sc} {p:12} {total / msgs:6.2f} per message", file=sys.stderr, flush=True)
+    lines = ["# Server syscalls per message (`strace -c -f`, whole server process, startup included)", "",
+             "| scenario | server | messages | all | " + " | ".join(SYSCALL_NAMES) + " |",
+             "|---|---|---|---|" + "---|" * len(SYSCALL_NAMES)]
+    for r in rows:
+        per = [f"{r['calls'].get(n, 0) / r['messages']:.3f}" for n in SYSCALL_NAMES]
+        lines.append(f"| {r['scenario']} | {table_[r['peer']][0]} | {r['messages']:,} | "
+                     f"{r['total'] / r['messages']:.3f} | " + " | ".join(per) + " |")
+    with open(os.path.join(out_dir, "net-syscalls.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(out_dir, "net-syscalls.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    print("\n".join(lines))
+
+
 # ===== main =====
 
 def git(*args):
@@ -583,6 +658,8 @@ def main():
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, of " + ",".join(SCENARIOS))
     ap.add_argument("--peers", help="comma-separated server names [all]")
     ap.add_argument("--no-reuse-port", action="store_true", help="skip the SO_REUSEPORT comparison")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="instead of timing: count server syscalls per message under strace -c -f (B, D)")
     ap.add_argument("--bins", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release"))
     ap.add_argument("--out-dir", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "bench-results"))
     ap.add_argument("--python", default=sys.executable)
@@ -606,6 +683,10 @@ def main():
             sys.exit(f"unknown peer {p!r}; known: {', '.join(table_)}")
     labels = {p: table_[p][0] for p in table_}
     specs = {sc: dict(SCENARIOS[sc], **(QUICK.get(sc, {}) if args.quick else {})) for sc in scenarios}
+    if args.syscalls:
+        if not shutil.which("strace"):
+            sys.exit("--syscalls needs strace")
+        return count_syscalls(chi, peers, table_, scenarios, logs, args.out_dir)
 
     meta = dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -47,14 +47,20 @@ pub enum Model {
     /// The classic thread-pool server design: each connection is served by one `chi::ThreadPool` worker for its
     /// whole life. With W workers, W clients are served at once and the next ones wait.
     Pooled,
+    /// As `Event`, with one io_uring loop per core instead of one epoll loop: multishot
+    /// receives into provided buffers and every send of a loop turn submitted at once. Needs
+    /// Linux 6.1 or later with io_uring enabled, and chi-net's `uring` feature; where it is
+    /// unavailable `Server::run` fails at start (no fallback).
+    Uring,
 }
 
 impl Model {
-    /// The lower-case name used on command lines (`event`, `pooled`).
+    /// The lower-case name used on command lines (`event`, `pooled`, `uring`).
     pub fn as_str(self) -> &'static str {
         match self {
             Model::Event => "event",
             Model::Pooled => "pooled",
+            Model::Uring => "uring",
         }
     }
 }
@@ -67,7 +73,7 @@ impl fmt::Display for Model {
 
 /// `Model::from_str` got a name other than `event` or `pooled`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown model `{0}`: expected `event` or `pooled`")]
+#[error("unknown model `{0}`: expected `event`, `pooled` or `uring`")]
 pub struct ParseModelError(String);
 
 impl FromStr for Model {
@@ -77,6 +83,7 @@ impl FromStr for Model {
         match s {
             "event" => Ok(Model::Event),
             "pooled" => Ok(Model::Pooled),
+            "uring" => Ok(Model::Uring),
             other => Err(ParseModelError(other.to_owned())),
         }
     }
@@ -151,7 +158,9 @@ impl ServerConfig {
     /// (one loop per core; 3 workers).
     pub fn workers(&self) -> usize {
         self.workers.unwrap_or_else(|| match self.model {
-            Model::Event => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Model::Event | Model::Uring => {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            }
             Model::Pooled => DEFAULT_POOLED_WORKERS,
         })
     }
@@ -485,13 +494,13 @@ mod tests {
 
     #[test]
     fn model_parses_and_displays() {
-        for model in [Model::Event, Model::Pooled] {
+        for model in [Model::Event, Model::Pooled, Model::Uring] {
             assert_eq!(model.to_string().parse::<Model>(), Ok(model));
         }
         let err = "threads".parse::<Model>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown model `threads`: expected `event` or `pooled`"
+            "unknown model `threads`: expected `event`, `pooled` or `uring`"
         );
     }
 }

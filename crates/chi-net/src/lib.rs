@@ -35,7 +35,7 @@
 //! read, so a client that sends and then reads once (`send`, then `recv(1024)`) gets its answer at once. Plug another
 //! byte transform in with [`Server::bind_with`] and a [`Handler`].
 //!
-//! # Two models, one API
+//! # Three models, one API
 //! - [`Model::Event`] (the default): one mio event loop per core; connections are dealt
 //!   round-robin to the loops, the handler runs inline, partial writes are buffered, and a
 //!   connection whose unsent output exceeds the output cap is not read from until the client
@@ -48,6 +48,7 @@
 //!   connected, queued, not refused — until one leaves; waiting clients are served in arrival
 //!   order. An idle timeout (off by default) frees a worker from a silent client. Use it to
 //!   bound work by threads, or when a handler may block.
+//! - [`Model::Uring`] (feature `uring`, Linux 6.1+): the event model on io_uring loops.
 //!
 //! # Limits, both models
 //! - `max_connections`: a connection accepted while that many are open (served or waiting)
@@ -88,7 +89,8 @@
 //! Through `tracing`: connections opened and closed at DEBUG, each received message at DEBUG
 //! under the target [`MESSAGE_LOG_TARGET`] (checked once per run, so the default path pays
 //! nothing), accept back-offs and drain timeouts at WARN.
-#![forbid(unsafe_code)]
+// Unsafe code only in the uring model's ring wrapper (`server/uring/sys.rs`), which allows it.
+#![deny(unsafe_code)]
 
 pub mod client;
 mod config;

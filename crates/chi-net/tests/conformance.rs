@@ -1,5 +1,5 @@
-//! The protocol and connection handling, case by case, for both models: every case runs as
-//! `event::<case>` and `pooled::<case>`.
+//! The protocol and connection handling, case by case, for every model: each case runs as
+//! `event::<case>`, `pooled::<case>` and (with the `uring` feature) `uring::<case>`.
 
 mod common;
 
@@ -177,7 +177,7 @@ fn slow_reader_bounded_and_others_served(model: Model) {
     drop(slow);
     let stats = server.stop();
     let bound = match model {
-        Model::Event => CAP + READ_CHUNK,
+        Model::Event | Model::Uring => CAP + READ_CHUNK,
         _ => READ_CHUNK,
     };
     assert!(
@@ -308,7 +308,7 @@ fn random_splits_strategy() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
     })
 }
 
-macro_rules! for_both_models {
+macro_rules! for_all_models {
     ($($case:ident),* $(,)?) => {
         mod event {
             use super::*;
@@ -332,10 +332,22 @@ macro_rules! for_both_models {
                 }
             }
         }
+        #[cfg(all(feature = "uring", target_os = "linux"))]
+        mod uring {
+            use super::*;
+            $( #[test] fn $case() { super::$case(Model::Uring) } )*
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(24))]
+                #[test]
+                fn random_splits_answer_equals_bytes_upper((data, cuts) in random_splits_strategy()) {
+                    prop_assert_eq!(split_writes_answer_equals_upper(Model::Uring, &data, &cuts), ascii_upper(&data));
+                }
+            }
+        }
     };
 }
 
-for_both_models!(
+for_all_models!(
     bytes_all_256_values,
     message_of_one_mib,
     message_split_into_one_byte_writes,

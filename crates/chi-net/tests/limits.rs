@@ -15,7 +15,7 @@ use std::time::Duration;
 use chi_net::{AsciiUpper, Handler, Model, Server, ServerConfig, ServerError};
 use common::*;
 
-// ===== both models =====
+// ===== every model =====
 
 fn max_connections_rejects_extra(model: Model) {
     let server = start(model, |b| b.max_connections(2));
@@ -198,7 +198,7 @@ fn emfile_child() {
     let config = ServerConfig::builder()
         .addr("127.0.0.1:0".parse().unwrap())
         .model(model)
-        .workers(if model == Model::Event { 1 } else { 3 })
+        .workers(if model == Model::Pooled { 3 } else { 1 })
         .build()
         .unwrap();
     let server = Server::bind(config).unwrap();
@@ -280,7 +280,30 @@ fn emfile_recovery(model: Model) {
     assert!(status.success(), "{status}");
 }
 
-for_both_models!(
+/// Where io_uring is switched off for everyone (`kernel.io_uring_disabled = 2`), the uring
+/// model fails at start with its own error; elsewhere there is nothing to check.
+#[cfg(all(feature = "uring", target_os = "linux"))]
+#[test]
+fn uring_fails_at_start_where_io_uring_is_disabled() {
+    let setting = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").unwrap_or_default();
+    if setting.trim() != "2" {
+        return; // io_uring is allowed here; the uring::* cases exercise the model
+    }
+    let config = ServerConfig::builder()
+        .addr("127.0.0.1:0".parse().unwrap())
+        .model(Model::Uring)
+        .build()
+        .unwrap();
+    // `bind` checks first; `run` would fail the same way.
+    let err = match Server::bind(config) {
+        Err(e) => e,
+        Ok(server) => server.run().unwrap_err(),
+    };
+    assert!(matches!(err, ServerError::Uring(_)), "{err:?}");
+    assert!(err.to_string().contains("io_uring_disabled"), "{err}");
+}
+
+for_all_models!(
     max_connections_rejects_extra,
     idle_timeout_closes_silent_client,
     drain_answers_data_received_before_shutdown,

@@ -25,8 +25,8 @@ use crate::handler::Handler;
 
 const WAKER: Token = Token(usize::MAX);
 
-/// What the acceptor tells a loop.
-enum LoopMsg {
+/// What the acceptor tells a loop (of this model or the uring one).
+pub(crate) enum LoopMsg {
     /// A new connection, already counted as open.
     Conn(TcpStream, SocketAddr),
     /// Drain every connection; close what is left at the deadline (`None`: never).
@@ -38,11 +38,11 @@ enum LoopMsg {
 /// The acceptor's side of a loop. It shares the loop's receiver so that, after the loop has
 /// ended (a dead loop ends early), connections still queued for it are closed and counted.
 /// Dropping it unjoined (the acceptor panicked) stops the loop and joins it.
-struct LoopHandle {
-    tx: Sender<LoopMsg>,
-    rx: Arc<Mutex<Receiver<LoopMsg>>>,
-    waker: Arc<Waker>,
-    thread: Option<JoinHandle<()>>,
+pub(crate) struct LoopHandle {
+    pub(crate) tx: Sender<LoopMsg>,
+    pub(crate) rx: Arc<Mutex<Receiver<LoopMsg>>>,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for LoopHandle {
@@ -67,14 +67,26 @@ impl LoopHandle {
 }
 
 pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), ServerError> {
+    run_loops(ctx, ready, &|id, ctx| {
+        spawn_loop(id, ctx).map_err(ServerError::Setup)
+    })
+}
+
+/// Starts `workers` loops with `spawn`, then accepts and deals connections to them until a
+/// shutdown, and drains them. Shared by the event and uring models.
+pub(crate) fn run_loops(
+    ctx: RunContext,
+    ready: &mut dyn FnMut(),
+    spawn: &dyn Fn(usize, &RunContext) -> Result<LoopHandle, ServerError>,
+) -> Result<(), ServerError> {
     let shared = Arc::clone(&ctx.shared);
     let mut loops = Vec::new();
     for id in 0..ctx.config.workers() {
-        match spawn_loop(id, &ctx) {
+        match spawn(id, &ctx) {
             Ok(handle) => loops.push(handle),
             Err(e) => {
                 stop_and_join(loops, &shared);
-                return Err(ServerError::Setup(e));
+                return Err(e);
             }
         }
     }
@@ -120,6 +132,35 @@ pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), Server
     });
     join(loops, &shared);
     result.map(drop).map_err(ServerError::Setup)
+}
+
+/// A loop's next message, if one is queued. (The lock is contended only after the loop ended,
+/// when the acceptor closes what is left.)
+pub(crate) fn try_recv(rx: &Mutex<Receiver<LoopMsg>>) -> Result<LoopMsg, TryRecvError> {
+    rx.lock().unwrap_or_else(PoisonError::into_inner).try_recv()
+}
+
+/// Runs a loop (of this model or the uring one) on its thread: a failure of `run` (`what`
+/// failed) or a panic stops the whole server (see `Shared::thread_died`). After a panic
+/// `close_all` books the connections the loop held; if that panics too, their count is lost
+/// but the server still stops. Ends with `Shared::loop_exited`.
+pub(crate) fn guard_loop<L>(
+    event_loop: &mut L,
+    shared: &Shared,
+    name: &str,
+    what: &str,
+    run: fn(&mut L) -> io::Result<()>,
+    close_all: fn(&mut L),
+) {
+    match catch_unwind(AssertUnwindSafe(|| run(event_loop))) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => shared.thread_died(name, &format!("{what} failed: {e}")),
+        Err(panic) => {
+            shared.thread_died(name, &panic_message(&*panic));
+            let _ = catch_unwind(AssertUnwindSafe(|| close_all(event_loop)));
+        }
+    }
+    shared.loop_exited();
 }
 
 fn broadcast(loops: &[LoopHandle], msg: impl Fn() -> LoopMsg) {
@@ -281,17 +322,15 @@ impl EventLoop {
     /// `Shared::thread_died`) after this loop's connections are closed and counted.
     fn run_guarded(mut self) {
         let name = format!("event loop {}", self.id);
-        match catch_unwind(AssertUnwindSafe(|| self.run())) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => self.shared.thread_died(&name, &format!("poll failed: {e}")),
-            Err(panic) => {
-                self.shared.thread_died(&name, &panic_message(&*panic));
-                // Book the connections it held; if that panics too, their count is lost
-                // but the server still stops.
-                let _ = catch_unwind(AssertUnwindSafe(|| self.close_all()));
-            }
-        }
-        self.shared.loop_exited();
+        let shared = Arc::clone(&self.shared);
+        guard_loop(
+            &mut self,
+            &shared,
+            &name,
+            "poll",
+            Self::run,
+            Self::close_all,
+        );
     }
 
     fn run(&mut self) -> io::Result<()> {
@@ -361,12 +400,7 @@ impl EventLoop {
     // ===== MESSAGES FROM THE ACCEPTOR =====
     fn receive(&mut self, now: Instant) {
         loop {
-            let msg = self
-                .rx
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .try_recv();
-            match msg {
+            match try_recv(&self.rx) {
                 Ok(LoopMsg::Conn(stream, peer)) => self.open(stream, peer, now),
                 Ok(LoopMsg::Drain(deadline)) => {
                     self.draining = true;

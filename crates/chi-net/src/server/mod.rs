@@ -1,4 +1,4 @@
-//! [`Server`]: bind, report the address, run one of the two models until shut down.
+//! [`Server`]: bind, report the address, run one of the models until shut down.
 
 mod acceptor;
 mod chunk;
@@ -10,6 +10,8 @@ mod pooled;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(all(feature = "uring", target_os = "linux"))]
+mod uring;
 
 use std::fmt;
 use std::io;
@@ -57,8 +59,16 @@ impl Server {
         Server::bind_with(config, AsciiUpper)
     }
 
-    /// Binds a server that answers with `handler`.
+    /// Binds a server that answers with `handler`. With [`Model::Uring`] it first checks that
+    /// an io_uring can be set up here, and fails with [`ServerError::Uring`] if not.
     pub fn bind_with<H: Handler>(config: ServerConfig, handler: H) -> Result<Server, ServerError> {
+        if config.model() == Model::Uring {
+            // Before listening, so nothing announces a server that cannot run.
+            #[cfg(all(feature = "uring", target_os = "linux"))]
+            uring::check_available().map_err(ServerError::Uring)?;
+            #[cfg(not(all(feature = "uring", target_os = "linux")))]
+            return Err(ServerError::Uring(uring_not_built()));
+        }
         let addr = config.addr();
         let listener = listener::bind(addr, config.reuse_port(), config.backlog())
             .map_err(|error| ServerError::Bind { addr, error })?;
@@ -130,6 +140,10 @@ impl Server {
         let outcome = catch_unwind(AssertUnwindSafe(|| match model {
             Model::Event => event::run(ctx, &mut on_ready),
             Model::Pooled => pooled::run(ctx, &mut on_ready),
+            #[cfg(all(feature = "uring", target_os = "linux"))]
+            Model::Uring => uring::run(ctx, &mut on_ready),
+            #[cfg(not(all(feature = "uring", target_os = "linux")))]
+            Model::Uring => Err(ServerError::Uring(uring_not_built())),
         }));
         match outcome {
             Ok(result) => result?,
@@ -198,10 +212,25 @@ pub enum ServerError {
     /// The pooled model's `chi::ThreadPool` could not be built.
     #[error("cannot start the connection pool: {0}")]
     Pool(chi::BuildError),
-    /// A server thread (the acceptor, an event loop or a pooled worker) died: it panicked or
-    /// its poll failed. The server stopped the other threads and closed every connection.
+    /// A server thread (the acceptor, an event or uring loop, a pooled worker) died: it
+    /// panicked or its poll failed. The server stopped the other threads and closed every connection.
     #[error("the server stopped because {0}")]
     ThreadDied(String),
+    /// The `uring` model cannot run here: io_uring is disabled (see
+    /// `/proc/sys/kernel/io_uring_disabled`), the kernel is older than 6.1, a seccomp policy
+    /// forbids it, or chi-net was built without its `uring` feature.
+    #[error(
+        "cannot start the uring model: {0} (io_uring may be disabled: see /proc/sys/kernel/io_uring_disabled; it needs Linux 6.1+ and no seccomp policy forbidding it; --model event works everywhere)"
+    )]
+    Uring(io::Error),
+}
+
+#[cfg(not(all(feature = "uring", target_os = "linux")))]
+fn uring_not_built() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this build has no io_uring support (chi-net's `uring` feature, Linux only)",
+    )
 }
 
 fn bind_hint(err: &io::Error) -> &'static str {

@@ -14,7 +14,7 @@ use crate::config::{Model, ServerConfig};
 /// Never reached by a working server.
 const LONG: Duration = Duration::from_secs(30);
 
-fn dead_thread_stops_the_server(model: Model, fault: Fault) {
+pub(super) fn dead_thread_stops_the_server(model: Model, fault: Fault) {
     let config = ServerConfig::builder()
         .addr("127.0.0.1:0".parse().unwrap())
         .model(model)
@@ -46,6 +46,7 @@ fn dead_thread_stops_the_server(model: Model, fault: Fault) {
     let thread = match fault {
         Fault::Acceptor => "the acceptor",
         Fault::Worker if model == Model::Event => "event loop",
+        Fault::Worker if model == Model::Uring => "uring loop",
         Fault::Worker => "a pooled worker",
     };
     match result {

@@ -42,7 +42,7 @@ pub fn start_with<H: Handler>(
     let mut builder = ServerConfig::builder()
         .addr("127.0.0.1:0".parse().unwrap())
         .model(model);
-    if model == Model::Event {
+    if model != Model::Pooled {
         builder = builder.workers(2);
     }
     let config = tweak(builder).build().expect("valid test config");
@@ -215,6 +215,20 @@ macro_rules! for_both_models {
         mod pooled {
             use super::*;
             $( #[test] fn $case() { super::$case(Model::Pooled) } )*
+        }
+    };
+}
+
+/// As [`for_both_models`], plus `uring::<case>` calling `<case>(Model::Uring)` when chi-net is
+/// built with its `uring` feature on Linux.
+#[allow(unused_macros)]
+macro_rules! for_all_models {
+    ($($case:ident),* $(,)?) => {
+        for_both_models!($($case),*);
+        #[cfg(all(feature = "uring", target_os = "linux"))]
+        mod uring {
+            use super::*;
+            $( #[test] fn $case() { super::$case(Model::Uring) } )*
         }
     };
 }
