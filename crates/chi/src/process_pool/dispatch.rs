@@ -17,7 +17,8 @@
 use super::cell::{Delivery, Job, Placement};
 use super::link::Link;
 use super::protocol::{self, DoneHeader, DoneStatus, FrameBuf, InitCall, RunHeader};
-use super::sys::{self, EventFd, PENDING, REVOKED, STARTED};
+use super::ring::{PENDING, REVOKED, STARTED};
+use super::sys::{self, fd::EventFd};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use crate::{Cause, ExitReason, TaskError};
 use std::collections::VecDeque;
