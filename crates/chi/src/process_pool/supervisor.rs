@@ -18,7 +18,7 @@ use super::link::Link;
 use super::protocol::Marker;
 use super::protocol::{self, FrameBuf, FromWorker, HANDSHAKE_MAX, Hello, WELCOME, Welcome};
 use super::ring::Ring;
-use super::sys::fd::{self, PollFd};
+use super::sys::fd::{self, Ready};
 use super::sys::process;
 use super::{entry, func};
 use std::cell::Cell;
@@ -208,11 +208,11 @@ fn handshake_msg(
         }
         let wake = &shared.wakers[i];
         let mut fds = vec![
-            PollFd::new(link.sock(), true, link.wants_write()),
-            PollFd::new(wake.as_fd(), true, false),
+            fd::watch(link.sock(), true, link.wants_write()),
+            fd::watch(wake.as_fd(), true, false),
         ];
         if let Some(p) = link.pidfd() {
-            fds.push(PollFd::new(p, true, false));
+            fds.push(fd::watch(p, true, false));
         }
         fd::poll(&mut fds, deadline.map(|d| d - now))
             .map_err(|e| Early::Protocol(e.to_string()))?;
@@ -225,7 +225,7 @@ fn handshake_msg(
         if fds[0].writable() {
             link.flush();
         }
-        let exited = fds.get(2).is_some_and(PollFd::readable);
+        let exited = fds.get(2).is_some_and(Ready::readable);
         if fds[0].readable() || exited {
             // After an exit, whatever it wrote is in the socket already: one read takes it.
             ended = read_available(link, inbuf) || exited;
@@ -339,11 +339,11 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
     let mut timeout = shared.tick(i, link);
     loop {
         let mut fds = vec![
-            PollFd::new(link.sock(), true, link.wants_write()),
-            PollFd::new(wake.as_fd(), true, false),
+            fd::watch(link.sock(), true, link.wants_write()),
+            fd::watch(wake.as_fd(), true, false),
         ];
         if let Some(p) = link.pidfd() {
-            fds.push(PollFd::new(p, true, false));
+            fds.push(fd::watch(p, true, false));
         }
         // Without a pidfd an exit that leaves the socket open (a forked grandchild holds it)
         // is noticed by polling the status.

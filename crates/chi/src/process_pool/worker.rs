@@ -13,7 +13,7 @@ use super::protocol::{
     INIT_FAILED, Items, Marker, PROTOCOL_VERSION, READY, RESULT_CODEC, RunHeader, ToWorker,
 };
 use super::ring::{REVOKED, Ring};
-use super::sys::fd::{self, PollFd};
+use super::sys::fd::{self, Ready};
 use super::sys::image::Image;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -92,7 +92,7 @@ fn send_all(sock: &OwnedFd, data: &[u8], spill: &mut Vec<u8>) -> bool {
         match fd::send_nonblocking(sock.as_fd(), &data[off..]) {
             Ok(n) => off += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let mut fds = [PollFd::new(sock.as_fd(), true, true)];
+                let mut fds = [fd::watch(sock.as_fd(), true, true)];
                 if fd::poll(&mut fds, None).is_err() {
                     return false;
                 }

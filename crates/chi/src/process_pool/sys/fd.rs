@@ -1,29 +1,21 @@
 //! Descriptors: the socket pair's non-blocking `send`/`recv`, `poll`, the `eventfd` that wakes
 //! a supervisor, and the worker's adoption of the descriptors its parent passed by number.
 
-use super::{cvt, cvt_len};
+use super::cvt;
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::io::{Errno, FdFlags};
+use rustix::net::{RecvFlags, SendFlags};
 use std::io;
-use std::mem::size_of;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// Sends what fits without blocking; `WouldBlock` when nothing fits. Never raises SIGPIPE: a
 /// vanished peer is `BrokenPipe`.
 pub(crate) fn send_nonblocking(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is valid for reads of `buf.len()` bytes and `fd` is open for the
-        // duration of the borrow.
-        let r = unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        match cvt_len(r) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
+        match rustix::net::send(fd, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            Err(Errno::INTR) => continue,
+            other => return other.map_err(io::Error::from),
         }
     }
 }
@@ -39,84 +31,77 @@ pub(crate) fn recv_into(
     if buf.capacity() - buf.len() < max.min(64 * 1024) {
         buf.reserve(max.min(64 * 1024));
     }
-    let spare = buf.spare_capacity_mut();
-    let n = spare.len().min(max);
-    let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
-    loop {
-        // SAFETY: `spare` is `n` (or more) writable bytes owned by `buf`, not aliased while the
-        // call runs; the kernel writes at most `n` bytes.
-        let r = unsafe { libc::recv(fd.as_raw_fd(), spare.as_mut_ptr().cast(), n, flags) };
-        match cvt_len(r) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-            Ok(got) => {
-                debug_assert!(got <= n);
-                // SAFETY: the kernel initialised the first `got` bytes of the spare capacity,
-                // and `got <= n <= capacity - len`.
-                unsafe { buf.set_len(buf.len() + got) };
-                return Ok(got);
-            }
+    let flags = if wait {
+        RecvFlags::empty()
+    } else {
+        RecvFlags::DONTWAIT
+    };
+    let got = loop {
+        let spare = buf.spare_capacity_mut();
+        let n = spare.len().min(max);
+        match rustix::net::recv(fd, &mut spare[..n], flags) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(((filled, _), _)) => break filled.len(),
         }
-    }
+    };
+    // SAFETY: `recv` initialised the first `got` bytes of the spare capacity (it returned them
+    // as a filled slice), and `got <= n <= capacity - len`.
+    unsafe { buf.set_len(buf.len() + got) };
+    Ok(got)
 }
 
-/// One entry of a [`poll`] call.
-#[repr(transparent)]
-pub(crate) struct PollFd(libc::pollfd);
+/// An entry for [`poll`] that watches `fd` for input, and for output room when `write` is set.
+pub(crate) fn watch(fd: BorrowedFd<'_>, read: bool, write: bool) -> PollFd<'_> {
+    let mut events = PollFlags::empty();
+    if read {
+        events |= PollFlags::IN;
+    }
+    if write {
+        events |= PollFlags::OUT;
+    }
+    PollFd::from_borrowed_fd(fd, events)
+}
 
-impl PollFd {
-    /// Watch `fd` for input, and for output room when `write` is set.
-    pub(crate) fn new(fd: BorrowedFd<'_>, read: bool, write: bool) -> Self {
-        let mut events = 0;
-        if read {
-            events |= libc::POLLIN;
-        }
-        if write {
-            events |= libc::POLLOUT;
-        }
-        PollFd(libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events,
-            revents: 0,
-        })
-    }
+/// What a [`poll`] entry reported.
+pub(crate) trait Ready {
     /// Input is there, or the peer hung up, or an error is pending (a read will tell).
-    pub(crate) fn readable(&self) -> bool {
-        self.0.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
-    }
+    fn readable(&self) -> bool;
     /// Output room, or an error a write will report.
-    pub(crate) fn writable(&self) -> bool {
-        self.0.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0
+    fn writable(&self) -> bool;
+}
+
+impl Ready for PollFd<'_> {
+    fn readable(&self) -> bool {
+        self.revents()
+            .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
+    }
+    fn writable(&self) -> bool {
+        self.revents()
+            .intersects(PollFlags::OUT | PollFlags::ERR | PollFlags::HUP)
     }
 }
 
 /// Waits until one of `fds` is ready or `timeout` passes (`None`: no limit). An interrupted
 /// wait returns early with nothing ready, which callers treat as a spurious wake-up.
-pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<()> {
-    let ms = match timeout {
-        None => -1,
-        // Round up so a wait for 0.4 ms does not spin with a zero timeout.
-        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
-    };
-    // SAFETY: `PollFd` is a transparent wrapper of `libc::pollfd`, so the slice is a valid
-    // array of `fds.len()` pollfd structs for the kernel to read and update.
-    let r = unsafe {
-        libc::poll(
-            fds.as_mut_ptr().cast::<libc::pollfd>(),
-            fds.len() as libc::nfds_t,
-            ms,
-        )
-    };
-    match cvt(r) {
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-        Err(e) => Err(e),
-        Ok(_) => Ok(()),
+pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<()> {
+    // Whole milliseconds, rounded up, so a wait for 0.4 ms does not spin with a zero timeout.
+    let ts = timeout.map(|d| {
+        let ms = d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i64;
+        Timespec {
+            tv_sec: ms / 1000,
+            tv_nsec: (ms % 1000) * 1_000_000,
+        }
+    });
+    match rustix::event::poll(fds, ts.as_ref()) {
+        Err(Errno::INTR) | Ok(_) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Blocks until `fd` has input (or hangs up), at most `timeout`.
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    let mut fds = [PollFd::new(fd, true, false)];
+    let mut fds = [watch(fd, true, false)];
     poll(&mut fds, timeout)?;
     Ok(fds[0].readable())
 }
@@ -127,31 +112,21 @@ pub(crate) struct EventFd(OwnedFd);
 
 impl EventFd {
     pub(crate) fn new() -> io::Result<EventFd> {
-        // SAFETY: plain system call with flag arguments.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: `fd` was just created and is owned by nobody else.
-        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+        let fd = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(EventFd(fd))
     }
 
     /// Wakes the poller.
     pub(crate) fn notify(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes the 8 bytes of `one`, which lives across the call. A full counter
-        // (EAGAIN) already means "wake up", so the result is irrelevant.
-        let _ = unsafe {
-            libc::write(
-                self.0.as_raw_fd(),
-                (&raw const one).cast(),
-                size_of::<u64>(),
-            )
-        };
+        // A full counter (EAGAIN) already means "wake up", so the result is irrelevant.
+        let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
     }
 
     /// Resets the counter after a wake-up.
     pub(crate) fn drain(&self) {
-        let mut v: u64 = 0;
-        // SAFETY: reads at most 8 bytes into `v`; EAGAIN (nothing to drain) is fine.
-        let _ = unsafe { libc::read(self.0.as_raw_fd(), (&raw mut v).cast(), size_of::<u64>()) };
+        let mut v = [0u8; 8];
+        // EAGAIN (nothing to drain) is fine.
+        let _ = rustix::io::read(&self.0, &mut v);
     }
 }
 
@@ -170,18 +145,19 @@ pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
+    // Raw `fcntl` on a number: a `BorrowedFd` must not name a closed descriptor, so the check
+    // that it is open cannot go through one.
     // SAFETY: F_GETFD on any number is harmless; EBADF when it is not open.
     cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    // SAFETY: as above, sets the flag on an open descriptor.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
     // SAFETY: the descriptor is open (checked above) and, per this function's contract, owned
     // by nobody else in this process: the parent passed it for this purpose alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC)?;
+    Ok(owned)
 }
 
 /// Makes `fd` the process's standard output (then drops `fd`).
 pub(crate) fn redirect_stdout(fd: OwnedFd) -> io::Result<()> {
-    // SAFETY: dup2 onto descriptor 1 replaces stdout atomically; both numbers are valid.
-    cvt(unsafe { libc::dup2(fd.as_raw_fd(), libc::STDOUT_FILENO) })?;
+    rustix::stdio::dup2_stdout(&fd)?;
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! Shared memory between the parent and one worker: a `memfd` that both map `MAP_SHARED`,
 //! seen only as a slice of atomic words.
 
-use super::cvt;
 use crate::loom::interprocess::AtomicU64;
+use rustix::fs::MemfdFlags;
+use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 
 /// A mapping of `words` zero-initialised atomic words, shared across processes.
@@ -30,12 +31,9 @@ impl SharedWords {
     /// A new zeroed mapping of `words` words (parent side), named `name` for `/proc`. Its
     /// descriptor is close-on-exec.
     pub(crate) fn create(name: &std::ffi::CStr, words: usize) -> io::Result<SharedWords> {
-        // SAFETY: the name is a NUL-terminated string that outlives the call.
-        let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
-        // SAFETY: a new descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sizing a memfd we own; new pages read as zero.
-        cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), Self::bytes(words) as libc::off_t) })?;
+        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?;
+        // New pages read as zero.
+        rustix::fs::ftruncate(&fd, Self::bytes(words) as u64)?;
         Self::map(fd, words)
     }
 
@@ -53,20 +51,17 @@ impl SharedWords {
 
     fn map(fd: OwnedFd, words: usize) -> io::Result<SharedWords> {
         // SAFETY: maps `bytes` bytes of a memfd at least that large, shared, at an address the
-        // kernel picks; the result is checked against MAP_FAILED below.
+        // kernel picks (no existing mapping is touched); failure is an error, not a pointer.
         let p = unsafe {
-            libc::mmap(
+            mmap(
                 std::ptr::null_mut(),
                 Self::bytes(words),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &fd,
                 0,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
         let base = NonNull::new(p.cast::<AtomicU64>())
             .ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(SharedWords {
@@ -99,6 +94,6 @@ impl Drop for SharedWords {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the region `map` mapped; no reference into it outlives `self`
         // (`words` borrows `self`).
-        unsafe { libc::munmap(self.base.as_ptr().cast(), Self::bytes(self.words)) };
+        let _ = unsafe { munmap(self.base.as_ptr().cast(), Self::bytes(self.words)) };
     }
 }
