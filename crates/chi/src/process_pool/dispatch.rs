@@ -1,4 +1,4 @@
-//! The pool's shared state: the queue of messages not yet sent, each worker slot's messages in
+//! The dispatch state, shared by the pool's handles and its supervisors: the queue of messages not yet sent, each worker slot's messages in
 //! flight, and the rules that move messages between them (dispatch, results, deaths,
 //! start-up failures, shutdown).
 //!

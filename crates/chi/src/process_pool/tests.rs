@@ -1,6 +1,6 @@
 //! Unit tests of the process pool's pure parts: the wire format (a case matrix and a
 //! proptest that splits the byte stream at random), the marker variable, the back-off, and
-//! the build fingerprint. Everything that needs a worker process is in `tests/process_pool.rs`.
+//! the build fingerprint. Everything that needs a worker process is in `tests/process_pool/`.
 
 use super::func;
 use super::protocol::*;
