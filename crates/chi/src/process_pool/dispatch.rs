@@ -1,6 +1,6 @@
-//! The dispatch state, shared by the pool's handles and its supervisors: the queue of messages not yet sent, each worker slot's messages in
-//! flight, and the rules that move messages between them (dispatch, results, deaths,
-//! start-up failures, shutdown).
+//! The dispatch state, shared by the pool's handles and its supervisors: the queue of messages
+//! not yet sent, each worker slot's messages in flight, and the rules that move messages
+//! between them (dispatch, results, deaths, start-up failures, shutdown).
 //!
 //! One lock guards it all. Everything done under it is short and never blocks: sends are
 //! non-blocking (see `link.rs`), and tasks are completed (which runs done-callbacks) only
