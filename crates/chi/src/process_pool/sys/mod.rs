@@ -1,6 +1,7 @@
-//! The process pool's operating-system glue (Linux): every `libc` call, and all of the
-//! pool's `unsafe` code but one block (`func.rs` turns a verified code offset back into a
-//! function pointer, using [`image::code_at`]).
+//! The process pool's operating-system glue (Linux): every system call (through `rustix`, and
+//! `libc` where rustix has no equivalent), and all of the pool's `unsafe` code but one block
+//! (`func.rs` turns a verified code offset back into a function pointer, using
+//! [`image::code_at`]).
 //!
 //! - [`fd`]: non-blocking `send`/`recv` on the per-worker socket pair, `poll`, an `eventfd` to
 //!   wake a supervisor, and the worker's adoption of the descriptors it inherited;
@@ -14,7 +15,7 @@
 //!   pointer.
 //!
 //! Nothing here knows about tasks, messages or the pool: the arrows point into `sys`, never
-//! out of it.
+//! out of it. ARCHITECTURE.md ("Unsafe code") lists each remaining `unsafe` block and why.
 
 pub(crate) mod fd;
 pub(crate) mod image;
@@ -34,8 +35,16 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 
 /// Nanoseconds of CLOCK_MONOTONIC: the same clock in every process of the machine, so a
 /// worker's start stamp can be compared with the parent's "now".
+///
+/// Through libc, not rustix: rustix reads the clock through the vDSO, and finding the vDSO
+/// parses the auxiliary vector in a way that faults under valgrind (CI's `.ci/valgrind.sh`).
 pub(crate) fn monotonic_ns() -> u64 {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to fill; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)
