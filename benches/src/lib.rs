@@ -228,18 +228,27 @@ fn tokio_runtime(
         .expect("tokio runtime")
 }
 
-/// Waits for many tokio handles in one `block_on`, the idiomatic way from synchronous code
-/// (entering the runtime once instead of once per handle).
-fn tokio_join_all<T: Send + 'static>(
-    rt: &tokio::runtime::Runtime,
-    handles: Vec<tokio::task::JoinHandle<T>>,
-    mut each: impl FnMut(T),
-) {
-    rt.block_on(async {
-        for h in handles {
-            each(h.await.expect("tokio task failed"));
+/// The `join` and `join_all` of both tokio adapters (a runtime in field 0, tokio's
+/// `JoinHandle` as the handle). `join_all` waits for many handles in one `block_on`, the
+/// idiomatic way from synchronous code (entering the runtime once instead of once per handle).
+macro_rules! tokio_joins {
+    () => {
+        fn join<T: Send + 'static>(&self, handle: tokio::task::JoinHandle<T>) -> T {
+            self.0.block_on(handle).expect("tokio task failed")
         }
-    });
+
+        fn join_all<T: Send + 'static>(
+            &self,
+            handles: Vec<tokio::task::JoinHandle<T>>,
+            mut each: impl FnMut(T),
+        ) {
+            self.0.block_on(async {
+                for h in handles {
+                    each(h.await.expect("tokio task failed"));
+                }
+            });
+        }
+    };
 }
 
 /// A tokio multi-thread runtime used through `spawn_blocking`: `workers` blocking threads
@@ -262,17 +271,7 @@ impl Pool for TokioBlockingPool {
         self.0.spawn_blocking(f)
     }
 
-    fn join<T: Send + 'static>(&self, handle: tokio::task::JoinHandle<T>) -> T {
-        self.0.block_on(handle).expect("tokio task failed")
-    }
-
-    fn join_all<T: Send + 'static>(
-        &self,
-        handles: Vec<tokio::task::JoinHandle<T>>,
-        each: impl FnMut(T),
-    ) {
-        tokio_join_all(&self.0, handles, each);
-    }
+    tokio_joins!();
 }
 
 /// A tokio multi-thread runtime with `workers` async workers, used through `spawn` (the
@@ -295,17 +294,7 @@ impl Pool for TokioSpawnPool {
         self.0.spawn(async move { f() })
     }
 
-    fn join<T: Send + 'static>(&self, handle: tokio::task::JoinHandle<T>) -> T {
-        self.0.block_on(handle).expect("tokio task failed")
-    }
-
-    fn join_all<T: Send + 'static>(
-        &self,
-        handles: Vec<tokio::task::JoinHandle<T>>,
-        each: impl FnMut(T),
-    ) {
-        tokio_join_all(&self.0, handles, each);
-    }
+    tokio_joins!();
 }
 
 // ===== threadpool =====

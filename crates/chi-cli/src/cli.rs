@@ -52,6 +52,8 @@ pub(crate) enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     Completions(cmd::completions::CompletionsArgs),
+    /// Past one machine: a worker, a demo and the status of queues on Redis Streams.
+    Cluster(crate::cluster::ClusterArgs),
 }
 
 #[cfg(test)]

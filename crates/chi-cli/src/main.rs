@@ -6,6 +6,7 @@
 
 mod addr;
 mod cli;
+mod cluster;
 mod cmd;
 mod color;
 mod exit;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Load(args) => cmd::load::run(args, cli.color),
         Command::Demo(args) => cmd::demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Completions(args) => cmd::completions::run(args, Cli::command()),
+        Command::Cluster(args) => cluster::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         exit::report(&err);

@@ -79,6 +79,7 @@ impl TaskError {
     }
 
     /// A codec error with `context` and no further cause.
+    #[cfg(all(feature = "process-pool", target_os = "linux"))]
     pub(crate) fn codec(context: impl Into<String>) -> TaskError {
         TaskError::Codec(Cause::new(context))
     }

@@ -93,8 +93,10 @@ compile_error!(
      build wherever std does)"
 );
 
+mod admit;
 mod bulk;
 mod error;
+mod help;
 pub mod limits;
 mod loom;
 #[cfg(all(feature = "process-pool", target_os = "linux"))]
@@ -118,6 +120,6 @@ pub use task::{Completer, Task};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 
 /// The README's Rust examples, compiled and run as doctests.
-#[cfg(all(doctest, feature = "process-pool"))]
-#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+#[cfg_attr(feature = "process-pool", doc = include_str!("../README.md"))]
 mod readme_doctest {}

@@ -161,10 +161,8 @@ impl fmt::Debug for ProcessPool {
     }
 }
 
-enum Refused<A> {
-    Full(A),
-    ShutDown(A),
-}
+// Why a submission was refused, and how the submit triad reports it (shared with the thread pool).
+use crate::admit::Refused;
 
 impl ProcessPool {
     /// A pool of `max_workers` processes with the other settings at their defaults. Fails only
@@ -207,9 +205,7 @@ impl ProcessPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.submit_with(f, arg, Admit::Until(None))
-            .map_err(|r| match r {
-                Refused::Full(a) | Refused::ShutDown(a) => SubmitError(a),
-            })
+            .map_err(Refused::into_submit)
     }
 
     /// Like [`submit`](Self::submit), but fails with `Full` at once if the queue is at its
@@ -219,10 +215,8 @@ impl ProcessPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.submit_with(f, arg, Admit::Now).map_err(|r| match r {
-            Refused::Full(a) => TrySubmitError::Full(a),
-            Refused::ShutDown(a) => TrySubmitError::ShutDown(a),
-        })
+        self.submit_with(f, arg, Admit::Now)
+            .map_err(Refused::into_try_submit)
     }
 
     /// Like [`submit`](Self::submit), but waits at most `timeout` for room in a bounded queue.
@@ -236,12 +230,9 @@ impl ProcessPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::limits::deadline_after(timeout);
         self.submit_with(f, arg, Admit::Until(deadline))
-            .map_err(|r| match r {
-                Refused::Full(a) => SubmitTimeoutError::Timeout(a),
-                Refused::ShutDown(a) => SubmitTimeoutError::ShutDown(a),
-            })
+            .map_err(Refused::into_submit_timeout)
     }
 
     /// Like [`submit`](Self::submit), with a time limit for this task alone, in place of the
@@ -271,9 +262,7 @@ impl ProcessPool {
             return Ok(Task::ready(Err(TaskError::TimedOut(timeout))));
         }
         self.submit_job(f, arg, Admit::Until(None), Some(timeout))
-            .map_err(|r| match r {
-                Refused::Full(a) | Refused::ShutDown(a) => SubmitError(a),
-            })
+            .map_err(Refused::into_submit)
     }
 
     fn submit_with<A, R>(&self, f: fn(A) -> R, arg: A, admit: Admit) -> Result<Task<R>, Refused<A>>

@@ -94,7 +94,8 @@ impl<T> Task<T> {
     ///
     /// On a worker thread of the pool that runs this task, the wait runs other queued work of
     /// that pool instead of blocking, so a task may submit a task and wait for it even on a
-    /// pool of one worker.
+    /// pool of one worker. (A thread-pool worker helps its own pool whatever task it waits
+    /// for, also one of a process pool or a [`Completer`].)
     pub fn result(self) -> Result<T, TaskError> {
         self.wait_until(None);
         self.take()
@@ -138,7 +139,7 @@ impl<T> Task<T> {
         }
         // Helping runs other tasks, which may take any time: only an unbounded wait helps.
         if deadline.is_none() {
-            crate::thread_pool::help_while(|| self.core().snapshot().is_takeable());
+            crate::help::help_while(|| self.core().snapshot().is_takeable());
         }
         self.core().wait(deadline)
     }

@@ -7,6 +7,8 @@
 //! stores the outcome, runs the done-callbacks and wakes the waiter.
 
 mod builder;
+mod counter;
+mod map;
 mod queue;
 mod scope;
 mod shared;
@@ -16,19 +18,18 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use crate::bulk::Map;
 pub use builder::ThreadPoolBuilder;
+pub use map::Map;
 pub use scope::{Scope, ScopedTask};
 
 use crate::TaskError;
+use crate::admit::{Admit, Refused};
 use crate::error::{BuildError, SubmitError, SubmitTimeoutError, TrySubmitError};
 use crate::task::{FnCell, Runnable, Task};
 use shared::Shared;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-pub(crate) use worker::help_while;
+use std::time::Duration;
 
 /// A pool of worker threads.
 ///
@@ -66,16 +67,6 @@ pub struct Metrics {
     pub panicked: u64,
 }
 
-enum Admit {
-    Now,
-    Wait(Option<Instant>),
-}
-
-enum Refused<F> {
-    Full(F),
-    ShutDown(F),
-}
-
 impl fmt::Debug for ThreadPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ThreadPool")
@@ -99,7 +90,7 @@ impl ThreadPool {
 
     pub(crate) fn from_builder(b: ThreadPoolBuilder) -> ThreadPool {
         ThreadPool {
-            shared: Arc::new(Shared::new(b)),
+            shared: Arc::new(Shared::new(b, worker::run)),
         }
     }
 
@@ -116,9 +107,8 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_with(f, Admit::Wait(None)).map_err(|r| match r {
-            Refused::Full(f) | Refused::ShutDown(f) => SubmitError(f),
-        })
+        self.submit_with(f, Admit::Until(None))
+            .map_err(Refused::into_submit)
     }
 
     /// Queues `f` if there is room now.
@@ -142,10 +132,8 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_with(f, Admit::Now).map_err(|r| match r {
-            Refused::Full(f) => TrySubmitError::Full(f),
-            Refused::ShutDown(f) => TrySubmitError::ShutDown(f),
-        })
+        self.submit_with(f, Admit::Now)
+            .map_err(Refused::into_try_submit)
     }
 
     /// Queues `f`, waiting at most `timeout` for room in a bounded queue.
@@ -158,12 +146,8 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let deadline = crate::limits::deadline_after(timeout);
-        self.submit_with(f, Admit::Wait(deadline))
-            .map_err(|r| match r {
-                Refused::Full(f) => SubmitTimeoutError::Timeout(f),
-                Refused::ShutDown(f) => SubmitTimeoutError::ShutDown(f),
-            })
+        self.submit_with(f, Admit::within(timeout))
+            .map_err(Refused::into_submit_timeout)
     }
 
     fn submit_with<F, T>(&self, f: F, admit: Admit) -> Result<Task<T>, Refused<F>>
@@ -184,7 +168,7 @@ impl ThreadPool {
             } else {
                 let ok = match admit {
                     Admit::Now => bound.try_acquire(),
-                    Admit::Wait(deadline) => bound.acquire(deadline, || {
+                    Admit::Until(deadline) => bound.acquire(deadline, || {
                         shared.is_shut_down() || shared.failure().is_some()
                     }),
                 };

@@ -2,6 +2,7 @@
 //! worker for work submitted from inside a task (stolen by idle workers), and an optional
 //! bound with blocking admission.
 
+use super::counter::increment_if;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
 use crate::task::Runnable;
@@ -159,25 +160,18 @@ impl Bound {
     pub(crate) fn try_acquire(&self) -> bool {
         // ORDERING: Relaxed suffices: the count only admits; the job itself is published by
         // the queue push that follows.
-        let mut cur = self.queued.load(Ordering::Relaxed);
-        loop {
-            if cur >= self.limit {
-                return false;
-            }
-            match self.queued.compare_exchange_weak(
-                cur,
-                cur + 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(a) => cur = a,
-            }
-        }
+        increment_if(
+            &self.queued,
+            |cur| cur < self.limit,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
     }
 
     /// Takes a place even over the limit (work submitted from inside the pool).
     pub(crate) fn force_acquire(&self) {
+        // ORDERING: Relaxed, as `try_acquire`: the count only admits, the RMW keeps it exact,
+        // and the job is published by the queue push that follows.
         self.queued.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -191,6 +185,11 @@ impl Bound {
         // waiting and notifies under the lock, or we see its decrement in `try_acquire`.
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let ok = loop {
+            // ORDERING: SeqCst fence between publishing `waiting` and reading `queued` (in
+            // `try_acquire`), paired with the fence in `release` between its decrement and its
+            // read of `waiting` (Dekker's pattern): either we see the freed place, or the
+            // releaser sees us waiting and notifies under the lock we hold until we wait.
+            // Without it both could miss, and we would sleep with a place free.
             crate::loom::sync::atomic::fence(Ordering::SeqCst);
             if self.try_acquire() {
                 break true;
@@ -213,12 +212,18 @@ impl Bound {
                 }
             }
         };
+        // ORDERING: SeqCst, as the increment. A stale non-zero seen by `release` only costs
+        // it a lock and a notify nobody waits for.
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         ok
     }
 
     /// Frees a place (a job left the queue) and wakes one waiting submitter.
     pub(crate) fn release(&self) {
+        // ORDERING: the decrement may be Relaxed (the RMW keeps the count exact); the SeqCst
+        // fence after it pairs with the one in `acquire` (see there), and the SeqCst load of
+        // `waiting` comes after the fence. Without the fence, a submitter that just went to
+        // wait could be missed while it missed this decrement: a lost wake-up.
         self.queued.fetch_sub(1, Ordering::Relaxed);
         crate::loom::sync::atomic::fence(Ordering::SeqCst);
         if self.waiting.load(Ordering::SeqCst) > 0 {

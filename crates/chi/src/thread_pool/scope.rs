@@ -8,7 +8,7 @@
 //! reach zero from a drop guard, so even a panic in the scope body waits.
 
 use super::ThreadPool;
-use super::worker::help_while;
+use super::shared::help_while;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
 use crate::task::Task;

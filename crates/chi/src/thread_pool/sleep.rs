@@ -12,6 +12,7 @@
 //! queues, the sleeper count), so at least one of them sees the other (Dekker's pattern).
 //! Wake-ups are counted as tokens under the lock, so spurious condvar wake-ups are harmless.
 
+use super::counter::increment_if;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering, fence};
 use crate::loom::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -64,21 +65,12 @@ impl Sleep {
     pub(crate) fn start_searching(&self, alive: usize) -> bool {
         // ORDERING: SeqCst keeps this count in the same total order as the submitters' fence,
         // so a submitter that reads 0 searchers goes on to wake a sleeper.
-        let mut cur = self.searching.load(Ordering::SeqCst);
-        loop {
-            if cur > 0 && 2 * cur >= alive {
-                return false;
-            }
-            match self.searching.compare_exchange_weak(
-                cur,
-                cur + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return true,
-                Err(a) => cur = a,
-            }
-        }
+        increment_if(
+            &self.searching,
+            |cur| cur == 0 || 2 * cur < alive,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
     }
 
     /// Counts a thread about to be started as a searcher (it searches first).
@@ -107,6 +99,8 @@ impl Sleep {
         if self.searching.load(Ordering::SeqCst) > 0 {
             return true;
         }
+        // ORDERING: SeqCst, after the fence: pairs with `sleep`'s increment and fence. Either
+        // we see the sleeper, or it sees our push in its `has_work` check.
         if self.sleeping.load(Ordering::SeqCst) == 0 {
             return false;
         }
@@ -136,6 +130,8 @@ impl Sleep {
         let mut c = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let extra = c.idle.saturating_sub(c.tokens);
         c.tokens += extra;
+        // ORDERING: SeqCst, as in `wake_one`: the woken threads count as searchers in the same
+        // total order the submitters read it in.
         self.searching.fetch_add(extra, Ordering::SeqCst);
         self.cv.notify_all();
     }
@@ -186,12 +182,15 @@ impl Sleep {
                 break Wake::Searching;
             }
         };
+        // ORDERING: SeqCst, as the increment. Leaving the count late is harmless (a submitter
+        // that still sees us only takes the lock to find no one to wake).
         self.sleeping.fetch_sub(1, Ordering::SeqCst);
         wake
     }
 
     /// Workers spinning or parked right now.
     pub(crate) fn idle_count(&self) -> usize {
+        // ORDERING: Relaxed: a metrics snapshot; it decides nothing.
         self.sleeping.load(Ordering::Relaxed) + self.searching.load(Ordering::Relaxed)
     }
 }

@@ -1,0 +1,180 @@
+//! The client's reader thread: blocks on its result stream (`XREAD BLOCK`), completes handles,
+//! drops duplicates, keeps the stream short and alive, and after a reconnect fails the tasks
+//! that Redis lost.
+
+use crate::codec::{self, Outcome, WireError};
+use crate::conn::{self, Entry, Link};
+use crate::keys;
+use crate::shared::Inner;
+use redis::Value;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long one `XREAD` blocks: also how quickly the reader notices it should stop.
+const BLOCK: Duration = Duration::from_millis(500);
+
+/// The reader's loop; returns when the client stops it.
+pub(crate) fn run(inner: &Inner) {
+    let mut link = Link::new(
+        inner.cfg.target.clone(),
+        &inner.results_key,
+        BLOCK + Duration::from_secs(5),
+    );
+    let mut last = "0-0".to_owned();
+    let mut epoch = 0;
+    // ORDERING: SeqCst pairs with the store in `Cluster::stop_reader`.
+    while !inner.stop_reader.load(Ordering::SeqCst) {
+        let deadline = Some(Instant::now() + Duration::from_secs(1));
+        let got = link.call(deadline, |c| read(c, inner, &last, Some(BLOCK)));
+        let entries = match got {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!("chi-cluster reader: {e}");
+                std::thread::sleep(BLOCK);
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!("chi-cluster reader: {}", e.0);
+                continue;
+            }
+        };
+        if link.epoch != epoch {
+            // Epoch 1 is the first connection; any later one follows a lost connection
+            // (possibly lost before this loop first looked).
+            if link.epoch > 1 {
+                find_lost(inner, &mut link, &mut last);
+            }
+            epoch = link.epoch;
+        }
+        if let Some(e) = entries.last() {
+            e.id.clone_into(&mut last);
+        }
+        deliver(inner, &entries);
+        upkeep(inner, &mut link, &last);
+    }
+}
+
+/// One `XREAD` of the result stream after `last`.
+fn read(
+    c: &mut dyn redis::ConnectionLike,
+    inner: &Inner,
+    last: &str,
+    block: Option<Duration>,
+) -> Result<Vec<Entry>, redis::RedisError> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(1000);
+    if let Some(b) = block {
+        cmd.arg("BLOCK").arg(b.as_millis() as u64);
+    }
+    cmd.arg("STREAMS").arg(&inner.results_key).arg(last);
+    let v: Value = cmd.query(c)?;
+    Ok(conn::read_reply(&v))
+}
+
+/// Completes the handles the entries answer.
+fn deliver(inner: &Inner, entries: &[Entry]) {
+    use keys::result as f;
+    for e in entries {
+        let Some(seq) = e
+            .text(f::ID)
+            .and_then(|id| id.rsplit_once('-'))
+            .and_then(|(_, s)| s.parse::<u64>().ok())
+        else {
+            tracing::warn!("chi-cluster: a result entry without a task id: {}", e.id);
+            continue;
+        };
+        let payload = e.get(f::PAYLOAD).unwrap_or_default().to_vec();
+        let outcome: Outcome = if e.text(f::KIND) == Some(f::OK) {
+            Ok(payload)
+        } else {
+            Err(codec::decode::<WireError>(&payload)
+                .unwrap_or_else(|err| WireError::Failed(format!("unreadable error reply: {err}"))))
+        };
+        let c = &inner.counters;
+        // ORDERING: statistics.
+        if e.number(f::ATTEMPT).is_some_and(|a| a > 1) {
+            c.retried.fetch_add(1, Ordering::Relaxed);
+        }
+        if inner.complete(seq, outcome) {
+            c.results.fetch_add(1, Ordering::Relaxed);
+        } else {
+            c.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Trims what was read and refreshes the stream's time to live.
+fn upkeep(inner: &Inner, link: &mut Link, last: &str) {
+    let key = &inner.results_key;
+    let ttl = inner.cfg.result_ttl.as_secs();
+    let deadline = Some(Instant::now() + Duration::from_secs(1));
+    let _ = link.call(deadline, |c| {
+        redis::pipe()
+            .cmd("XTRIM")
+            .arg(key)
+            .arg("MINID")
+            .arg(last)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(key)
+            .arg(ttl)
+            .ignore()
+            .query::<()>(c)
+    });
+}
+
+/// After a reconnect: a pending task whose entry is gone from the task stream and whose result
+/// is not in the result stream either was lost by Redis (a restart without persistence).
+/// Workers delete an entry in the same transaction that adds its result, so checking the
+/// entries first and reading the results after leaves no window for a false loss.
+fn find_lost(inner: &Inner, link: &mut Link, last: &mut String) {
+    let pending = inner.pending_entries();
+    if pending.is_empty() {
+        return;
+    }
+    let tasks = &inner.cfg.keys.tasks;
+    let deadline = Some(Instant::now() + Duration::from_secs(5));
+    let mut missing = Vec::new();
+    for chunk in pending.chunks(500) {
+        let r = link.call(deadline, |c| {
+            let mut pipe = redis::pipe();
+            for (_, entry) in chunk {
+                pipe.cmd("XRANGE").arg(tasks).arg(entry).arg(entry);
+            }
+            pipe.query::<Vec<Value>>(c)
+        });
+        let Ok(Ok(found)) = r else {
+            return; // Redis went away again; the next reconnect checks again.
+        };
+        for ((seq, _), v) in chunk.iter().zip(&found) {
+            if conn::items(v).is_empty() {
+                missing.push(*seq);
+            }
+        }
+    }
+    // Read every result there is now, then fail what is still unanswered.
+    loop {
+        let r = link.call(deadline, |c| read(c, inner, last, None));
+        let Ok(Ok(entries)) = r else { return };
+        if entries.is_empty() {
+            break;
+        }
+        if let Some(e) = entries.last() {
+            e.id.clone_into(last);
+        }
+        deliver(inner, &entries);
+    }
+    let _ = link.call(deadline, |c| conn::ensure_group(c, tasks));
+    for seq in missing {
+        if inner.is_pending(seq) {
+            let msg = format!(
+                "Redis lost task {}: it is neither queued nor answered (was Redis restarted without persistence?)",
+                inner.task_id(seq)
+            );
+            if inner.complete(seq, Err(WireError::Failed(msg))) {
+                // ORDERING: statistics.
+                inner.counters.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

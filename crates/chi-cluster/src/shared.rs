@@ -1,0 +1,334 @@
+//! The client's state shared by [`Cluster`](crate::Cluster), its map iterators, its reader
+//! thread and the cancel hooks of its tasks: pending handles, the submit path, counters.
+
+use crate::codec::{self, Outcome};
+use crate::conn::{self, Link, Target, lock};
+use crate::def::TaskDef;
+use crate::error::SubmitError;
+use crate::keys::{self, QueueKeys};
+use chi::{Completer, Task, TaskError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The settings a connected client runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) target: Target,
+    pub(crate) keys: QueueKeys,
+    pub(crate) queue_bound: Option<usize>,
+    pub(crate) result_ttl: Duration,
+    pub(crate) broker_timeout: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) max_payload: usize,
+    pub(crate) task_timeout: Option<Duration>,
+}
+
+/// One task the client waits for.
+pub(crate) struct Pending {
+    /// The task's entry in the task stream, once `XADD` answered.
+    pub(crate) entry: Option<String>,
+    pub(crate) finish: Box<dyn FnOnce(Outcome) -> bool + Send>,
+}
+
+/// Shared between the client, its reader thread and cancel hooks.
+pub(crate) struct Inner {
+    pub(crate) cfg: Config,
+    pub(crate) client_id: String,
+    pub(crate) results_key: String,
+    pub(crate) link: Mutex<Link>,
+    pub(crate) pending: Mutex<HashMap<u64, Pending>>,
+    pub(crate) seq: AtomicU64,
+    pub(crate) closed: AtomicBool,
+    pub(crate) stop_reader: AtomicBool,
+    pub(crate) counters: Counters,
+    pub(crate) bounded_add: redis::Script,
+}
+
+/// The client's counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) results: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) lost: AtomicU64,
+}
+
+/// How long to wait for room in a bounded queue.
+#[derive(Clone, Copy)]
+pub(crate) enum Admit {
+    Now,
+    Until(Option<Instant>),
+}
+
+pub(crate) const BOUNDED_ADD: &str = "if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end \
+     return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))";
+
+impl Inner {
+    /// Encodes, registers and adds one task.
+    pub(crate) fn submit<A, R>(
+        self: &Arc<Self>,
+        def: &TaskDef<A, R>,
+        arg: A,
+        admit: Admit,
+    ) -> Result<Task<R>, SubmitError<A>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let payload = match self.check_arg(&arg) {
+            Ok(p) => p,
+            Err(e) => return Err(e.map_arg(|()| arg)),
+        };
+        let (seq, task) = self.register(def);
+        let fields = self.fields(def, seq, payload);
+        match self.add(&fields, admit) {
+            Ok(entry) => {
+                self.added(seq, entry);
+                Ok(task)
+            }
+            Err(e) => {
+                self.unregister(seq);
+                Err(e.map_arg(|()| arg))
+            }
+        }
+    }
+
+    /// The encoded argument, or why it is refused.
+    pub(crate) fn check_arg<A: Serialize>(&self, arg: &A) -> Result<Vec<u8>, SubmitError<()>> {
+        // ORDERING: SeqCst, see `Cluster::shutdown`.
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShutDown(()));
+        }
+        let payload =
+            codec::encode(arg).map_err(|reason| SubmitError::Codec { arg: (), reason })?;
+        if payload.len() > self.cfg.max_payload {
+            return Err(SubmitError::TooLarge {
+                arg: (),
+                size: payload.len(),
+                limit: self.cfg.max_payload,
+            });
+        }
+        Ok(payload)
+    }
+
+    /// A new pending task: its sequence number and handle.
+    pub(crate) fn register<A, R>(self: &Arc<Self>, _def: &TaskDef<A, R>) -> (u64, Task<R>)
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        // ORDERING: only uniqueness matters.
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let weak = Arc::downgrade(self);
+        let (completer, task) = Completer::with_cancel_hook(move || cancel_remote(&weak, seq));
+        let finish = Box::new(move |outcome: Outcome| {
+            let result = match outcome {
+                Ok(bytes) => codec::decode::<R>(&bytes).map_err(|e| {
+                    TaskError::Codec(chi::Cause::new(format!("the result did not decode: {e}")))
+                }),
+                Err(e) => Err(TaskError::from(e)),
+            };
+            completer.complete(result)
+        });
+        lock(&self.pending).insert(
+            seq,
+            Pending {
+                entry: None,
+                finish,
+            },
+        );
+        (seq, task)
+    }
+
+    pub(crate) fn unregister(&self, seq: u64) {
+        // The completer is dropped with its task, which nobody holds.
+        drop(lock(&self.pending).remove(&seq));
+    }
+
+    pub(crate) fn added(&self, seq: u64, entry: String) {
+        // ORDERING: statistics.
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = lock(&self.pending).get_mut(&seq) {
+            p.entry = Some(entry);
+        }
+    }
+
+    pub(crate) fn task_id(&self, seq: u64) -> String {
+        format!("{}-{seq}", self.client_id)
+    }
+
+    /// The fields of a task entry.
+    pub(crate) fn fields<A, R>(
+        &self,
+        def: &TaskDef<A, R>,
+        seq: u64,
+        payload: Vec<u8>,
+    ) -> Vec<(&'static str, Vec<u8>)> {
+        use keys::task as f;
+        let mut v = vec![
+            (f::ID, self.task_id(seq).into_bytes()),
+            (f::NAME, def.name().as_bytes().to_vec()),
+            (f::SIG, format!("{:016x}", def.signature()).into_bytes()),
+            (f::REPLY, self.results_key.clone().into_bytes()),
+            (
+                f::TTL,
+                self.cfg.result_ttl.as_secs().to_string().into_bytes(),
+            ),
+            (
+                f::MAX_ATTEMPTS,
+                self.cfg.max_attempts.to_string().into_bytes(),
+            ),
+        ];
+        if let Some(t) = def.timeout().or(self.cfg.task_timeout) {
+            v.push((f::TIMEOUT, t.as_millis().to_string().into_bytes()));
+        }
+        v.push((f::PAYLOAD, payload));
+        v
+    }
+
+    /// `XADD`s one task, respecting the bound; the entry id.
+    fn add(&self, fields: &[(&str, Vec<u8>)], admit: Admit) -> Result<String, SubmitError<()>> {
+        let broker_deadline = Instant::now() + self.cfg.broker_timeout;
+        let deadline = match admit {
+            Admit::Until(Some(d)) => d.min(broker_deadline),
+            _ => broker_deadline,
+        };
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let r = lock(&self.link).call(Some(deadline), |c| self.xadd(c, fields));
+            match r {
+                Err(e) => {
+                    return Err(SubmitError::Unavailable {
+                        arg: (),
+                        reason: e.0,
+                    });
+                }
+                Ok(Err(e)) => {
+                    return Err(SubmitError::Unavailable {
+                        arg: (),
+                        reason: e.to_string(),
+                    });
+                }
+                Ok(Ok(Some(id))) => return Ok(id),
+                Ok(Ok(None)) => match admit {
+                    Admit::Now => return Err(SubmitError::Full(())),
+                    Admit::Until(d) => {
+                        if d.is_some_and(|d| Instant::now() + pause > d) {
+                            return Err(SubmitError::Timeout(()));
+                        }
+                        // Room appears when a worker answers; Redis has no wake-up for it.
+                        thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(50));
+                    }
+                },
+            }
+        }
+    }
+
+    fn xadd(
+        &self,
+        c: &mut dyn redis::ConnectionLike,
+        fields: &[(&str, Vec<u8>)],
+    ) -> Result<Option<String>, redis::RedisError> {
+        let tasks = &self.cfg.keys.tasks;
+        match self.cfg.queue_bound {
+            None => {
+                let mut cmd = redis::cmd("XADD");
+                cmd.arg(tasks).arg("*");
+                for (k, v) in fields {
+                    cmd.arg(*k).arg(v.as_slice());
+                }
+                cmd.query(c).map(Some)
+            }
+            Some(bound) => {
+                let mut inv = self.bounded_add.key(tasks);
+                inv.arg(bound);
+                for (k, v) in fields {
+                    inv.arg(*k).arg(v.as_slice());
+                }
+                inv.invoke(c)
+            }
+        }
+    }
+
+    /// `XADD`s many tasks in one pipeline (an unbounded queue); an entry id or error each.
+    pub(crate) fn add_batch(
+        &self,
+        batch: &[Vec<(&'static str, Vec<u8>)>],
+    ) -> Result<Vec<String>, String> {
+        let deadline = Some(Instant::now() + self.cfg.broker_timeout);
+        let tasks = &self.cfg.keys.tasks;
+        let r = lock(&self.link).call(deadline, |c| {
+            let mut pipe = redis::pipe();
+            for fields in batch {
+                let cmd = pipe.cmd("XADD").arg(tasks).arg("*");
+                for (k, v) in fields {
+                    cmd.arg(*k).arg(v.as_slice());
+                }
+            }
+            pipe.query::<Vec<String>>(c)
+        });
+        match r {
+            Ok(Ok(ids)) => Ok(ids),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.0),
+        }
+    }
+
+    /// Completes the handle of task `seq` with `outcome`; false when none waits for it.
+    pub(crate) fn complete(&self, seq: u64, outcome: Outcome) -> bool {
+        let p = lock(&self.pending).remove(&seq);
+        match p {
+            Some(p) => (p.finish)(outcome),
+            None => false,
+        }
+    }
+
+    /// The pending tasks that have a stream entry: `(seq, entry id)`.
+    pub(crate) fn pending_entries(&self) -> Vec<(u64, String)> {
+        lock(&self.pending)
+            .iter()
+            .filter_map(|(s, p)| p.entry.clone().map(|e| (*s, e)))
+            .collect()
+    }
+
+    pub(crate) fn is_pending(&self, seq: u64) -> bool {
+        lock(&self.pending).contains_key(&seq)
+    }
+
+    pub(crate) fn queue_bounded(&self) -> bool {
+        self.cfg.queue_bound.is_some()
+    }
+}
+
+/// The cancel hook of task `seq`: marks it cancelled in Redis so that no worker starts it and
+/// the one running it stops it.
+fn cancel_remote(weak: &Weak<Inner>, seq: u64) -> bool {
+    let Some(inner) = weak.upgrade() else {
+        return false;
+    };
+    let id = inner.task_id(seq);
+    let key = inner.cfg.keys.cancel.clone();
+    let now = conn::now_ms();
+    let deadline = Some(Instant::now() + inner.cfg.broker_timeout);
+    let r = lock(&inner.link).call(deadline, |c| {
+        redis::pipe()
+            .cmd("ZADD")
+            .arg(&key)
+            .arg(now)
+            .arg(&id)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now.saturating_sub(keys::CANCEL_KEEP_MS))
+            .ignore()
+            .query::<()>(c)
+    });
+    matches!(r, Ok(Ok(())))
+}

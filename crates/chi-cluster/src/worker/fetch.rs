@@ -1,0 +1,235 @@
+//! The worker's fetch loop: reads as many tasks as it has free slots (`XREADGROUP COUNT n`),
+//! reclaims tasks of dead workers (`XAUTOCLAIM`), and starts each one in the local pool, or
+//! answers it at once when it must not run (cancelled, unknown, wrong types, out of attempts).
+
+use super::reply::{Dead, Reply};
+use super::{Held, Shared, lease};
+use crate::codec::WireError;
+use crate::conn::{self, Entry, Link, lock};
+use crate::error::ClusterError;
+use crate::keys::{self, GROUP};
+use redis::Value;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+/// Serves until the worker is asked to stop.
+pub(super) fn run(s: &Shared, tx: &Sender<Reply>) -> Result<(), ClusterError> {
+    let block = s.heartbeat.min(Duration::from_millis(500));
+    let mut link = Link::new(
+        s.target.clone(),
+        &s.keys.tasks,
+        block + Duration::from_secs(5),
+    );
+    let mut next_reclaim = Instant::now();
+    // XAUTOCLAIM scans the pending list in pieces; the cursor carries on where it stopped.
+    let mut cursor = "0-0".to_owned();
+    while !s.stopping() {
+        let free = wait_free(s, block);
+        if free == 0 {
+            continue;
+        }
+        if Instant::now() >= next_reclaim {
+            next_reclaim = Instant::now() + s.heartbeat;
+            let got = link.call(Some(Instant::now() + block), |c| {
+                lease::reclaim(c, s, free, &mut cursor)
+            });
+            if let Ok(Ok(batch)) = got
+                && !batch.is_empty()
+            {
+                start_batch(s, &mut link, tx, batch);
+                continue;
+            }
+        }
+        let got = link.call(Some(Instant::now() + block * 2), |c| {
+            read_new(c, s, free, block)
+        });
+        match got {
+            Ok(Ok(entries)) => {
+                let batch = entries.into_iter().map(|e| (e, 1)).collect();
+                start_batch(s, &mut link, tx, batch);
+            }
+            Ok(Err(e)) if conn::is_nogroup(&e) => {
+                // Redis lost the group (restarted without persistence): make it again.
+                let _ = link.call(Some(Instant::now() + block), |c| {
+                    conn::ensure_group(c, &s.keys.tasks)
+                });
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(worker = %s.id, "XREADGROUP: {e}");
+                std::thread::sleep(block);
+            }
+            Err(e) => tracing::debug!(worker = %s.id, "Redis unreachable: {}", e.0),
+        }
+    }
+    Ok(())
+}
+
+/// Waits up to `max` for a free slot; the number free.
+fn wait_free(s: &Shared, max: Duration) -> usize {
+    let st = lock(&s.state);
+    let (st, _) = s
+        .changed
+        .wait_timeout_while(st, max, |st| st.free == 0 && !s.stopping())
+        .unwrap_or_else(|e| e.into_inner());
+    st.free
+}
+
+/// `XREADGROUP GROUP workers <me> COUNT free BLOCK ms STREAMS tasks >`.
+fn read_new(
+    c: &mut dyn redis::ConnectionLike,
+    s: &Shared,
+    free: usize,
+    block: Duration,
+) -> Result<Vec<Entry>, redis::RedisError> {
+    let v: Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg(&s.id)
+        .arg("COUNT")
+        .arg(free)
+        .arg("BLOCK")
+        .arg(block.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(&s.keys.tasks)
+        .arg(">")
+        .query(c)?;
+    Ok(conn::read_reply(&v))
+}
+
+/// A task entry's fields, checked.
+struct TaskMsg<'a> {
+    id: &'a str,
+    name: &'a str,
+    sig: &'a str,
+    reply: &'a str,
+    ttl: u64,
+    max_attempts: u64,
+    timeout: Option<Duration>,
+    payload: &'a [u8],
+}
+
+fn parse(e: &Entry) -> Option<TaskMsg<'_>> {
+    use keys::task as f;
+    Some(TaskMsg {
+        id: e.text(f::ID)?,
+        name: e.text(f::NAME)?,
+        sig: e.text(f::SIG)?,
+        reply: e.text(f::REPLY)?,
+        ttl: e.number(f::TTL).unwrap_or(3600),
+        max_attempts: e.number(f::MAX_ATTEMPTS).unwrap_or(3),
+        timeout: e.number(f::TIMEOUT).map(Duration::from_millis),
+        payload: e.get(f::PAYLOAD)?,
+    })
+}
+
+/// Starts (or answers) every entry of a batch; `attempt` is each one's delivery count.
+fn start_batch(s: &Shared, link: &mut Link, tx: &Sender<Reply>, batch: Vec<(Entry, u64)>) {
+    let cancelled = cancelled(s, link, &batch);
+    {
+        let mut st = lock(&s.state);
+        st.free = st.free.saturating_sub(batch.len());
+    }
+    for ((entry, attempt), cancelled) in batch.into_iter().zip(cancelled) {
+        start_one(s, tx, entry, attempt, cancelled);
+    }
+}
+
+/// Which entries of the batch were cancelled (one `ZMSCORE`).
+fn cancelled(s: &Shared, link: &mut Link, batch: &[(Entry, u64)]) -> Vec<bool> {
+    let ids: Vec<&str> = batch
+        .iter()
+        .map(|(e, _)| e.text(keys::task::ID).unwrap_or(""))
+        .collect();
+    let deadline = Some(Instant::now() + Duration::from_secs(5));
+    let got = link.call(deadline, |c| {
+        redis::cmd("ZMSCORE")
+            .arg(&s.keys.cancel)
+            .arg(&ids)
+            .query::<Value>(c)
+    });
+    match got {
+        Ok(Ok(v)) => {
+            let marks = conn::items(&v);
+            (0..ids.len())
+                .map(|i| marks.get(i).is_some_and(|m| !matches!(m, Value::Nil)))
+                .collect()
+        }
+        // Unknown: run them; a cancel still reaches a running task through the heartbeat.
+        _ => vec![false; ids.len()],
+    }
+}
+
+fn start_one(s: &Shared, tx: &Sender<Reply>, entry: Entry, attempt: u64, cancelled: bool) {
+    let Some(msg) = parse(&entry) else {
+        // Not a chi task (or its data is gone): acknowledge it so it is never delivered again.
+        tracing::warn!(worker = %s.id, entry = %entry.id, "dropping a malformed task entry");
+        let _ = tx.send(Reply::drop_entry(entry.id));
+        return;
+    };
+    let answer = |outcome, dead| {
+        Reply::answer(
+            &entry.id, msg.id, msg.reply, msg.ttl, attempt, outcome, dead,
+        )
+    };
+    if cancelled {
+        let _ = tx.send(answer(Err(WireError::Cancelled), None));
+        return;
+    }
+    if attempt > msg.max_attempts {
+        let err = WireError::WorkerDied {
+            code: None,
+            signal: None,
+        };
+        let dead = Dead {
+            name: msg.name.to_owned(),
+            attempts: attempt - 1,
+        };
+        let _ = tx.send(answer(Err(err), Some(dead)));
+        return;
+    }
+    let Some(reg) = s.tasks.get(msg.name) else {
+        let mut known: Vec<&str> = s.tasks.keys().copied().collect();
+        known.sort_unstable();
+        let err = WireError::Failed(format!(
+            "no task named `{}` on worker {} of queue `{}` (it knows: {})",
+            msg.name,
+            s.id,
+            s.keys.queue(),
+            known.join(", ")
+        ));
+        let _ = tx.send(answer(Err(err), None));
+        return;
+    };
+    let ours = format!("{:016x}", reg.signature);
+    if ours != msg.sig {
+        let err = WireError::Failed(format!(
+            "task `{}` has signature {} on the client but {ours} on worker {}: \
+             the argument or result types differ (build both from the same TaskDef)",
+            msg.name, msg.sig, s.id
+        ));
+        let _ = tx.send(answer(Err(err), None));
+        return;
+    }
+    lock(&s.state).held.insert(
+        entry.id.clone(),
+        Held {
+            task_id: msg.id.to_owned(),
+            cancel: None,
+        },
+    );
+    let pending = answer(Ok(Vec::new()), None);
+    let tx2 = tx.clone();
+    let done = Box::new(move |outcome| {
+        let _ = tx2.send(pending.with_outcome(outcome));
+    });
+    match reg.start(&s.pool, msg.payload, msg.timeout, done) {
+        Ok(cancel) => {
+            if let Some(h) = lock(&s.state).held.get_mut(&entry.id) {
+                h.cancel = Some(cancel);
+            }
+        }
+        Err(e) => {
+            let _ = tx.send(answer(Err(e), None));
+        }
+    }
+}

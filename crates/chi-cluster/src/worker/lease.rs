@@ -1,0 +1,190 @@
+//! Leases: the heartbeat (the worker's time in `chi:{q}:workers`, and `XCLAIM … JUSTID` of the
+//! entries it holds so that their idle time stays below the lease), cancels of running tasks,
+//! and the reclaim of entries whose holder went silent.
+
+use super::Shared;
+use crate::conn::{self, Entry, Link, lock};
+use crate::keys::{FORGET_WORKER_MS, GROUP};
+use redis::Value;
+use std::time::{Duration, Instant};
+
+/// The heartbeat thread: runs until the worker stops.
+pub(super) fn heartbeat(s: &Shared) {
+    let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(5));
+    for n in 0u64.. {
+        beat(s, &mut link);
+        if n % 20 == 0 {
+            forget_silent(s, &mut link);
+        }
+        let st = lock(&s.state);
+        let (st, _) = s
+            .changed
+            .wait_timeout_while(st, s.heartbeat, |_| !s.stopping())
+            .unwrap_or_else(|e| e.into_inner());
+        // Keep beating while a stopping worker still finishes what it holds.
+        if s.stopping() && st.held.is_empty() {
+            return;
+        }
+        if s.stopping() {
+            drop(st);
+            std::thread::sleep(s.heartbeat);
+        }
+    }
+}
+
+/// Removes workers silent for [`FORGET_WORKER_MS`] from the heartbeat hash.
+fn forget_silent(s: &Shared, link: &mut Link) {
+    let deadline = Some(Instant::now() + s.heartbeat);
+    let now = conn::now_ms();
+    let _ = link.call(deadline, |c| {
+        let all: Value = redis::cmd("HGETALL").arg(&s.keys.workers).query(c)?;
+        let silent: Vec<String> = conn::items(&all)
+            .chunks(2)
+            .filter_map(|p| {
+                let beat = u64::try_from(conn::int(p.get(1)?)?).ok()?;
+                (now.saturating_sub(beat) > FORGET_WORKER_MS).then(|| conn::text(&p[0]))?
+            })
+            .collect();
+        if silent.is_empty() {
+            return Ok(());
+        }
+        redis::cmd("HDEL")
+            .arg(&s.keys.workers)
+            .arg(&silent)
+            .query::<()>(c)
+    });
+}
+
+/// One beat: the time, the lease refresh of held entries, and their cancel marks.
+fn beat(s: &Shared, link: &mut Link) {
+    let held: Vec<(String, String)> = lock(&s.state)
+        .held
+        .iter()
+        .map(|(e, h)| (e.clone(), h.task_id.clone()))
+        .collect();
+    let deadline = Some(Instant::now() + s.heartbeat);
+    let got = link.call(deadline, |c| {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(&s.keys.workers)
+            .arg(&s.id)
+            .arg(conn::now_ms())
+            .ignore();
+        if !held.is_empty() {
+            let cmd = pipe
+                .cmd("XCLAIM")
+                .arg(&s.keys.tasks)
+                .arg(GROUP)
+                .arg(&s.id)
+                .arg(0);
+            for (entry, _) in &held {
+                cmd.arg(entry);
+            }
+            cmd.arg("JUSTID").ignore();
+            let cmd = pipe.cmd("ZMSCORE").arg(&s.keys.cancel);
+            for (_, id) in &held {
+                cmd.arg(id);
+            }
+        }
+        pipe.query::<Vec<Value>>(c)
+    });
+    let Ok(Ok(v)) = got else { return };
+    let Some(marks) = v.first() else { return };
+    let st = lock(&s.state);
+    for ((entry, _), mark) in held.iter().zip(conn::items(marks)) {
+        if matches!(mark, Value::Nil) {
+            continue;
+        }
+        if let Some(cancel) = st.held.get(entry).and_then(|h| h.cancel.as_ref()) {
+            cancel();
+        }
+    }
+}
+
+/// `XAUTOCLAIM` of up to `free` entries idle longer than the lease (their holder stopped
+/// refreshing them), from `cursor` on (updated; back to `0-0` after a full pass), with each
+/// one's delivery count (the attempt number).
+pub(super) fn reclaim(
+    c: &mut dyn redis::ConnectionLike,
+    s: &Shared,
+    free: usize,
+    cursor: &mut String,
+) -> Result<Vec<(Entry, u64)>, redis::RedisError> {
+    let v: Value = redis::cmd("XAUTOCLAIM")
+        .arg(&s.keys.tasks)
+        .arg(GROUP)
+        .arg(&s.id)
+        .arg(s.lease.as_millis() as u64)
+        .arg(cursor.as_str())
+        .arg("COUNT")
+        .arg(free)
+        .query(c)?;
+    let parts = conn::items(&v);
+    *cursor = parts
+        .first()
+        .and_then(conn::text)
+        .unwrap_or_else(|| "0-0".to_owned());
+    let mut claimed: Vec<Entry> = parts
+        .get(1)
+        .map(|list| conn::items(list).iter().filter_map(conn::entry).collect())
+        .unwrap_or_default();
+    // Entries deleted while pending: nothing to run; they are acknowledged (as malformed).
+    if let Some(gone) = parts.get(2) {
+        claimed.extend(
+            conn::items(gone)
+                .iter()
+                .filter_map(conn::text)
+                .map(|id| Entry {
+                    id,
+                    fields: Vec::new(),
+                }),
+        );
+    }
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for e in &claimed {
+        pipe.cmd("XPENDING")
+            .arg(&s.keys.tasks)
+            .arg(GROUP)
+            .arg(&e.id)
+            .arg(&e.id)
+            .arg(1);
+    }
+    let counts: Vec<Value> = pipe.query(c)?;
+    Ok(claimed
+        .into_iter()
+        .zip(counts)
+        .map(|(e, v)| {
+            // [[id, consumer, idle ms, delivery count]]
+            let n = conn::items(&v)
+                .first()
+                .and_then(|row| conn::items(row).get(3))
+                .and_then(conn::int)
+                .unwrap_or(1);
+            tracing::info!(worker = %s.id, entry = %e.id, attempt = n, "reclaimed a task");
+            (e, u64::try_from(n).unwrap_or(1))
+        })
+        .collect())
+}
+
+/// Leaves the queue: removes the heartbeat and the consumer (it holds nothing any more).
+pub(super) fn leave(s: &Shared) {
+    let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(5));
+    let deadline = Some(Instant::now() + Duration::from_secs(2));
+    let _ = link.call(deadline, |c| {
+        redis::pipe()
+            .cmd("HDEL")
+            .arg(&s.keys.workers)
+            .arg(&s.id)
+            .ignore()
+            .cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg(&s.keys.tasks)
+            .arg(GROUP)
+            .arg(&s.id)
+            .ignore()
+            .query::<()>(c)
+    });
+}

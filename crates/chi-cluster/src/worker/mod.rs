@@ -1,0 +1,341 @@
+//! The worker: takes tasks from a queue's stream with a consumer group, runs them in a local
+//! chi pool, answers on each client's result stream, heartbeats, and reclaims the tasks of
+//! workers that died.
+
+mod exec;
+mod fetch;
+mod lease;
+mod reply;
+
+use crate::codec::DEFAULT_MAX_PAYLOAD;
+use crate::conn::{self, Link, Target, lock};
+use crate::def::TaskDef;
+use crate::error::ClusterError;
+use crate::keys::QueueKeys;
+use exec::{CancelFn, LocalPool, Registered};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Settings of a [`Worker`]; [`Worker::builder`] makes one.
+pub struct WorkerBuilder {
+    url: Option<String>,
+    queue: String,
+    tasks: HashMap<&'static str, Registered>,
+    processes: usize,
+    prefetch: usize,
+    threads: bool,
+    heartbeat: Duration,
+    lease: Duration,
+    max_payload: usize,
+}
+
+impl fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("url", &self.url)
+            .field("queue", &self.queue)
+            .field("tasks", &self.tasks.keys().collect::<Vec<_>>())
+            .field("processes", &self.processes)
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+impl WorkerBuilder {
+    /// The Redis to serve (same URL forms as [`Cluster::connect`](crate::Cluster::connect)).
+    pub fn connect(mut self, url: &str) -> Self {
+        self.url = Some(url.to_owned());
+        self
+    }
+
+    /// The queue to serve (default `default`).
+    pub fn queue(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.queue);
+        self
+    }
+
+    /// A task this worker runs.
+    pub fn task<A, R>(mut self, def: &'static TaskDef<A, R>) -> Self
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.tasks
+            .insert(def.name(), exec::register(def, self.max_payload));
+        self
+    }
+
+    /// Runs tasks in a local [`chi::ProcessPool`] of `n` processes (the default, with `n` =
+    /// the number of CPUs): a crash, a timeout or a cancel ends one process, not the worker.
+    /// The program must call `chi::process_pool::init()` first thing in `main`.
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = n;
+        self.threads = false;
+        self
+    }
+
+    /// Runs tasks on a local [`chi::ThreadPool`] of `n` threads instead: less overhead, but
+    /// a crashing task takes the whole worker down (its tasks are then reclaimed by others)
+    /// and task timeouts and cancels of running tasks are not enforced.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.processes = n;
+        self.threads = true;
+        self
+    }
+
+    /// Takes up to `n` tasks beyond its free processes (default 0), queued in the local pool:
+    /// fewer round trips for many tiny tasks, at the price of the no-head-of-line guarantee (a
+    /// prefetched task waits behind a long one here while another worker may be idle).
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n;
+        self
+    }
+
+    /// How often the worker reports it is alive (default 500 ms).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// How long a silent worker keeps its tasks before live workers reclaim them (default 5 s).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The largest encoded result sent back (default 64 MiB); a larger one is an error.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Connects, registers with the queue and starts the local pool.
+    pub fn build(self) -> Result<Worker, ClusterError> {
+        let url = self
+            .url
+            .ok_or_else(|| ClusterError::Config("no Redis URL (call connect)".into()))?;
+        if self.processes == 0 {
+            return Err(ClusterError::Config(
+                "a worker needs at least one slot".into(),
+            ));
+        }
+        if self.heartbeat.is_zero() || self.lease <= self.heartbeat * 2 {
+            return Err(ClusterError::Config(
+                "the lease must be more than twice the heartbeat interval".into(),
+            ));
+        }
+        let pool = if self.threads {
+            LocalPool::Thread(
+                chi::ThreadPool::builder()
+                    .max_workers(self.processes)
+                    .thread_name("chi-cluster-task")
+                    .build()
+                    .map_err(|e| ClusterError::Pool(e.to_string()))?,
+            )
+        } else {
+            LocalPool::Process(
+                chi::ProcessPool::new(self.processes)
+                    .map_err(|e| ClusterError::Pool(e.to_string()))?,
+            )
+        };
+        let keys = QueueKeys::new(&self.queue);
+        let target = Target::parse(&url);
+        let mut link = Link::new(target.clone(), &keys.tasks, Duration::from_secs(10));
+        let deadline = Some(Instant::now() + Duration::from_secs(30));
+        let n: i64 = link.call(deadline, |c| {
+            conn::ensure_group(c, &keys.tasks)?;
+            redis::cmd("INCR").arg(&keys.seq).query(c)
+        })??;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let id = format!("w{n}-{}-{}", host.trim(), std::process::id());
+        Ok(Worker {
+            shared: Arc::new(Shared {
+                id,
+                keys,
+                target,
+                tasks: self.tasks,
+                pool,
+                slots: self.processes + self.prefetch,
+                heartbeat: self.heartbeat,
+                lease: self.lease,
+                state: Mutex::new(State {
+                    free: self.processes + self.prefetch,
+                    held: HashMap::new(),
+                }),
+                changed: Condvar::new(),
+                stop: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// [`build`](Self::build) and [`Worker::run`].
+    pub fn run(self) -> Result<(), ClusterError> {
+        self.build()?.run()
+    }
+}
+
+/// A worker of one queue. [`run`](Worker::run) serves until [`StopHandle::stop`].
+///
+/// ```no_run
+/// use chi_cluster::{TaskDef, Worker};
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+/// static SQUARE: TaskDef<u64, u64> = TaskDef::new("square", square);
+///
+/// fn main() {
+///     chi::process_pool::init(); // the local process pool's workers stop here
+///     Worker::builder()
+///         .connect("redis://127.0.0.1:6379")
+///         .queue("default")
+///         .task(&SQUARE)
+///         .processes(4)
+///         .run()
+///         .unwrap();
+/// }
+/// ```
+pub struct Worker {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.shared.id)
+            .field("queue", &self.shared.keys.queue())
+            .field("pool", &self.shared.pool)
+            .finish()
+    }
+}
+
+/// Stops a running [`Worker`] gracefully: it takes no new task, finishes the ones it holds,
+/// answers them, and [`Worker::run`] returns. Clonable; a signal handler may hold one.
+#[derive(Clone)]
+pub struct StopHandle(Arc<Shared>);
+
+impl fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StopHandle({})", self.0.id)
+    }
+}
+
+impl StopHandle {
+    /// Asks the worker to stop (returns at once).
+    pub fn stop(&self) {
+        self.0.request_stop();
+    }
+}
+
+/// What the worker's threads share.
+pub(crate) struct Shared {
+    pub(crate) id: String,
+    pub(crate) keys: QueueKeys,
+    pub(crate) target: Target,
+    pub(crate) tasks: HashMap<&'static str, Registered>,
+    pub(crate) pool: LocalPool,
+    pub(crate) slots: usize,
+    pub(crate) heartbeat: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) state: Mutex<State>,
+    pub(crate) changed: Condvar,
+    pub(crate) stop: AtomicBool,
+}
+
+/// Slots and held tasks.
+pub(crate) struct State {
+    pub(crate) free: usize,
+    /// Entry id → the task it holds.
+    pub(crate) held: HashMap<String, Held>,
+}
+
+/// A task this worker holds (started, or about to be).
+pub(crate) struct Held {
+    pub(crate) task_id: String,
+    pub(crate) cancel: Option<CancelFn>,
+}
+
+impl Shared {
+    pub(crate) fn stopping(&self) -> bool {
+        // ORDERING: SeqCst pairs with `request_stop`; the flag is also re-checked under the
+        // state lock where it matters.
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn request_stop(&self) {
+        // ORDERING: see `stopping`.
+        self.stop.store(true, Ordering::SeqCst);
+        let _guard = lock(&self.state);
+        self.changed.notify_all();
+    }
+}
+
+impl Worker {
+    /// All the settings.
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder {
+            url: None,
+            queue: "default".to_owned(),
+            tasks: HashMap::new(),
+            processes: thread::available_parallelism().map_or(1, usize::from),
+            prefetch: 0,
+            threads: false,
+            heartbeat: Duration::from_millis(500),
+            lease: Duration::from_secs(5),
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+
+    /// This worker's consumer name in the group (also its key in the heartbeat hash).
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// A handle that stops [`run`](Self::run) gracefully.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.shared.clone())
+    }
+
+    /// Serves the queue until stopped, then finishes and answers what it holds, leaves the
+    /// group and shuts the local pool down.
+    pub fn run(self) -> Result<(), ClusterError> {
+        let shared = self.shared;
+        let (tx, rx) = mpsc::channel();
+        let replies = {
+            let s = shared.clone();
+            thread::Builder::new()
+                .name("chi-cluster-reply".into())
+                .spawn(move || reply::run(&s, &rx))
+                .map_err(|e| ClusterError::Pool(e.to_string()))?
+        };
+        let beats = {
+            let s = shared.clone();
+            thread::Builder::new()
+                .name("chi-cluster-beat".into())
+                .spawn(move || lease::heartbeat(&s))
+                .map_err(|e| ClusterError::Pool(e.to_string()))?
+        };
+        let result = fetch::run(&shared, &tx);
+        // Graceful end: everything held is answered before the threads stop.
+        {
+            let mut st = lock(&shared.state);
+            while !st.held.is_empty() {
+                st = shared.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        shared.request_stop();
+        drop(tx);
+        let _ = replies.join();
+        let _ = beats.join();
+        lease::leave(&shared);
+        shared.pool.shutdown();
+        result
+    }
+}

@@ -1,0 +1,114 @@
+//! chi-cluster when the broker fails or is a Redis Cluster: a restart with AOF loses nothing
+//! acknowledged; without persistence every handle ends with a clear error; submits during an
+//! outage fail with `Unavailable`; three-node Redis Cluster with hash-tagged queues.
+
+mod common;
+
+use chi::TaskError;
+use chi_cluster::Cluster;
+use common::tasks::*;
+use common::{Opts, RedisCluster, RedisServer, WorkerSpec};
+use std::time::Duration;
+
+chi::process_pool_test_entry!();
+
+#[test]
+fn __cluster_worker_entry() {
+    common::worker_main();
+}
+
+#[test]
+fn with_aof_a_broker_restart_loses_nothing() {
+    let opts = Opts {
+        aof: true,
+        ..Opts::default()
+    };
+    let Some(mut redis) = RedisServer::start_with(opts) else {
+        return;
+    };
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let tasks: Vec<_> = (0..100u64)
+        .map(|i| client.submit(&SQUARE, i).unwrap())
+        .collect();
+    // Half are answered before the crash, half after.
+    let mut w = WorkerSpec::new(&redis.url()).threads().spawn();
+    for (i, t) in tasks.iter().enumerate().take(50) {
+        t.wait();
+        assert_eq!(t.error(), None, "task {i}");
+    }
+    w.kill();
+    redis.restart(); // SIGKILL: only what the AOF holds survives
+    let _w = WorkerSpec::new(&redis.url()).threads().spawn();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.result(), Ok((i * i) as u64), "task {i}");
+    }
+    assert_eq!(client.metrics().lost, 0);
+    assert_eq!(client.submit(&SQUARE, 11).unwrap().result(), Ok(121));
+}
+
+#[test]
+fn without_persistence_lost_tasks_fail_clearly_and_submits_say_unavailable() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let client = Cluster::builder(&redis.url())
+        .broker_timeout(Duration::from_millis(300))
+        .connect()
+        .unwrap();
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| client.submit(&SQUARE, i).unwrap())
+        .collect();
+    redis.kill();
+    let e = client.submit(&SQUARE, 99).unwrap_err();
+    assert!(e.is_unavailable(), "{e:?}");
+    assert_eq!(e.into_inner(), 99);
+    redis.restart();
+    for t in tasks {
+        match t.result() {
+            Err(TaskError::PoolFailed(msg)) => {
+                assert!(msg.to_string().contains("Redis lost task"), "{msg}")
+            }
+            other => panic!("expected a lost-task error, got {other:?}"),
+        }
+    }
+    assert_eq!(client.metrics().lost, 20);
+    // The queue works again on the fresh broker.
+    let _w = WorkerSpec::new(&redis.url()).spawn();
+    assert_eq!(client.submit(&SQUARE, 12).unwrap().result(), Ok(144));
+}
+
+#[test]
+fn a_three_node_redis_cluster_runs_hash_tagged_queues() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let url = cluster.url();
+    let queues = ["alpha", "beta", "gamma", "delta"];
+    let slots: std::collections::HashSet<i64> = queues
+        .iter()
+        .map(|q| cluster.nodes[0].int(&["CLUSTER", "KEYSLOT", &format!("chi:{{{q}}}:tasks")]))
+        .collect();
+    assert_eq!(
+        slots.len(),
+        queues.len(),
+        "the queues live on different slots"
+    );
+    let _workers: Vec<_> = queues
+        .iter()
+        .map(|q| WorkerSpec::new(&url).threads().slots(2).queue(q).spawn())
+        .collect();
+    for q in queues {
+        let client = Cluster::builder(&url).queue(q).connect().unwrap();
+        assert_eq!(client.submit(&SQUARE, 8).unwrap().result(), Ok(64));
+        let got: Vec<u64> = client
+            .map(&SQUARE, 0..500u64, 64)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, (0..500u64).map(|i| i * i).collect::<Vec<_>>());
+        let e = client.submit(&UNKNOWN, 1).unwrap().result().unwrap_err();
+        assert!(matches!(e, TaskError::PoolFailed(_)), "{e:?}");
+        let status = chi_cluster::status(&url, q).unwrap();
+        assert_eq!(status.workers.len(), 1, "{status:?}");
+        client.shutdown();
+    }
+}

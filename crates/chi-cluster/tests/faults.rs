@@ -1,0 +1,304 @@
+//! chi-cluster's recovery, against a real Redis with workers as separate processes: a worker
+//! killed mid-task, poison tasks, cancel, timeouts, graceful stop, no head-of-line blocking,
+//! results of a dead client expiring.
+
+mod common;
+
+use chi::{ExitReason, TaskError};
+use chi_cluster::Cluster;
+use common::tasks::*;
+use common::{RedisServer, TempDir, WorkerSpec, eventually, wait_workers};
+use std::time::Duration;
+
+chi::process_pool_test_entry!();
+
+#[test]
+fn __cluster_worker_entry() {
+    common::worker_main();
+}
+
+fn started_by(dir: &TempDir, name: &str) -> Vec<u32> {
+    std::fs::read_to_string(dir.path(&format!("{name}.started")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_task_of_a_killed_worker_finishes_on_another_at_attempt_two() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut w1 = WorkerSpec::new(&redis.url()).spawn();
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("kill");
+    let task = client.submit(&GATED, (dir.str(), "k".into())).unwrap();
+    eventually("the task started", || !started_by(&dir, "k").is_empty());
+    assert_eq!(started_by(&dir, "k"), vec![w1.pid()]);
+    let _w2 = WorkerSpec::new(&redis.url()).spawn();
+    let killed = w1.pid();
+    w1.kill();
+    std::fs::write(dir.path("k.open"), "").unwrap();
+    let pid = task.result().unwrap();
+    assert_ne!(pid, killed, "another worker answered");
+    assert_eq!(
+        started_by(&dir, "k").len(),
+        2,
+        "it ran twice: once per delivery"
+    );
+    assert_eq!(
+        client.metrics().retried,
+        1,
+        "the result came from attempt 2"
+    );
+}
+
+#[test]
+fn a_poison_task_ends_worker_died_and_is_dead_lettered() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let spec = WorkerSpec::new(&redis.url()).threads();
+    let mut workers = vec![spec.spawn(), spec.spawn()];
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let task = client.submit(&ABORT, 1).unwrap();
+    // Every worker the task reaches dies; keep two alive (bounded: 3 attempts kill 3).
+    let mut deaths = 0;
+    eventually("the poison task ends", || {
+        for w in &mut workers {
+            if w.try_exit().is_some() {
+                deaths += 1;
+                assert!(
+                    deaths <= 3,
+                    "the task was delivered more than max_attempts times"
+                );
+                *w = spec.spawn();
+            }
+        }
+        task.done()
+    });
+    assert_eq!(deaths, 3);
+    assert_eq!(
+        task.result(),
+        Err(TaskError::WorkerDied(ExitReason::Disconnected))
+    );
+    let st = chi_cluster::status(&redis.url(), "default").unwrap();
+    assert_eq!(st.dead_letters, 1);
+    assert_eq!(st.recent_dead[0].1, "abort");
+    // The workers keep serving.
+    assert_eq!(client.submit(&SQUARE, 9).unwrap().result(), Ok(81));
+}
+
+#[test]
+fn a_crash_in_a_process_pool_worker_fails_only_that_task() {
+    let Some((_redis, _w, client)) = common::with_worker() else {
+        return;
+    };
+    let e = client.submit(&ABORT, 1).unwrap().result().unwrap_err();
+    assert!(
+        matches!(e, TaskError::WorkerDied(ExitReason::Signal(6))),
+        "{e:?}"
+    );
+    assert_eq!(client.submit(&SQUARE, 4).unwrap().result(), Ok(16));
+}
+
+#[test]
+fn a_cancelled_pending_task_never_starts() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("cancel-pending");
+    let task = client.submit(&GATED, (dir.str(), "p".into())).unwrap();
+    assert!(task.cancel());
+    assert_eq!(task.result(), Err(TaskError::Cancelled));
+    // One slot, FIFO: the next task is answered after the cancelled one was seen.
+    let _w = WorkerSpec::new(&redis.url()).spawn();
+    assert_eq!(client.submit(&SQUARE, 3).unwrap().result(), Ok(9));
+    assert!(started_by(&dir, "p").is_empty(), "the cancelled task ran");
+}
+
+#[test]
+fn a_cancelled_running_task_is_stopped_by_its_worker() {
+    let Some((_redis, _w, client)) = common::with_worker() else {
+        return;
+    };
+    let dir = TempDir::new("cancel-running");
+    let task = client.submit(&GATED, (dir.str(), "r".into())).unwrap();
+    eventually("the task started", || !started_by(&dir, "r").is_empty());
+    assert!(task.cancel());
+    assert_eq!(task.result(), Err(TaskError::Cancelled));
+    // The gate never opens: the one slot is free again only because the task was killed.
+    assert_eq!(client.submit(&SQUARE, 5).unwrap().result(), Ok(25));
+    eventually(
+        "the worker's Cancelled answer arrived and was dropped",
+        || client.metrics().duplicates == 1,
+    );
+}
+
+#[test]
+fn a_task_past_its_deadline_times_out() {
+    let Some((redis, _w, client)) = common::with_worker() else {
+        return;
+    };
+    // From the definition (100 ms) ...
+    let e = client
+        .submit(&SLEEP_CAPPED, 60_000)
+        .unwrap()
+        .result()
+        .unwrap_err();
+    assert!(matches!(e, TaskError::TimedOut(_)), "{e:?}");
+    // ... or from the client.
+    let capped = Cluster::builder(&redis.url())
+        .task_timeout(Duration::from_millis(50))
+        .connect()
+        .unwrap();
+    let e = capped.submit(&SLEEP, 60_000).unwrap().result().unwrap_err();
+    assert_eq!(e, TaskError::TimedOut(Duration::from_millis(50)));
+    assert_eq!(client.submit(&SQUARE, 6).unwrap().result(), Ok(36));
+}
+
+#[test]
+fn a_stopped_worker_finishes_what_it_holds() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut w = WorkerSpec::new(&redis.url()).spawn();
+    wait_workers(&redis, "default", 1);
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("stop");
+    let task = client.submit(&GATED, (dir.str(), "s".into())).unwrap();
+    eventually("the task started", || !started_by(&dir, "s").is_empty());
+    w.terminate();
+    // Still running: it waits for the gate, and the worker waits for it.
+    assert!(!task.done());
+    assert_eq!(w.try_exit(), None);
+    std::fs::write(dir.path("s.open"), "").unwrap();
+    assert_eq!(task.result(), Ok(started_by(&dir, "s")[0]));
+    let mut code = None;
+    eventually("the worker exits", || {
+        code = w.try_exit();
+        code.is_some()
+    });
+    assert_eq!(code, Some(Some(0)));
+    assert_eq!(
+        redis.int(&["HLEN", "chi:{default}:workers"]),
+        0,
+        "it left the queue"
+    );
+}
+
+#[test]
+fn a_long_task_does_not_hold_back_short_ones() {
+    let Some((_redis, _workers, client)) = common::with_workers(2) else {
+        return;
+    };
+    let dir = TempDir::new("hol");
+    let long = client.submit(&GATED, (dir.str(), "l".into())).unwrap();
+    eventually("the long task started", || {
+        !started_by(&dir, "l").is_empty()
+    });
+    // Many short tasks after it: all answered while the long one still runs, so none was
+    // prefetched by the busy worker.
+    let short: Vec<_> = (0..50u64)
+        .map(|i| client.submit(&SQUARE, i).unwrap())
+        .collect();
+    for (i, t) in short.into_iter().enumerate() {
+        assert_eq!(t.result(), Ok((i * i) as u64));
+    }
+    assert!(!long.done());
+    std::fs::write(dir.path("l.open"), "").unwrap();
+    assert!(long.result().is_ok());
+}
+
+#[test]
+fn a_prefetching_worker_takes_tasks_beyond_its_free_slots() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let _w = WorkerSpec::new(&redis.url()).prefetch(3).spawn();
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("prefetch");
+    let long = client.submit(&GATED, (dir.str(), "p".into())).unwrap();
+    eventually("the long task started", || {
+        !started_by(&dir, "p").is_empty()
+    });
+    let short: Vec<_> = (0..5u64)
+        .map(|i| client.submit(&SQUARE, i).unwrap())
+        .collect();
+    // One slot busy, three more taken anyway (queued behind the long task), one left waiting.
+    let status = || chi_cluster::status(&redis.url(), "default").unwrap();
+    eventually("the worker holds 1 + 3 tasks", || status().running == 4);
+    assert_eq!(status().depth, 6);
+    assert!(short.iter().all(|t| !t.done()));
+    std::fs::write(dir.path("p.open"), "").unwrap();
+    assert!(long.result().is_ok());
+    for (i, t) in short.into_iter().enumerate() {
+        assert_eq!(t.result(), Ok((i * i) as u64));
+    }
+}
+
+#[test]
+fn results_of_a_client_that_went_away_expire() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let _w = WorkerSpec::new(&redis.url()).spawn();
+    let dir = TempDir::new("ttl");
+    let client = Cluster::builder(&redis.url())
+        .result_ttl(Duration::from_secs(1))
+        .connect()
+        .unwrap();
+    let key = format!("chi:{{default}}:res:{}", client.id());
+    let task = client.submit(&GATED, (dir.str(), "t".into())).unwrap();
+    eventually("the task started", || !started_by(&dir, "t").is_empty());
+    drop(client); // the client is gone: nobody reads or refreshes its stream
+    assert!(task.result().is_err());
+    std::fs::write(dir.path("t.open"), "").unwrap();
+    let expired_before = redis.info_int("stats", "expired_keys");
+    eventually("the worker answered the gone client", || {
+        redis.int(&["XLEN", "chi:{default}:tasks"]) == 0
+    });
+    eventually("the result stream expired", || {
+        redis.int(&["EXISTS", &key]) == 0
+            && redis.info_int("stats", "expired_keys") > expired_before
+    });
+}
+
+#[test]
+fn redis_memory_returns_to_baseline_after_a_client_dies() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let _w = WorkerSpec::new(&redis.url()).threads().slots(16).spawn();
+    wait_workers(&redis, "default", 1);
+    let client = Cluster::builder(&redis.url())
+        .result_ttl(Duration::from_secs(1))
+        .connect()
+        .unwrap();
+    assert_eq!(client.submit(&SQUARE, 2).unwrap().result(), Ok(4));
+    let baseline = redis.info_int("memory", "used_memory");
+    let n = 20_000u64;
+    let sum: u64 = client.map(&SQUARE, 0..n, 1000).map(Result::unwrap).sum();
+    assert_eq!(sum, (0..n).map(|i| i * i).sum::<u64>());
+    // The client dies with results still on its stream: a few tasks answered after it left.
+    let late: Vec<_> = (0..100u64)
+        .map(|i| client.submit(&SQUARE, i).unwrap())
+        .collect();
+    let key = format!("chi:{{default}}:res:{}", client.id());
+    drop(client);
+    drop(late);
+    eventually("every task answered", || {
+        redis.int(&["XLEN", "chi:{default}:tasks"]) == 0
+    });
+    eventually("the dead client's results expired", || {
+        redis.int(&["EXISTS", &key]) == 0
+    });
+    let after = redis.info_int("memory", "used_memory");
+    // Nothing per task is left: 20,100 tasks leaking even 30 bytes each would exceed this.
+    assert!(
+        after < baseline + 600 * 1024,
+        "used_memory {after} after, {baseline} before"
+    );
+}
