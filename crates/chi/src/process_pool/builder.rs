@@ -1,9 +1,9 @@
 //! [`ProcessPoolBuilder`]: every setting of a process pool, validated by `build`.
 
 use super::ProcessPool;
+use super::dispatch::Config;
+use super::func;
 use super::protocol::{self, InitCall};
-use super::registry;
-use super::shared::Config;
 use crate::error::{BuildError, BuildErrorKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -119,7 +119,7 @@ impl ProcessPoolBuilder {
     where
         A: Serialize + DeserializeOwned + 'static,
     {
-        let call = registry::init_ref(f).and_then(|func| {
+        let call = func::init_ref(f).and_then(|func| {
             let mut bytes = Vec::new();
             protocol::encode_into(&arg, &mut bytes)
                 .map_err(|e| format!("the initializer's argument did not encode: {e}"))?;

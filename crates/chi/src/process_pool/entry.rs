@@ -1,7 +1,7 @@
 //! The worker entry: how a re-started copy of the program becomes a worker.
 //!
 //! The pool starts `std::env::current_exe()` with the marker variable [`MARKER`] set to
-//! `v1:<parent pid>:<socket fd>:<ring fd>:<stdout fd>:<slots>`, with standard input from
+//! `v1:<parent pid>:<socket fd>:<ring fd>:<stdout fd>:<slots>` (a [`Marker`]), with standard input from
 //! `/dev/null`, standard output sent to `/dev/null` until the worker restores the real one
 //! (so a test harness's "running 1 test" banner is not printed once per worker), and these
 //! arguments, which a test binary's harness reads as "run only the hidden entry test":
@@ -19,9 +19,9 @@
 //! `init` checks that its parent process is the one named in the marker, so a task that
 //! starts the same program again (which inherits the variable) does not become a worker.
 
-use super::sys;
+use super::protocol::Marker;
+use super::sys::process::parent_pid;
 use super::worker;
-use std::os::fd::RawFd;
 
 /// The environment variable that marks a process as a pool worker.
 pub(crate) const MARKER: &str = "CHI_PROCESS_POOL_WORKER";
@@ -32,44 +32,10 @@ pub(crate) const TEST_ENTRY: &str = "__chi_process_pool_worker_entry";
 /// The arguments a worker is started with (see the module docs).
 pub(crate) const WORKER_ARGS: [&str; 4] = [TEST_ENTRY, "--test-threads=1", "--nocapture", "-q"];
 
-/// What the marker variable told a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Marker {
-    pub(crate) parent: u32,
-    pub(crate) sock: RawFd,
-    pub(crate) ring: RawFd,
-    pub(crate) stdout: RawFd,
-    pub(crate) slots: usize,
-}
-
-impl Marker {
-    pub(crate) fn encode(&self) -> String {
-        format!(
-            "v1:{}:{}:{}:{}:{}",
-            self.parent, self.sock, self.ring, self.stdout, self.slots
-        )
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Marker> {
-        let mut it = s.split(':');
-        if it.next()? != "v1" {
-            return None;
-        }
-        let m = Marker {
-            parent: it.next()?.parse().ok()?,
-            sock: it.next()?.parse().ok()?,
-            ring: it.next()?.parse().ok()?,
-            stdout: it.next()?.parse().ok()?,
-            slots: it.next()?.parse().ok()?,
-        };
-        it.next().is_none().then_some(m)
-    }
-}
-
 /// The marker, if this process is a worker whose parent is still the pool that started it.
 fn marker() -> Option<Marker> {
     let m = Marker::parse(&std::env::var(MARKER).ok()?)?;
-    (m.parent == sys::parent_pid()).then_some(m)
+    (m.parent == parent_pid()).then_some(m)
 }
 
 /// Set once this process runs the worker loop: tasks that build pools of their own are fine.
@@ -78,11 +44,6 @@ static WORKER_LOOP: std::sync::OnceLock<()> = std::sync::OnceLock::new();
 /// Exit code of a process that was started as a worker but whose `main` did not call `init()`
 /// and went on to build a pool.
 const EXIT_NO_INIT: i32 = 85;
-
-/// Called by the worker loop when it starts.
-pub(crate) fn entered_worker_loop() {
-    let _ = WORKER_LOOP.set(());
-}
 
 /// Called before a pool is built: a process started as a worker whose `main` skipped `init()`
 /// must not start workers of its own (each would do the same: a process explosion). It exits
@@ -123,6 +84,7 @@ pub fn is_worker() -> bool {
 /// ```
 pub fn init() {
     if let Some(m) = marker() {
+        let _ = WORKER_LOOP.set(());
         worker::run(m)
     }
 }

@@ -14,7 +14,9 @@
 //! (and did not move to a group of their own) end with the worker. The group is killed only
 //! while the worker is alive or a zombie, so its id cannot have been reused.
 
-use super::sys::{self, EventFd, Ring};
+use super::ring::Ring;
+use super::sys::fd::{self, EventFd};
+use super::sys::process;
 use crate::loom::sync::{Mutex, MutexGuard};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -59,15 +61,15 @@ impl Proc {
     /// SIGKILL to the worker's group and the worker, unless it was reaped.
     fn kill(&mut self, pid: u32) {
         if !self.reaped {
-            sys::kill_group(pid);
+            process::kill_group(pid);
             let _ = self.child.kill();
         }
     }
 
     /// The exit status if the worker has exited, reaping it; its group is killed first.
     fn try_wait(&mut self, pid: u32) -> Option<ExitStatus> {
-        if !self.reaped && sys::exited_unreaped(pid) {
-            sys::kill_group(pid);
+        if !self.reaped && process::exited_unreaped(pid) {
+            process::kill_group(pid);
         }
         let st = self.child.try_wait().ok().flatten();
         self.reaped |= st.is_some();
@@ -136,7 +138,7 @@ impl Link {
             return;
         }
         while o.sent < o.buf.len() {
-            match sys::send_nonblocking(self.sock(), &o.buf[o.sent..]) {
+            match fd::send_nonblocking(self.sock(), &o.buf[o.sent..]) {
                 Ok(n) => o.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !o.waiting {
@@ -226,7 +228,7 @@ impl Link {
             let left = deadline.map_or(Duration::MAX, |d| d - now);
             match self.pidfd() {
                 Some(fd) => {
-                    let _ = sys::wait_readable(fd, Some(left));
+                    let _ = fd::wait_readable(fd, Some(left));
                 }
                 // Old kernels only: no pidfd to wait on.
                 None => std::thread::sleep(left.min(Duration::from_millis(1))),

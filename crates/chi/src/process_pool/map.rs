@@ -2,8 +2,8 @@
 
 use super::ProcessPool;
 use super::cell::{self, ChunkOut, Job, JobCell, ProcCell};
+use super::func;
 use super::protocol::{self, ARG, ARG_FAILED, FnRef, Items};
-use super::registry;
 use crate::task::Task;
 use crate::window::{Expired, Window};
 use crate::{Cause, TaskError};
@@ -121,7 +121,7 @@ where
         Map {
             pool,
             input,
-            func: registry::fn_ref(f),
+            func: func::fn_ref(f),
             chunksize: 1,
             lookahead: 2 * pool.max_workers() + 1,
             window: Window::new(unordered),

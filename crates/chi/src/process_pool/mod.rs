@@ -81,12 +81,13 @@
 
 mod builder;
 mod cell;
+mod dispatch;
 mod entry;
+mod func;
 mod link;
 mod map;
 mod protocol;
-mod registry;
-mod shared;
+mod ring;
 mod supervisor;
 mod sys;
 mod worker;
@@ -102,12 +103,13 @@ use crate::error::{BuildError, BuildErrorKind, SubmitError, SubmitTimeoutError, 
 use crate::task::Task;
 use crate::{Cause, TaskError};
 use cell::{Job, ProcCell};
+use dispatch::{Admit, Refusal, Shared};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::{Admit, Refusal, Shared};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use sys::fd::EventFd;
 
 /// A pool of worker processes.
 ///
@@ -174,9 +176,9 @@ impl ProcessPool {
         ProcessPoolBuilder::new()
     }
 
-    fn start(cfg: shared::Config) -> Result<ProcessPool, BuildError> {
+    fn start(cfg: dispatch::Config) -> Result<ProcessPool, BuildError> {
         let wakers = (0..cfg.workers)
-            .map(|_| sys::EventFd::new().map(Arc::new))
+            .map(|_| EventFd::new().map(Arc::new))
             .collect::<Result<Vec<_>, _>>()
             .map_err(BuildErrorKind::Io)?;
         let shared = Arc::new(Shared::new(cfg, wakers));
@@ -283,7 +285,7 @@ impl ProcessPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         // (A shut-down pool is noticed by `enqueue`, under the lock it takes anyway.)
-        let func = match registry::fn_ref(f) {
+        let func = match func::fn_ref(f) {
             Ok(r) => r,
             Err(msg) => return Ok(Task::ready(Err(TaskError::pool_failed(msg)))),
         };

@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::Range;
+use std::os::fd::RawFd;
 
 /// Bytes in the length prefix of a frame.
 pub(crate) const LEN_BYTES: usize = 4;
@@ -160,7 +161,7 @@ pub(crate) struct Hello {
 }
 
 /// A function as it crosses the wire: offsets from the image base, and a hash of its
-/// signature. Built only by `registry::fn_ref`.
+/// signature. Built only by `func::fn_ref`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FnRef {
     /// Offset of the monomorphised trampoline that decodes, calls and encodes.
@@ -196,7 +197,7 @@ pub(crate) struct Welcome {
 pub(crate) struct RunHeader {
     /// Per-worker sequence number of this message.
     pub(crate) seq: u64,
-    /// The claim slot in the shared ring (see `sys::Ring`).
+    /// The claim slot in the shared ring (see `ring::Ring`).
     pub(crate) slot: u32,
     /// The function to run on every item.
     pub(crate) func: FnRef,
@@ -619,4 +620,39 @@ pub(crate) fn decode_stream(data: &[u8], max: usize) -> usize {
         }
     }
     ok
+}
+
+/// What the marker variable (`CHI_PROCESS_POOL_WORKER`) tells a worker: its parent and the
+/// descriptors it inherited. Encoded as `v1:<parent>:<sock>:<ring>:<stdout>:<slots>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Marker {
+    pub(crate) parent: u32,
+    pub(crate) sock: RawFd,
+    pub(crate) ring: RawFd,
+    pub(crate) stdout: RawFd,
+    pub(crate) slots: usize,
+}
+
+impl Marker {
+    pub(crate) fn encode(&self) -> String {
+        format!(
+            "v1:{}:{}:{}:{}:{}",
+            self.parent, self.sock, self.ring, self.stdout, self.slots
+        )
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Marker> {
+        let mut it = s.split(':');
+        if it.next()? != "v1" {
+            return None;
+        }
+        let m = Marker {
+            parent: it.next()?.parse().ok()?,
+            sock: it.next()?.parse().ok()?,
+            ring: it.next()?.parse().ok()?,
+            stdout: it.next()?.parse().ok()?,
+            slots: it.next()?.parse().ok()?,
+        };
+        it.next().is_none().then_some(m)
+    }
 }

@@ -13,11 +13,14 @@
 //! The thread that spawns a worker is the one that reaps it, and it outlives the worker: the
 //! worker's parent-death signal (`PR_SET_PDEATHSIG`) is tied to the spawning *thread*.
 
+use super::dispatch::{RING_SLOTS, Shared, exit_reason};
 use super::link::Link;
+use super::protocol::Marker;
 use super::protocol::{self, FrameBuf, FromWorker, HANDSHAKE_MAX, Hello, WELCOME, Welcome};
-use super::shared::{RING_SLOTS, Shared, exit_reason};
-use super::sys::{self, PollFd, Ring};
-use super::{entry, registry};
+use super::ring::Ring;
+use super::sys::fd::{self, Ready};
+use super::sys::process;
+use super::{entry, func};
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -96,7 +99,7 @@ fn spawn(shared: &Shared, i: usize) -> Result<Arc<Link>, String> {
     // A close-on-exec copy of our stdout that the worker makes its own stdout after the test
     // harness (if any) has printed its banner to /dev/null.
     let out = std::io::stdout().as_fd().try_clone_to_owned().ok();
-    let marker = entry::Marker {
+    let marker = Marker {
         parent: std::process::id(),
         sock: theirs.as_raw_fd(),
         ring: ring.raw_fd(),
@@ -119,7 +122,7 @@ fn spawn(shared: &Shared, i: usize) -> Result<Arc<Link>, String> {
             None => cmd.env_remove(k),
         };
     }
-    sys::prepare_worker(
+    process::prepare_worker(
         &mut cmd,
         [marker.sock, marker.ring, marker.stdout],
         marker.parent,
@@ -134,7 +137,7 @@ fn spawn(shared: &Shared, i: usize) -> Result<Arc<Link>, String> {
     drop(theirs);
     drop(out);
     ring.close_fd();
-    let pidfd = sys::pidfd_open(child.id()).ok();
+    let pidfd = process::pidfd_open(child.id()).ok();
     Ok(Arc::new(Link::new(
         child,
         ours.into(),
@@ -151,7 +154,7 @@ fn read_available(link: &Link, inbuf: &mut FrameBuf) -> bool {
     while total < READ_BATCH {
         let buf = inbuf.read_space(64 << 10);
         let offered = (buf.capacity() - buf.len()).min(MAX_READ);
-        match sys::recv_into(link.sock(), buf, MAX_READ, false) {
+        match fd::recv_into(link.sock(), buf, MAX_READ, false) {
             Ok(0) => return true,
             // Less than offered: drained for now (saves a recv per wake-up).
             Ok(n) if n < offered => return false,
@@ -205,13 +208,13 @@ fn handshake_msg(
         }
         let wake = &shared.wakers[i];
         let mut fds = vec![
-            PollFd::new(link.sock(), true, link.wants_write()),
-            PollFd::new(wake.as_fd(), true, false),
+            fd::watch(link.sock(), true, link.wants_write()),
+            fd::watch(wake.as_fd(), true, false),
         ];
         if let Some(p) = link.pidfd() {
-            fds.push(PollFd::new(p, true, false));
+            fds.push(fd::watch(p, true, false));
         }
-        sys::poll(&mut fds, deadline.map(|d| d - now))
+        fd::poll(&mut fds, deadline.map(|d| d - now))
             .map_err(|e| Early::Protocol(e.to_string()))?;
         if fds[1].readable() {
             wake.drain();
@@ -222,7 +225,7 @@ fn handshake_msg(
         if fds[0].writable() {
             link.flush();
         }
-        let exited = fds.get(2).is_some_and(PollFd::readable);
+        let exited = fds.get(2).is_some_and(Ready::readable);
         if fds[0].readable() || exited {
             // After an exit, whatever it wrote is in the socket already: one read takes it.
             ended = read_available(link, inbuf) || exited;
@@ -291,13 +294,13 @@ fn start(shared: &Shared, i: usize) -> Result<(Arc<Link>, FrameBuf), String> {
         ));
         return Err(fail(&link, "in its hand-shake", e));
     }
-    if let Err(why) = registry::verify(&hello.fingerprint) {
+    if let Err(why) = func::verify(&hello.fingerprint) {
         link.kill();
         link.reap(EXIT_GRACE);
         return Err(why);
     }
     let welcome = Welcome {
-        fingerprint: registry::fingerprint().clone(),
+        fingerprint: func::fingerprint().clone(),
         max_frame: cfg.max_message as u64,
         init: cfg.init.clone(),
     };
@@ -336,11 +339,11 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
     let mut timeout = shared.tick(i, link);
     loop {
         let mut fds = vec![
-            PollFd::new(link.sock(), true, link.wants_write()),
-            PollFd::new(wake.as_fd(), true, false),
+            fd::watch(link.sock(), true, link.wants_write()),
+            fd::watch(wake.as_fd(), true, false),
         ];
         if let Some(p) = link.pidfd() {
-            fds.push(PollFd::new(p, true, false));
+            fds.push(fd::watch(p, true, false));
         }
         // Without a pidfd an exit that leaves the socket open (a forked grandchild holds it)
         // is noticed by polling the status.
@@ -351,7 +354,7 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
                 t.min(Duration::from_millis(50))
             }))
         };
-        if let Err(e) = sys::poll(&mut fds, wait) {
+        if let Err(e) = fd::poll(&mut fds, wait) {
             return Some(format!("poll failed: {e}"));
         }
         if fds[1].readable() {
@@ -389,7 +392,7 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
                 // The process is gone but something else holds its socket open: take what
                 // arrived before it died, then stop.
                 while !read_available(link, &mut inbuf) {
-                    if !sys::wait_readable(link.sock(), Some(Duration::ZERO)).unwrap_or(false) {
+                    if !fd::wait_readable(link.sock(), Some(Duration::ZERO)).unwrap_or(false) {
                         break;
                     }
                 }

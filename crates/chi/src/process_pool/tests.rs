@@ -1,10 +1,9 @@
 //! Unit tests of the process pool's pure parts: the wire format (a case matrix and a
 //! proptest that splits the byte stream at random), the marker variable, the back-off, and
-//! the build fingerprint. Everything that needs a worker process is in `tests/process_pool.rs`.
+//! the build fingerprint. Everything that needs a worker process is in `tests/process_pool/`.
 
-use super::entry::Marker;
+use super::func;
 use super::protocol::*;
-use super::registry;
 use proptest::prelude::*;
 
 fn run_frame(seq: u64, args: &[&[u8]]) -> Vec<u8> {
@@ -184,7 +183,7 @@ fn decode_item_longer_than_frame() {
 
 #[test]
 fn hello_and_done_round_trip() {
-    let fp = registry::fingerprint().clone();
+    let fp = func::fingerprint().clone();
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
         fingerprint: fp,
@@ -264,13 +263,13 @@ fn marker_round_trip_and_rejects_garbage() {
 
 #[test]
 fn fingerprint_same_build_rules() {
-    let a = registry::fingerprint().clone();
+    let a = func::fingerprint().clone();
     assert!(a.same_build(&a));
-    assert!(registry::verify(&a).is_ok());
+    assert!(func::verify(&a).is_ok());
     let mut b = a.clone();
     b.layout ^= 1;
     assert!(!a.same_build(&b));
-    let err = registry::verify(&b).unwrap_err();
+    let err = func::verify(&b).unwrap_err();
     assert!(err.contains("different build"), "{err}");
     let mut c = a.clone();
     c.build_id = vec![1, 2, 3];
@@ -282,7 +281,7 @@ fn fingerprint_same_build_rules() {
 #[test]
 fn fingerprint_has_build_id_on_this_toolchain() {
     // Not required for correctness (the exe identity is the fallback), but expected here.
-    assert!(!registry::fingerprint().build_id.is_empty());
+    assert!(!func::fingerprint().build_id.is_empty());
 }
 
 #[test]
@@ -290,10 +289,10 @@ fn fn_ref_of_own_function_is_inside_the_image() {
     fn double(x: u32) -> u32 {
         2 * x
     }
-    let r = registry::fn_ref(double).unwrap();
+    let r = func::fn_ref(double).unwrap();
     assert_ne!(r.entry, r.func);
-    assert_eq!(r.sig, registry::signature::<u32, u32>());
-    assert_ne!(r.sig, registry::signature::<u64, u32>());
+    assert_eq!(r.sig, func::signature::<u32, u32>());
+    assert_ne!(r.sig, func::signature::<u64, u32>());
 }
 
 // ===== proptest =====

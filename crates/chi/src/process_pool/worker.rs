@@ -7,13 +7,14 @@
 //! computed are never lost to a later crash. While a write waits for room it keeps reading, so
 //! parent and worker can never both be stuck writing.
 
-use super::entry::Marker;
+use super::func::{self, Call, SameBuild};
 use super::protocol::{
     self, ARG_CODEC, DONE, DoneHeader, DoneStatus, FrameBuf, HANDSHAKE_MAX, HELLO, Hello,
-    INIT_FAILED, Items, PROTOCOL_VERSION, READY, RESULT_CODEC, RunHeader, ToWorker,
+    INIT_FAILED, Items, Marker, PROTOCOL_VERSION, READY, RESULT_CODEC, RunHeader, ToWorker,
 };
-use super::registry::{self, Call, SameBuild};
-use super::sys::{self, PollFd, REVOKED, Ring};
+use super::ring::{REVOKED, Ring};
+use super::sys::fd::{self, Ready};
+use super::sys::image::Image;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -29,7 +30,6 @@ struct Stop(i32, Option<String>);
 
 /// Runs the worker and exits the process.
 pub(crate) fn run(m: Marker) -> ! {
-    super::entry::entered_worker_loop();
     let code = match serve(m) {
         Ok(()) => 0,
         Err(Stop(code, msg)) => {
@@ -69,7 +69,7 @@ impl Conn {
                 Ok(None) => {}
                 Err(e) => return Err(Stop(EXIT_PROTOCOL, Some(e.to_string()))),
             }
-            match sys::recv_into(
+            match fd::recv_into(
                 self.sock.as_fd(),
                 self.inbuf.read_space(64 << 10),
                 1 << 20,
@@ -89,15 +89,15 @@ impl Conn {
 fn send_all(sock: &OwnedFd, data: &[u8], spill: &mut Vec<u8>) -> bool {
     let mut off = 0;
     while off < data.len() {
-        match sys::send_nonblocking(sock.as_fd(), &data[off..]) {
+        match fd::send_nonblocking(sock.as_fd(), &data[off..]) {
             Ok(n) => off += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let mut fds = [PollFd::new(sock.as_fd(), true, true)];
-                if sys::poll(&mut fds, None).is_err() {
+                let mut fds = [fd::watch(sock.as_fd(), true, true)];
+                if fd::poll(&mut fds, None).is_err() {
                     return false;
                 }
                 if fds[0].readable() {
-                    match sys::recv_into(sock.as_fd(), spill, 1 << 20, false) {
+                    match fd::recv_into(sock.as_fd(), spill, 1 << 20, false) {
                         Ok(0) => return false,
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -113,14 +113,14 @@ fn send_all(sock: &OwnedFd, data: &[u8], spill: &mut Vec<u8>) -> bool {
 
 fn serve(m: Marker) -> Result<(), Stop> {
     let sock =
-        sys::adopt_inherited_fd(m.sock).map_err(|e| startup("the socket from the pool", e))?;
+        fd::adopt_inherited_fd(m.sock).map_err(|e| startup("the socket from the pool", e))?;
     let ring_fd =
-        sys::adopt_inherited_fd(m.ring).map_err(|e| startup("the claim ring from the pool", e))?;
+        fd::adopt_inherited_fd(m.ring).map_err(|e| startup("the claim ring from the pool", e))?;
     if m.stdout >= 0 {
         let out =
-            sys::adopt_inherited_fd(m.stdout).map_err(|e| startup("stdout from the pool", e))?;
+            fd::adopt_inherited_fd(m.stdout).map_err(|e| startup("stdout from the pool", e))?;
         let _ = io::stdout().flush();
-        sys::redirect_stdout(out).map_err(|e| startup("restoring stdout", e))?;
+        fd::redirect_stdout(out).map_err(|e| startup("restoring stdout", e))?;
     }
     let is_socket = std::fs::File::from(sock.try_clone().map_err(|e| startup("the socket", e))?)
         .metadata()
@@ -138,7 +138,7 @@ fn serve(m: Marker) -> Result<(), Stop> {
     // HELLO → WELCOME
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
-        fingerprint: registry::fingerprint().clone(),
+        fingerprint: func::fingerprint().clone(),
         pid: std::process::id(),
     };
     let mut out = Vec::new();
@@ -158,17 +158,16 @@ fn serve(m: Marker) -> Result<(), Stop> {
         Ok(_) => return Err(Stop(EXIT_PROTOCOL, Some("expected WELCOME".into()))),
         Err(e) => return Err(Stop(EXIT_PROTOCOL, Some(e.to_string()))),
     };
-    let verified =
-        registry::verify(&welcome.fingerprint).map_err(|e| Stop(EXIT_STARTUP, Some(e)))?;
+    let verified = func::verify(&welcome.fingerprint).map_err(|e| Stop(EXIT_STARTUP, Some(e)))?;
     let max = usize::try_from(welcome.max_frame).unwrap_or(usize::MAX);
     conn.inbuf.set_max(max.saturating_add(64));
     let ring = Ring::attach(ring_fd, m.slots).map_err(|e| startup("mapping the claim ring", e))?;
-    let image = registry::image();
+    let image = func::image();
 
     // Initializer → READY | INIT_FAILED
     out.clear();
     if let Some(init) = &welcome.init {
-        let ran = match sys::init_entry_at(image, &init.func, &verified) {
+        let ran = match func::init_entry_at(image, &init.func, &verified) {
             Some(entry) => entry(image, &init.func, &verified, &init.arg),
             None => Err("the initializer could not be found in the worker".into()),
         };
@@ -218,7 +217,7 @@ fn serve(m: Marker) -> Result<(), Stop> {
 }
 
 struct Ctx<'a> {
-    image: &'a sys::Image,
+    image: &'a Image,
     verified: &'a SameBuild,
     ring: &'a Ring,
     max: usize,
@@ -273,7 +272,7 @@ fn run_message(
         items,
         max_item: ctx.max,
     };
-    let ran = match sys::entry_at(ctx.image, &h.func, ctx.verified) {
+    let ran = match func::entry_at(ctx.image, &h.func, ctx.verified) {
         Some(entry) => entry(&call, out),
         None => Err("the task function could not be found in the worker".into()),
     };

@@ -1,6 +1,6 @@
-//! The pool's shared state: the queue of messages not yet sent, each worker slot's messages in
-//! flight, and the rules that move messages between them (dispatch, results, deaths,
-//! start-up failures, shutdown).
+//! The dispatch state, shared by the pool's handles and its supervisors: the queue of messages
+//! not yet sent, each worker slot's messages in flight, and the rules that move messages
+//! between them (dispatch, results, deaths, start-up failures, shutdown).
 //!
 //! One lock guards it all. Everything done under it is short and never blocks: sends are
 //! non-blocking (see `link.rs`), and tasks are completed (which runs done-callbacks) only
@@ -17,7 +17,8 @@
 use super::cell::{Delivery, Job, Placement};
 use super::link::Link;
 use super::protocol::{self, DoneHeader, DoneStatus, FrameBuf, InitCall, RunHeader};
-use super::sys::{self, EventFd, PENDING, REVOKED, STARTED};
+use super::ring::{PENDING, REVOKED, STARTED};
+use super::sys::{self, fd::EventFd};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use crate::{Cause, ExitReason, TaskError};
 use std::collections::VecDeque;

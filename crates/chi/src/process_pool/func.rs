@@ -1,4 +1,5 @@
-//! How a worker finds the parent's function, and how both sides prove they run the same build.
+//! The function reference: how the parent names a function for a worker, how the worker finds
+//! it again, and how both sides prove they run the same build.
 //!
 //! A task function crosses the wire as a [`FnRef`]: two offsets from the image base (the
 //! user's `fn(A) -> R` and a trampoline monomorphised for `A` and `R` that decodes the
@@ -19,7 +20,7 @@
 use super::protocol::{
     self, ARG, ARG_CODEC, Fingerprint, FnRef, Items, OK, PANICKED, RESULT_CODEC, push_item,
 };
-use super::sys::{self, Image};
+use super::sys::image::{Image, code_at, main_image};
 use crate::unwind;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -58,7 +59,7 @@ pub(crate) struct SameBuild(());
 /// This process's image, read once.
 pub(crate) fn image() -> &'static Image {
     static IMAGE: OnceLock<Image> = OnceLock::new();
-    IMAGE.get_or_init(sys::main_image)
+    IMAGE.get_or_init(main_image)
 }
 
 /// A stable hash (FNV-1a, 64 bit) of `fn(A) -> R`'s type names.
@@ -123,7 +124,7 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    let f = sys::task_fn_at::<A, R>(call.image, call.func, call.verified).ok_or_else(|| {
+    let f = task_fn_at::<A, R>(call.image, call.func, call.verified).ok_or_else(|| {
         "the task function could not be found in the worker (signature or address mismatch)"
             .to_owned()
     })?;
@@ -179,11 +180,49 @@ fn init_entry<A>(
 where
     A: DeserializeOwned + 'static,
 {
-    let f = sys::task_fn_at::<A, ()>(image, func, verified)
+    let f = task_fn_at::<A, ()>(image, func, verified)
         .ok_or_else(|| "the initializer could not be found in the worker".to_owned())?;
     let a = protocol::decode::<A>(arg)
         .map_err(|e| format!("the initializer's argument did not decode: {e}"))?;
     unwind::catch(|| f(a)).map_err(|m| format!("the initializer panicked: {m}"))
+}
+
+/// Turns a [`FnRef`] offset into a function of type `F`. Private: reached only through the
+/// three typed wrappers below, each of which fixes `F` to the type the offset was taken from.
+fn lookup<F: Copy>(image: &Image, offset: u64, verified: &SameBuild) -> Option<F> {
+    let _ = verified;
+    // Why `offset` is a function of type `F` in this build, as `code_at` requires: (1) the
+    // parent computed it as the address of a function of exactly type `F` minus its image base
+    // (`fn_ref` and `init_ref` above, the only places that build a `FnRef`; each wrapper below
+    // reads the field that holds that type); (2) the parent runs the same build as this
+    // process (`verified` exists only after the fingerprints matched: same build id and
+    // layout), so the same function sits at the same offset here; `code_at` also checks that
+    // the address is inside this image's code, and every `F` here is a `fn` pointer type.
+    // SAFETY: `offset` is a function of exactly type `F` in this build, per (1)-(2) above.
+    unsafe { code_at::<F>(image, offset) }
+}
+
+/// The trampoline of a task message (`FnRef::entry`).
+pub(crate) fn entry_at(image: &Image, r: &FnRef, verified: &SameBuild) -> Option<EntryFn> {
+    lookup(image, r.entry, verified)
+}
+
+/// The trampoline of an initializer (`InitCall::func.entry`).
+pub(crate) fn init_entry_at(image: &Image, r: &FnRef, verified: &SameBuild) -> Option<InitEntryFn> {
+    lookup(image, r.entry, verified)
+}
+
+/// The user's function of a message, as the trampoline for `A`, `R` sees it. Refuses unless
+/// the signature hash the parent sent is that of `fn(A) -> R`.
+fn task_fn_at<A: 'static, R: 'static>(
+    image: &Image,
+    r: &FnRef,
+    verified: &SameBuild,
+) -> Option<fn(A) -> R> {
+    if r.sig != signature::<A, R>() {
+        return None;
+    }
+    lookup(image, r.func, verified)
 }
 
 /// Never called: its offset from the image base is the fingerprint's layout probe.

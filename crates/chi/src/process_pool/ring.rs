@@ -1,0 +1,172 @@
+//! The claim ring: how the parent and one worker agree, without a message round trip, whether
+//! a message was cancelled before it started or started before it was cancelled.
+//!
+//! Slot `i` holds the claim word of the message in flight there, `seq << 3 | state`, and the
+//! worker's start stamp. States: PENDING (written by the parent before it sends), STARTED
+//! (worker, just before the user's function runs), REVOKED (parent: cancelled before start,
+//! the worker skips it), DONE (worker, after the function returned), plus a KILL bit the
+//! parent sets on a STARTED word before it kills the worker, so the worker never starts the
+//! next message in the window between the decision and the signal. Every transition is one
+//! compare-and-swap on the whole word, so the two processes always agree on who won.
+//!
+//! The words live in shared memory ([`SharedWords`], a `memfd` both processes map); this
+//! file is the algorithm only and has no `unsafe` code.
+
+use super::sys::monotonic_ns;
+use super::sys::shm::SharedWords;
+use crate::loom::interprocess::{AtomicU64, Ordering};
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
+
+/// Words per slot: the claim word and the start stamp.
+const WORDS_PER_SLOT: usize = 2;
+
+/// The claim words of one worker's messages in flight (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Ring {
+    mem: SharedWords,
+    slots: usize,
+}
+
+/// The slot is written by the parent, the message not yet started.
+pub(crate) const PENDING: u64 = 0;
+/// The worker started the message.
+pub(crate) const STARTED: u64 = 1;
+/// The parent revoked the message before it started.
+pub(crate) const REVOKED: u64 = 2;
+/// The worker finished the message's function(s).
+pub(crate) const DONE: u64 = 3;
+/// The parent decided to kill the worker running this message.
+pub(crate) const KILL: u64 = 4;
+const STATE_MASK: u64 = 3;
+
+/// What a claim word said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Claim {
+    /// PENDING, STARTED, REVOKED or DONE.
+    pub(crate) state: u64,
+    /// The KILL bit.
+    pub(crate) kill: bool,
+}
+
+impl Ring {
+    /// A new zeroed ring of `slots` slots (parent side). Its descriptor is close-on-exec.
+    pub(crate) fn create(slots: usize) -> io::Result<Ring> {
+        let mem = SharedWords::create(c"chi-claims", slots * WORDS_PER_SLOT)?;
+        Ok(Ring { mem, slots })
+    }
+
+    /// Maps a ring the parent created (worker side), after checking its size.
+    pub(crate) fn attach(fd: OwnedFd, slots: usize) -> io::Result<Ring> {
+        let mem = SharedWords::attach(fd, slots * WORDS_PER_SLOT)?;
+        Ok(Ring { mem, slots })
+    }
+
+    /// The descriptor to hand to the worker (parent side, until [`Ring::close_fd`]).
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.mem.raw_fd()
+    }
+
+    /// Closes the descriptor once the worker has it; the mapping stays.
+    pub(crate) fn close_fd(&mut self) {
+        self.mem.close_fd();
+    }
+
+    /// Number of slots.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    fn word(&self, slot: usize, which: usize) -> &AtomicU64 {
+        assert!(slot < self.slots, "claim slot {slot} out of range");
+        &self.mem.words()[slot * WORDS_PER_SLOT + which]
+    }
+
+    fn split(word: u64) -> (u64, Claim) {
+        (
+            word >> 3,
+            Claim {
+                state: word & STATE_MASK,
+                kill: word & KILL != 0,
+            },
+        )
+    }
+
+    /// The state of `slot` if it still belongs to message `seq`.
+    pub(crate) fn observe(&self, slot: usize, seq: u64) -> Option<Claim> {
+        // ORDERING: Acquire pairs with the worker's Release transitions so that a STARTED seen
+        // here comes with the start stamp written before it.
+        let (s, c) = Self::split(self.word(slot, 0).load(Ordering::Acquire));
+        (s == seq).then_some(c)
+    }
+
+    /// The worker's start stamp of the message in `slot` (valid once STARTED was observed).
+    pub(crate) fn started_ns(&self, slot: usize) -> u64 {
+        // ORDERING: Relaxed: ordered by the Acquire load of the claim word that showed STARTED.
+        self.word(slot, 1).load(Ordering::Relaxed)
+    }
+
+    /// Parent, before sending message `seq` in `slot`: marks it PENDING.
+    pub(crate) fn publish(&self, slot: usize, seq: u64) {
+        // ORDERING: Release; the send that follows orders it for the worker anyway (the worker
+        // reads the word only after receiving the message), this makes it explicit.
+        self.word(slot, 0)
+            .store(seq << 3 | PENDING, Ordering::Release);
+    }
+
+    /// Worker: claims message `seq` before running it. Ok(()) means run it; Err is what the
+    /// word held instead (REVOKED: skip it; anything else: a protocol error).
+    pub(crate) fn start(&self, slot: usize, seq: u64) -> Result<(), (u64, Claim)> {
+        // ORDERING: Relaxed store of the stamp, published by the Release CAS below.
+        self.word(slot, 1).store(monotonic_ns(), Ordering::Relaxed);
+        // ORDERING: AcqRel: Release publishes the stamp; Acquire makes a parent's REVOKED visible
+        // together with anything it wrote before.
+        self.word(slot, 0)
+            .compare_exchange(
+                seq << 3 | PENDING,
+                seq << 3 | STARTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .map(|_| ())
+            .map_err(Self::split)
+    }
+
+    /// Worker: the function of message `seq` returned. True if the parent asked for a kill in
+    /// the meantime (the worker then must not start anything else).
+    pub(crate) fn finish(&self, slot: usize, seq: u64) -> bool {
+        // ORDERING: AcqRel swap: one total order with the parent's KILL CAS on the same word.
+        let prev = self.word(slot, 0).swap(seq << 3 | DONE, Ordering::AcqRel);
+        prev & KILL != 0
+    }
+
+    /// Parent: revokes message `seq` if it has not started. True when revoked (now or before).
+    pub(crate) fn revoke(&self, slot: usize, seq: u64) -> bool {
+        let w = self.word(slot, 0);
+        // ORDERING: AcqRel CAS: exactly one of this and the worker's `start` succeeds.
+        match w.compare_exchange(
+            seq << 3 | PENDING,
+            seq << 3 | REVOKED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => true,
+            Err(cur) => cur == seq << 3 | REVOKED,
+        }
+    }
+
+    /// Parent: marks a STARTED message `seq` for killing. True if it is running and now
+    /// marked (the caller must kill the worker); false if it is not running (any more).
+    pub(crate) fn mark_kill(&self, slot: usize, seq: u64) -> bool {
+        let w = self.word(slot, 0);
+        // ORDERING: AcqRel CAS against the worker's `finish` swap: if the function already
+        // returned, this fails and nobody kills a worker that moved on.
+        w.compare_exchange(
+            seq << 3 | STARTED,
+            seq << 3 | STARTED | KILL,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok()
+    }
+}

@@ -1,0 +1,124 @@
+//! Submit, callbacks and await, worker output, shutdown, bounded queues.
+
+use super::*;
+
+#[test]
+fn submit_returns_result() {
+    let pool = pool(2);
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(get(t), Ok((i * i) as u64));
+    }
+    assert_ne!(
+        worker_pid(&pool),
+        std::process::id(),
+        "tasks run in another process"
+    );
+}
+
+#[test]
+fn wait_for_workers_sees_every_worker_up() {
+    let pool = pool(3);
+    assert_eq!(pool.wait_for_workers(NEVER), 3);
+    let pids = pool.worker_pids();
+    assert_eq!(pids.len(), 3);
+    assert!(pids.iter().all(|&p| proc::alive(p)));
+    let m = pool.metrics();
+    assert_eq!((m.workers, m.spawned), (3, 3));
+}
+
+#[test]
+fn pool_and_task_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<ProcessPool>();
+    send::<Task<u64>>();
+}
+
+#[test]
+fn callback_and_await_see_the_result() {
+    let pool = pool(1);
+    let t = pool.submit(square, 9).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    t.add_done_callback(move |r| tx.send(r.clone()).unwrap());
+    assert_eq!(rx.recv_timeout(NEVER).unwrap(), Ok(81));
+    let t = pool.submit(square, 5).unwrap();
+    assert_eq!(futures::executor::block_on(t), Ok(25));
+}
+
+#[test]
+fn as_completed_and_wait_work_on_process_tasks() {
+    let pool = pool(2);
+    let tasks: Vec<_> = (1..=4u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect();
+    let mut got: Vec<u64> = chi::as_completed(tasks).map(|t| get(t).unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, [1, 4, 9, 16]);
+}
+
+#[test]
+fn worker_output_reaches_the_parents_stdout() {
+    const CHILD: &str = "CHI_TEST_PRINT_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let pool = pool(1);
+        assert_eq!(
+            get(pool.submit(shout, "hello-from-a-task".to_string()).unwrap()),
+            Ok(17)
+        );
+        return;
+    }
+    let run = proc::run_test_child(
+        "basics::worker_output_reaches_the_parents_stdout",
+        &[(CHILD, "1")],
+    );
+    assert!(run.success, "child failed: {}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("says hello-from-a-task"),
+        "stdout: {}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("running 1 test\nrunning"),
+        "the harness banner of workers is hidden"
+    );
+}
+
+#[test]
+fn submit_after_shutdown_hands_the_argument_back() {
+    let pool = pool(1);
+    pool.shutdown();
+    assert!(pool.is_shut_down());
+    let err = pool.submit(square, 5).unwrap_err();
+    assert_eq!(err.into_inner(), 5);
+}
+
+#[test]
+fn bounded_queue_try_submit_reports_full() {
+    let pool = ProcessPool::builder()
+        .max_workers(1)
+        .queue_bound(1)
+        .build()
+        .unwrap();
+    let h = Holder::new();
+    let held = pool.submit(hold, h.arg()).unwrap();
+    h.wait_started();
+    // The worker's pipeline takes a little; fill it and the queue.
+    let mut extra = Vec::new();
+    let full = loop {
+        match pool.try_submit(square, 2) {
+            Ok(t) => extra.push(t),
+            Err(e) => break e,
+        }
+        assert!(extra.len() < 100, "the queue never filled");
+    };
+    assert!(full.is_full());
+    assert_eq!(full.into_inner(), 2);
+    h.release();
+    assert!(get(held).is_ok());
+    for t in extra {
+        assert_eq!(get(t), Ok(4));
+    }
+}
