@@ -75,6 +75,7 @@
 //! comma-separated URLs (or `redis+cluster://host:port`); each queue's hash tag is routed to
 //! the node that owns its slot (a `MOVED` reply makes the connection look again).
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod client;
 mod codec;
