@@ -61,8 +61,17 @@ fn user_data(slot: usize, kind: u64) -> u64 {
 }
 
 /// Sets up (and drops) one ring as the loops will: an error where io_uring is unavailable.
+///
+/// On a thread of its own: tearing a ring down can leave task work for the thread that made
+/// it, and that work interrupts the thread's next blocking socket call that has a timeout
+/// (`EINTR`). The caller of `Server::bind` must never see that (a test client on the same
+/// thread did).
 pub(crate) fn check_available() -> io::Result<()> {
-    Ring::new().map(drop)
+    std::thread::Builder::new()
+        .name("chi-uring-probe".into())
+        .spawn(|| Ring::new().map(drop))?
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the io_uring probe panicked")))
 }
 
 pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), ServerError> {
