@@ -101,8 +101,15 @@ def peer_table(bins, python, script_dir):
 
 # ===== processes =====
 
+PIN = True  # cleared by --unpinned: the scheduler places every process
+
+
 def pinned(cpu, argv):
-    return (["taskset", "-c", cpu] + argv) if shutil.which("taskset") else argv
+    return (["taskset", "-c", cpu] + argv) if PIN and shutil.which("taskset") else argv
+
+
+def where(cpu):
+    return f"pinned to CPU {cpu}" if PIN else "not pinned"
 
 
 def line_reader(stream, q):
@@ -373,10 +380,10 @@ def table(sc, s, med, peers, labels, bins):
     if not rows:
         return lines
     load_argv = next((m["load_argv"] for _, m in rows if m.get("load_argv")), None)
-    lines.append(f"Load: `{shell(load_argv, bins)}` (pinned to CPU {LOAD_CPU})" if load_argv else "")
+    lines.append(f"Load: `{shell(load_argv, bins)}` ({where(LOAD_CPU)})" if load_argv else "")
     if s.get("idle"):
         lines.append(f"Idle clients: `chi load --connections 0 --idle {s['idle']} --threads 1` "
-                     f"(a second process, pinned to CPU {LOAD_CPU}), started first and held during the run.")
+                     f"(a second process, {where(LOAD_CPU)}), started first and held during the run.")
     lines.append("")
     tokio = med.get((sc, "tokio"), {}).get("msgs_per_s")
     best = max((m.get("msgs_per_s") or 0 for _, m in rows), default=0)
@@ -443,6 +450,17 @@ def targets(med):
     a, b = get("E", "chi_event", "p99_us"), get("E", "tokio", "p99_us")
     out.append((f"E: active client's p99 {fmt_us(a)} µs vs tokio {fmt_us(b)} µs (target ≤ tokio's)", a <= b)
                if a is not None and b is not None else ("E: p99: not measured", None))
+    # chi's io_uring model (issue 16): less CPU per message than tokio, faster than tokio and monoio.
+    for sc in ("B", "D"):
+        a, b = get(sc, "chi_uring", "cpu_us_per_msg"), get(sc, "tokio", "cpu_us_per_msg")
+        out.append((f"{sc}: chi uring server CPU {fmt_num(a, 2)} µs/msg vs tokio {fmt_num(b, 2)} "
+                    f"(target ≤ 0.8× tokio's): {a / b:.2f}×", a / b <= 0.8)
+                   if a is not None and b else (f"{sc}: chi uring CPU per message: not measured", None))
+        check(f"{sc}: chi uring msgs/s ÷ tokio", get(sc, "chi_uring", "msgs_per_s"), get(sc, "tokio", "msgs_per_s"), 1.2)
+        check(f"{sc}: chi uring msgs/s ÷ monoio", get(sc, "chi_uring", "msgs_per_s"), get(sc, "monoio", "msgs_per_s"), 1.0)
+    r = get("E", "chi_uring", "rss_mib")
+    out.append((f"E: chi uring server RSS {fmt_num(r, 1)} MiB with the idle clients open (target ≤ 5 MiB)", r <= 5)
+               if r is not None else ("E: uring RSS: not measured", None))
     return out
 
 
@@ -451,8 +469,9 @@ def write_markdown(path, meta, runs, med, peers, labels, scenarios, reuse, bins)
     L += [f"- date: {meta['date']}", f"- commit: {meta['commit']}", f"- machine: {meta['machine']}",
           f"- load average before the run: {meta['loadavg']}", f"- rustc: {meta['rustc']}",
           f"- python: {meta['python']}",
-          f"- pinning: every server on CPU {SERVER_CPU}, every `chi load` on CPU {LOAD_CPU} (taskset)"
-          + ("" if meta["taskset"] else " — **taskset missing: nothing was pinned**"),
+          (f"- pinning: every server on CPU {SERVER_CPU}, every `chi load` on CPU {LOAD_CPU} (taskset)"
+           + ("" if meta["taskset"] else " — **taskset missing: nothing was pinned**")
+           if PIN else "- pinning: none (--unpinned): the scheduler places servers and loads"),
           f"- repetitions: {meta['reps']} per scenario and server, medians shown"
           + (" — **--quick: reduced counts, a smoke test, not a measurement**" if meta["quick"] else ""),
           "", "Reproduce (from the workspace root):", "", "```", f"benches/scripts/compare_net.sh {meta['args']}".rstrip(), "```", ""]
@@ -460,7 +479,7 @@ def write_markdown(path, meta, runs, med, peers, labels, scenarios, reuse, bins)
     for p in peers:
         L.append(f"- **{labels[p]}** — {meta['peer_descriptions'][p]}")
     L.append("")
-    L += ["## Targets (chi event model)", ""]
+    L += ["## Targets (chi event and uring models)", ""]
     for text, met in targets(med):
         mark = "✅ met" if met else ("❌ missed" if met is False else "–")
         L.append(f"- {mark} — {text}")
@@ -660,10 +679,14 @@ def main():
     ap.add_argument("--no-reuse-port", action="store_true", help="skip the SO_REUSEPORT comparison")
     ap.add_argument("--syscalls", action="store_true",
                     help="instead of timing: count server syscalls per message under strace -c -f (B, D)")
+    ap.add_argument("--unpinned", action="store_true",
+                    help="do not pin: the scheduler places servers and loads (write to another --out-dir)")
     ap.add_argument("--bins", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release"))
     ap.add_argument("--out-dir", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "bench-results"))
     ap.add_argument("--python", default=sys.executable)
     args = ap.parse_args()
+    global PIN
+    PIN = not args.unpinned
 
     script_dir = os.path.dirname(os.path.abspath(__file__))
     bins = os.path.abspath(args.bins)

@@ -14,6 +14,8 @@ Scenarios:
   multi_submit  4 submitter threads submit tiny tasks and keep their futures; the main thread
                 collects them all at the end
   idle_cpu      new executor, one task, then process CPU ticks over an idle window
+  round_trip_idle  as round_trip, but sleep 1 ms before each submit (the workers are asleep)
+Both round-trip scenarios also report the process CPU time per round trip (cpu_us).
 """
 
 import argparse
@@ -40,6 +42,8 @@ def sizes(quick, workers):
         "submitters": 4,
         "per_submitter": 250_000 // div,
         "idle_window_ms": 2_000 // div,
+        "idle_round_trips": 2_000 // div,
+        "idle_gap_us": 1_000,
         "workers": workers,
     }
 
@@ -86,10 +90,12 @@ def tiny_tasks(ex, n):
     return elapsed
 
 
-def round_trips(ex, iters):
+def round_trips(ex, iters, gap_s=0.0):
     out = []
     clock = time.perf_counter_ns
     for i in range(iters):
+        if gap_s:
+            time.sleep(gap_s)
         start = clock()
         v = ex.submit(inc, i).result()
         out.append(clock() - start)
@@ -233,9 +239,14 @@ def run_one(name, p, spin_iters, spin_per_task):
             warm_ok = warm_up(ex, workers)
         if name == "tiny_tasks":
             metrics = {"tasks_per_s": p["tiny_n"] / tiny_tasks(ex, p["tiny_n"])}
-        elif name == "round_trip":
-            rt = sorted(round_trips(ex, p["round_trips"]))
-            metrics = {"p50_us": percentile(rt, 0.50) / 1e3, "p99_us": percentile(rt, 0.99) / 1e3}
+        elif name in ("round_trip", "round_trip_idle"):
+            idle = name == "round_trip_idle"
+            n = p["idle_round_trips"] if idle else p["round_trips"]
+            cpu0 = time.process_time()
+            rt = sorted(round_trips(ex, n, p["idle_gap_us"] / 1e6 if idle else 0.0))
+            cpu = time.process_time() - cpu0
+            metrics = {"p50_us": percentile(rt, 0.50) / 1e3, "p99_us": percentile(rt, 0.99) / 1e3,
+                       "cpu_us": cpu * 1e6 / n}
         elif name == "cpu_tasks":
             wall = cpu_tasks(ex, p["cpu_tasks"], spin_iters)
             ideal = spin_per_task * p["cpu_tasks"] / workers
@@ -250,7 +261,7 @@ def run_one(name, p, spin_iters, spin_per_task):
     return metrics, warm_ok
 
 
-SCENARIOS = ["tiny_tasks", "round_trip", "cpu_tasks", "multi_submit", "idle_cpu"]
+SCENARIOS = ["tiny_tasks", "round_trip", "cpu_tasks", "multi_submit", "idle_cpu", "round_trip_idle"]
 
 
 def main():

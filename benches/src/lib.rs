@@ -560,6 +560,40 @@ pub mod scenario {
         out
     }
 
+    /// Scenario 6: like [`round_trips`], but before each submit the caller sleeps `gap`, so
+    /// the workers have parked: measures the first wake after idleness, the common case of a
+    /// service with sporadic requests. Returns the round trips and the CPU time the whole
+    /// process spent over the loop (every thread, the sleeps included).
+    pub fn round_trips_after_idle<P: Pool>(
+        pool: &P,
+        iters: usize,
+        gap: Duration,
+    ) -> (Vec<Duration>, Duration) {
+        let mut out = Vec::with_capacity(iters);
+        let cpu0 = process_cpu();
+        for i in 0..iters as u64 {
+            std::thread::sleep(gap);
+            let start = Instant::now();
+            let v = pool.join(pool.submit(move || i + 1));
+            out.push(start.elapsed());
+            assert_eq!(v, i + 1, "round trip after idle: wrong value");
+        }
+        (out, process_cpu().saturating_sub(cpu0))
+    }
+
+    /// CPU time of the whole process so far: every thread, including those that exited.
+    pub fn process_cpu() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec for the call's duration, and
+        // CLOCK_PROCESS_CPUTIME_ID is a clock id every Linux kernel accepts.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
     /// The `p` quantile (0..=1, nearest rank) of `sorted`, which must be sorted and non-empty.
     pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
         assert!(!sorted.is_empty(), "percentile of nothing");

@@ -65,15 +65,18 @@ enum ScenarioId {
     MultiSubmit,
     /// 5: process CPU over an idle window after one task.
     IdleCpu,
+    /// 6: submit one, wait, then let the workers fall asleep (1 ms idle), repeat.
+    RoundTripIdle,
 }
 
 impl ScenarioId {
-    const ALL: [ScenarioId; 5] = [
+    const ALL: [ScenarioId; 6] = [
         ScenarioId::TinyTasks,
         ScenarioId::RoundTrip,
         ScenarioId::CpuTasks,
         ScenarioId::MultiSubmit,
         ScenarioId::IdleCpu,
+        ScenarioId::RoundTripIdle,
     ];
 
     fn key(self) -> &'static str {
@@ -83,6 +86,7 @@ impl ScenarioId {
             ScenarioId::CpuTasks => "cpu_tasks",
             ScenarioId::MultiSubmit => "multi_submit",
             ScenarioId::IdleCpu => "idle_cpu",
+            ScenarioId::RoundTripIdle => "round_trip_idle",
         }
     }
 
@@ -93,6 +97,7 @@ impl ScenarioId {
             ScenarioId::CpuTasks => "3 50 µs CPU tasks",
             ScenarioId::MultiSubmit => "4 4 submitters",
             ScenarioId::IdleCpu => "5 idle CPU",
+            ScenarioId::RoundTripIdle => "6 round trip after 1 ms idle",
         }
     }
 
@@ -126,6 +131,12 @@ const METRICS: &[MetricDef] = &[
         scenario: ScenarioId::RoundTrip,
         key: "p99_us",
         label: "p99 µs",
+        higher_is_better: false,
+    },
+    MetricDef {
+        scenario: ScenarioId::RoundTrip,
+        key: "cpu_us",
+        label: "process CPU µs per round trip",
         higher_is_better: false,
     },
     MetricDef {
@@ -164,6 +175,24 @@ const METRICS: &[MetricDef] = &[
         label: "ctx switches",
         higher_is_better: false,
     },
+    MetricDef {
+        scenario: ScenarioId::RoundTripIdle,
+        key: "p50_us",
+        label: "p50 µs",
+        higher_is_better: false,
+    },
+    MetricDef {
+        scenario: ScenarioId::RoundTripIdle,
+        key: "p99_us",
+        label: "p99 µs",
+        higher_is_better: false,
+    },
+    MetricDef {
+        scenario: ScenarioId::RoundTripIdle,
+        key: "cpu_us",
+        label: "process CPU µs per round trip",
+        higher_is_better: false,
+    },
 ];
 
 /// Problem sizes; the Python script uses the same names and values.
@@ -176,6 +205,8 @@ struct Sizes {
     submitters: usize,
     per_submitter: u64,
     idle_window: Duration,
+    idle_round_trips: usize,
+    idle_gap: Duration,
     workers: usize,
 }
 
@@ -190,6 +221,8 @@ impl Sizes {
             submitters: 4,
             per_submitter: 250_000 / div,
             idle_window: Duration::from_millis(2_000 / div),
+            idle_round_trips: 2_000 / div as usize,
+            idle_gap: Duration::from_millis(1),
             workers,
         }
     }
@@ -203,6 +236,8 @@ impl Sizes {
             "submitters": self.submitters,
             "per_submitter": self.per_submitter,
             "idle_window_ms": self.idle_window.as_millis() as u64,
+            "idle_round_trips": self.idle_round_trips,
+            "idle_gap_us": self.idle_gap.as_micros() as u64,
             "workers": self.workers,
         })
     }
@@ -252,10 +287,14 @@ impl PoolVisitor for RunOne {
                 vec![("tasks_per_s", s.tiny_n as f64 / t.as_secs_f64())]
             }
             ScenarioId::RoundTrip => {
-                let mut rt = scenario::round_trips(pool, s.round_trips);
-                rt.sort_unstable();
-                let us = |p| scenario::percentile(&rt, p).as_secs_f64() * 1e6;
-                vec![("p50_us", us(0.50)), ("p99_us", us(0.99))]
+                let cpu0 = scenario::process_cpu();
+                let rt = scenario::round_trips(pool, s.round_trips);
+                latency_metrics(rt, scenario::process_cpu().saturating_sub(cpu0))
+            }
+            ScenarioId::RoundTripIdle => {
+                let (rt, cpu) =
+                    scenario::round_trips_after_idle(pool, s.idle_round_trips, s.idle_gap);
+                latency_metrics(rt, cpu)
             }
             ScenarioId::CpuTasks => {
                 let wall = scenario::cpu_tasks(pool, s.cpu_tasks, self.spin);
@@ -284,6 +323,18 @@ impl PoolVisitor for RunOne {
         };
         Measured { metrics, warm }
     }
+}
+
+/// p50 and p99 of `rt`, and `cpu` per round trip, all in µs.
+fn latency_metrics(mut rt: Vec<Duration>, cpu: Duration) -> Vec<(&'static str, f64)> {
+    rt.sort_unstable();
+    let n = rt.len().max(1) as f64;
+    let us = |p| scenario::percentile(&rt, p).as_secs_f64() * 1e6;
+    vec![
+        ("p50_us", us(0.50)),
+        ("p99_us", us(0.99)),
+        ("cpu_us", cpu.as_secs_f64() * 1e6 / n),
+    ]
 }
 
 fn run_bare(sizes: Sizes) -> Measured {
@@ -623,6 +674,16 @@ fn targets(rows: &[Row]) -> Vec<(String, Option<bool>)> {
         rayon,
         |c, r| c <= r,
     ));
+    for (key, what) in [("p50_us", "p50"), ("p99_us", "p99")] {
+        let chi = get(ScenarioId::RoundTripIdle, key, "chi");
+        let best = best_other(ScenarioId::RoundTripIdle, key, false, false);
+        out.push(check2(
+            &format!("6 round trip after idle: chi {what} ≤ best peer's {what}"),
+            chi,
+            best,
+            |c, b| c <= b,
+        ));
+    }
     let chi = get(ScenarioId::CpuTasks, "x_ideal", "chi");
     out.push((
         "3 50 µs tasks: chi ≤ 1.05× ideal".to_owned() + &shown(chi),
