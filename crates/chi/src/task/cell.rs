@@ -81,6 +81,11 @@ impl<T> Core<T> {
         self.state.load()
     }
 
+    /// Marks the task as queued behind a wake-up (see [`super::state::COLD`]).
+    pub(crate) fn mark_cold(&self) {
+        self.state.set_cold();
+    }
+
     fn lock_slow(&self) -> MutexGuard<'_, Option<Box<Slow<T>>>> {
         // Nothing panics while the lock is held (callbacks and wakes run after it is dropped),
         // so a poisoned lock still holds consistent data.
@@ -176,8 +181,15 @@ impl<T> Core<T> {
     /// Blocks until the outcome can be taken, or until `deadline`. Returns true when done.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
         // Spin briefly first: results that are a few microseconds away are common, and a
-        // park/unpark pair costs a cross-core wake-up on both sides.
-        for i in 0..SPIN_ROUNDS {
+        // park/unpark pair costs a cross-core wake-up on both sides. Not when the task waits
+        // for a worker that is still being woken: that takes a scheduler wake-up anyway, and
+        // spinning would keep this CPU from the woken worker if it was placed here.
+        let spin = if self.snapshot().is_cold_and_queued() {
+            0
+        } else {
+            SPIN_ROUNDS
+        };
+        for i in 0..spin {
             if self.snapshot().is_takeable() {
                 return true;
             }
@@ -371,6 +383,11 @@ impl<F, T> FnCell<F, T> {
             core: Core::new(),
             func: UnsafeCell::new(Caught(Some(f))),
         }
+    }
+
+    /// Marks the task as queued behind a wake-up (see [`super::state::COLD`]).
+    pub(crate) fn mark_cold(&self) {
+        self.core.mark_cold();
     }
 
     fn take_func(&self) -> Option<F> {

@@ -23,6 +23,11 @@ pub(crate) const COMPLETE: usize = 1 << 2;
 pub(crate) const NOTIFY: usize = 1 << 3;
 /// The completer has finished reading the slot for callbacks; the owner may take the value.
 pub(crate) const RELEASED: usize = 1 << 4;
+/// A hint from the pool, not part of the state machine: when the task was queued, no worker
+/// was awake to take it (one was woken from sleep, or started). A waiter that finds the task
+/// still queued parks at once instead of spinning: the thread being woken may have been placed
+/// on the waiter's own CPU, and spinning there would only keep it off that CPU.
+pub(crate) const COLD: usize = 1 << 5;
 
 /// A copy of the state word.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,6 +45,11 @@ impl Snapshot {
     }
     pub(crate) fn has_notify(self) -> bool {
         self.0 & NOTIFY != 0
+    }
+    /// Queued behind a wake-up ([`COLD`]) and not yet taken by a worker: a waiter should park
+    /// rather than spin.
+    pub(crate) fn is_cold_and_queued(self) -> bool {
+        self.0 & (COLD | RUNNING | CANCELLED | COMPLETE) == COLD
     }
     /// Complete, and no completer is still reading the slot: the value may be moved out.
     pub(crate) fn is_takeable(self) -> bool {
@@ -146,6 +156,13 @@ impl State {
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// Sets the [`COLD`] hint. Every transition is a read-modify-write that keeps bits it
+    /// does not own, so the hint never changes what a transition decides.
+    pub(crate) fn set_cold(&self) {
+        // ORDERING: Relaxed: a hint that orders no data; a waiter that misses it only spins.
+        self.0.fetch_or(COLD, Ordering::Relaxed);
     }
 
     /// Sets `COMPLETE`; returns the state before, so the caller knows whether `NOTIFY` was set.

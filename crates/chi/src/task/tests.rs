@@ -107,6 +107,34 @@ fn waiter_registered_during_completion() {
     });
 }
 
+/// A task marked cold (queued behind a wake-up) is waited on without spinning: the waiter
+/// parks at once, and the hint, set while the worker may already run or complete the task,
+/// changes no transition.
+#[test]
+fn cold_task_waiter_parks_at_once_and_is_woken() {
+    model(|| {
+        let cell = Arc::new(FnCell::new(|| 4u8));
+        let job: Arc<dyn Runnable> = cell.clone();
+        let worker = spawn(move || {
+            let _ = job.run();
+        });
+        cell.mark_cold();
+        let task = Task::from_cell(cell);
+        assert_eq!(task.result(), Ok(4));
+        drop(worker); // see waiter_and_callback_race_completion
+    });
+}
+
+#[test]
+fn cold_hint_is_only_a_hint() {
+    let s = Snapshot(super::state::COLD);
+    assert!(s.is_cold_and_queued());
+    assert!(!Snapshot(super::state::COLD | RUNNING).is_cold_and_queued());
+    assert!(!Snapshot(super::state::COLD | CANCELLED).is_cold_and_queued());
+    assert!(Snapshot(super::state::COLD | COMPLETE).is_takeable());
+    assert!(!Snapshot(super::state::COLD | RUNNING).is_cancelled());
+}
+
 #[test]
 fn waiter_and_callback_race_completion() {
     model(|| {

@@ -187,7 +187,9 @@ impl ThreadPool {
         }
         let cell = Arc::new(FnCell::new(f));
         let job: Arc<dyn Runnable> = cell.clone();
-        shared.push(job);
+        if shared.push(job) {
+            cell.mark_cold();
+        }
         Ok(Task::from_cell(cell))
     }
 

@@ -4,7 +4,7 @@
 use super::builder::{Initializer, ThreadPoolBuilder};
 use super::counter::increment_if;
 use super::queue::{Job, Queues};
-use super::sleep::Sleep;
+use super::sleep::{Notified, Sleep};
 use crate::TaskError;
 use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use crate::loom::sync::{Condvar, Mutex};
@@ -210,8 +210,9 @@ impl Shared {
     // ===== submission =====
 
     /// Queues `job`: on this thread's own deque if it is a worker of this pool, else globally,
-    /// then makes sure somebody will run it.
-    pub(crate) fn push(self: &Arc<Self>, job: Job) {
+    /// then makes sure somebody will run it. True when no worker was awake to take it (one
+    /// was woken or started), so the job waits for a scheduler wake-up.
+    pub(crate) fn push(self: &Arc<Self>, job: Job) -> bool {
         let rejected = with_current(|ctx| match ctx {
             Some(c) if Arc::ptr_eq(&c.shared, self) => {
                 bump(&self.stats[c.index].submitted);
@@ -226,7 +227,7 @@ impl Shared {
             self.submitted.fetch_add(1, Ordering::Relaxed);
             self.queues.push_global(job);
         }
-        self.after_push();
+        self.after_push()
     }
 
     /// True when the calling thread is one of this pool's workers.
@@ -235,22 +236,28 @@ impl Shared {
     }
 
     /// Makes sure somebody will look at the queues: a searcher, a woken sleeper, or a new
-    /// thread (up to the maximum).
-    pub(crate) fn notify(self: &Arc<Self>) {
-        if !self.sleep.notify_work() {
-            self.maybe_spawn();
+    /// thread (up to the maximum). True unless a searcher was already looking.
+    pub(crate) fn notify(self: &Arc<Self>) -> bool {
+        match self.sleep.notify_work() {
+            Notified::Searcher => false,
+            Notified::Woken => true,
+            Notified::Nobody => {
+                self.maybe_spawn();
+                true
+            }
         }
     }
 
-    /// Makes sure somebody will run what was just pushed.
-    fn after_push(self: &Arc<Self>) {
-        self.notify();
+    /// Makes sure somebody will run what was just pushed; true when that takes a wake-up.
+    fn after_push(self: &Arc<Self>) -> bool {
+        let cold = self.notify();
         // A shutdown or failure that raced this submission may have let every worker exit.
         // ORDERING: SeqCst, after the SeqCst fence in notify_work: either we see the status
         // bit, or the shutdown's final `rescue` sees our push.
         if self.status.load(Ordering::SeqCst) != 0 {
             self.rescue();
         }
+        cold
     }
 
     /// Starts a worker if fewer than the maximum run. Spawn failures are not fatal while

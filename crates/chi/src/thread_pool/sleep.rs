@@ -36,6 +36,18 @@ pub(crate) struct Sleep {
     searching: AtomicUsize,
 }
 
+/// Who will take work that a submitter just queued, as `Sleep::notify_work` found it.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Notified {
+    /// A worker is searching the queues and will find it without a wake-up.
+    Searcher,
+    /// A sleeping worker was woken: the work waits for a scheduler wake-up.
+    Woken,
+    /// Nobody: the caller should start a worker if it may.
+    Nobody,
+}
+
 /// Why `Sleep::sleep` returned.
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
@@ -91,20 +103,24 @@ impl Sleep {
         last
     }
 
-    /// Called by a submitter after it queued work. Returns false when no thread was woken
-    /// and no searcher will see the work, so the caller should start a worker if it may.
-    pub(crate) fn notify_work(&self) -> bool {
+    /// Called by a submitter after it queued work: says who will take it, waking a sleeper
+    /// when no searcher will see the work.
+    pub(crate) fn notify_work(&self) -> Notified {
         // ORDERING: the fence orders the push before the counter reads (see module doc).
         fence(Ordering::SeqCst);
         if self.searching.load(Ordering::SeqCst) > 0 {
-            return true;
+            return Notified::Searcher;
         }
         // ORDERING: SeqCst, after the fence: pairs with `sleep`'s increment and fence. Either
         // we see the sleeper, or it sees our push in its `has_work` check.
         if self.sleeping.load(Ordering::SeqCst) == 0 {
-            return false;
+            return Notified::Nobody;
         }
-        self.wake_one()
+        if self.wake_one() {
+            Notified::Woken
+        } else {
+            Notified::Nobody
+        }
     }
 
     /// Gives one sleeping thread a wake-up; false if none is blocked.
@@ -118,6 +134,10 @@ impl Sleep {
             c.tokens += 1;
             // ORDERING: SeqCst, as in start_searching.
             self.searching.fetch_add(1, Ordering::SeqCst);
+            // Notify after unlocking, so the woken thread does not wake only to block on the
+            // lock we still hold. Safe: the sleeper we counted in `idle` released the lock
+            // inside `wait`, so it is already waiting and the token is there for it.
+            drop(c);
             self.cv.notify_one();
             true
         } else {
@@ -192,5 +212,67 @@ impl Sleep {
     pub(crate) fn idle_count(&self) -> usize {
         // ORDERING: Relaxed: a metrics snapshot; it decides nothing.
         self.sleeping.load(Ordering::Relaxed) + self.searching.load(Ordering::Relaxed)
+    }
+}
+
+/// Loom models of the wake-up protocol (`--cfg chi_loom`, see `.ci/loom.sh`); without loom
+/// each runs once as a plain test.
+#[cfg(test)]
+mod tests {
+    use super::{Notified, Sleep, Wake};
+    use crate::loom::sync::Arc;
+    use crate::loom::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        #[cfg(chi_loom)]
+        loom::model(f);
+        #[cfg(not(chi_loom))]
+        f();
+    }
+
+    fn spawn(f: impl FnOnce() + Send + 'static) -> crate::loom::thread::JoinHandle<()> {
+        #[cfg(chi_loom)]
+        return loom::thread::spawn(f);
+        #[cfg(not(chi_loom))]
+        return std::thread::spawn(f);
+    }
+
+    /// A worker that found nothing parks (no keep-alive) while a submitter queues work and
+    /// notifies: in every interleaving the worker ends up with the work, and a submitter that
+    /// saw it asleep reports `Woken`. A lost wake-up leaves the worker parked: loom reports a
+    /// deadlock.
+    #[test]
+    fn a_queued_job_never_strands_a_sleeper() {
+        model(|| {
+            let sleep = Arc::new(Sleep::new());
+            let work = Arc::new(AtomicBool::new(false));
+            let (s, w) = (sleep.clone(), work.clone());
+            let worker = spawn(move || {
+                loop {
+                    // ORDERING: SeqCst, as the real queues' check after the sleeper count.
+                    let has_work = || w.load(Ordering::SeqCst);
+                    match s.sleep(Duration::MAX, has_work, || false) {
+                        Wake::Work => return,
+                        Wake::Searching => {
+                            let _ = s.stop_searching();
+                            if w.load(Ordering::SeqCst) {
+                                return;
+                            }
+                        }
+                        other => panic!("unexpected wake: {other:?}"),
+                    }
+                }
+            });
+            // ORDERING: SeqCst, as the queue push before `notify_work`'s fence.
+            work.store(true, Ordering::SeqCst);
+            let notified = sleep.notify_work();
+            assert_ne!(
+                notified,
+                Notified::Searcher,
+                "nobody searched in this model"
+            );
+            worker.join().unwrap();
+        });
     }
 }
