@@ -1,10 +1,14 @@
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::server::state::Fault;
-use crate::{Model, Server, ServerConfig};
+use crate::{AsciiUpper, Handler, Model, Server, ServerConfig};
+
+/// Never reached by a working server.
+const LONG: Duration = Duration::from_secs(30);
 
 /// Serialises the tests that start a uring server: one of them makes ring setup fail.
 static SERVERS: Mutex<()> = Mutex::new(());
@@ -24,7 +28,7 @@ fn user_data_keeps_slot_and_kind_apart() {
         let data = user_data(slot, kind);
         assert_eq!((data >> KIND_BITS) as usize, slot);
         assert_eq!(data & ((1 << KIND_BITS) - 1), kind);
-        assert!(data != WAKE && data != WAKE_CANCEL);
+        assert!(![WAKE, WAKE_CANCEL, ACCEPT, ACCEPT_CANCEL].contains(&data));
     }
 }
 
@@ -88,4 +92,116 @@ fn uring_loop_death_stops_the_server() {
 fn uring_acceptor_death_stops_the_server() {
     let _serial = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     crate::server::tests::dead_thread_stops_the_server(Model::Uring, Fault::Acceptor);
+}
+
+/// Writes as much of `data` as `stream` takes without blocking; returns how much that was.
+fn write_what_fits(stream: &TcpStream, data: &[u8]) -> usize {
+    stream.set_nonblocking(true).unwrap();
+    let mut written = 0;
+    while written < data.len() {
+        match (&*stream).write(&data[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    stream.set_nonblocking(false).unwrap();
+    written
+}
+
+/// More receives with data at once than the loop has provided buffers: the loop is held in
+/// the handler while every client's data arrives, so when it goes on the kernel runs out of
+/// buffers and ends some receives with ENOBUFS. Those are re-armed once buffers are back, and
+/// every byte is answered, in order, on every connection.
+#[test]
+fn receives_outnumbering_the_provided_buffers_are_all_answered() {
+    const CLIENTS: usize = 2 * sys::BUF_COUNT as usize;
+    const MOST: usize = 16 * BUF_SIZE;
+    let _serial = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let (held_tx, held) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let gate = (Mutex::new(Some(held_tx)), Mutex::new(release_rx));
+    let handler = move |input: &[u8], output: &mut Vec<u8>| {
+        if input == b"hold"
+            && let Some(held) = gate.0.lock().unwrap().take()
+        {
+            held.send(()).unwrap();
+            let _ = gate.1.lock().unwrap().recv_timeout(LONG);
+        }
+        AsciiUpper.handle(input, output);
+    };
+    let config = ServerConfig::builder()
+        .addr("127.0.0.1:0".parse().unwrap())
+        .model(Model::Uring)
+        .workers(1)
+        .build()
+        .unwrap();
+    let server = Server::bind_with(config, handler).unwrap();
+    let (addr, handle) = (server.local_addr(), server.handle());
+    let thread = std::thread::spawn(move || server.run());
+    // ORDERING: Relaxed: read before the server starts serving and after it stopped.
+    let starved_before = STARVED.load(Ordering::Relaxed);
+    let connect = || {
+        let client = TcpStream::connect(addr).unwrap();
+        client.set_read_timeout(Some(LONG)).unwrap();
+        client
+    };
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect()).collect();
+    // A round trip each: every receive is armed.
+    for client in &mut clients {
+        client.write_all(b"warm").unwrap();
+        let mut answer = [0; 4];
+        client.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"WARM");
+    }
+    let mut holder = connect();
+    holder.write_all(b"hold").unwrap();
+    held.recv_timeout(LONG).unwrap();
+    let data: Vec<u8> = (0..MOST).map(|i| b"abcdefghij"[i % 10]).collect();
+    let written: Vec<usize> = clients.iter().map(|c| write_what_fits(c, &data)).collect();
+    release.send(()).unwrap();
+    for (i, (client, &n)) in clients.iter_mut().zip(&written).enumerate() {
+        let mut answer = vec![0; n];
+        client.read_exact(&mut answer).unwrap();
+        assert!(answer == data[..n].to_ascii_uppercase(), "client {i}");
+    }
+    let mut answer = [0; 4];
+    holder.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HOLD");
+    drop((clients, holder));
+    handle.shutdown();
+    let stats = thread.join().unwrap().unwrap();
+    assert_eq!(stats.closed, CLIENTS as u64 + 1);
+    let pushed: usize = written.iter().sum();
+    assert!(
+        pushed > sys::BUF_COUNT as usize * BUF_SIZE,
+        "only {pushed} bytes pushed"
+    );
+    // ORDERING: Relaxed, as above.
+    let starved = STARVED.load(Ordering::Relaxed) - starved_before;
+    assert!(starved > 0, "no receive ran out of buffers");
+}
+
+/// A draining loop's listener hands over the connections waiting in its backlog before it
+/// closes (closing it with them queued would make the kernel reset them); a stopping one
+/// does not.
+#[test]
+fn a_draining_listener_hands_its_backlog_over_before_closing() {
+    for drain in [true, false] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut accept = Accept::new(Some(listener));
+        let mut ring = Ring::new().unwrap();
+        // Never armed: stopping it needs no cancel, so it can close at once.
+        accept.stop(&mut ring).unwrap();
+        let clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let backlog = accept.close(drain);
+        assert_eq!(backlog.len(), if drain { 3 } else { 0 });
+        // Closed: nothing listens there any more.
+        assert!(accept.close(drain).is_empty());
+        assert!(TcpStream::connect(addr).is_err());
+        drop((clients, backlog));
+    }
 }
