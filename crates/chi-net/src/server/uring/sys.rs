@@ -39,7 +39,7 @@ pub(crate) const BUF_SIZE: usize = 16 * 1024;
 /// Receive buffers per loop (a power of two, as the kernel requires).
 pub(crate) const BUF_COUNT: u16 = 128;
 /// Submission queue entries per ring.
-const RING_ENTRIES: u32 = 256;
+pub(crate) const RING_ENTRIES: u32 = 256;
 /// The provided-buffer group id (one group per ring).
 const BGID: u16 = 0;
 
@@ -53,6 +53,10 @@ static NEXT_RING_ID: AtomicU32 = AtomicU32::new(0);
 #[cfg(test)]
 pub(crate) static FAIL_SETUP: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
+
+/// Times a full submission queue was submitted in the middle of a turn, for tests to check.
+#[cfg(test)]
+pub(crate) static SQ_FULL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Rings dropped with operations in flight (their buffers leaked), for tests to check.
 #[cfg(test)]
@@ -257,6 +261,9 @@ impl Ring {
         // SAFETY: forwarded from the caller.
         if unsafe { self.ring.submission().push(entry) }.is_err() {
             // The submission queue is full: hand what is queued to the kernel, then retry.
+            // ORDERING: Relaxed: a test reads it after the server stopped.
+            #[cfg(test)]
+            SQ_FULL.fetch_add(1, Ordering::Relaxed);
             self.ring.submit()?;
             // SAFETY: as above.
             unsafe { self.ring.submission().push(entry) }

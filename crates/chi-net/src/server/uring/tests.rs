@@ -14,10 +14,14 @@ const LONG: Duration = Duration::from_secs(30);
 static SERVERS: Mutex<()> = Mutex::new(());
 
 fn uring_config() -> ServerConfig {
+    uring_config_with(2)
+}
+
+fn uring_config_with(workers: usize) -> ServerConfig {
     ServerConfig::builder()
         .addr("127.0.0.1:0".parse().unwrap())
         .model(Model::Uring)
-        .workers(2)
+        .workers(workers)
         .build()
         .unwrap()
 }
@@ -110,14 +114,23 @@ fn write_what_fits(stream: &TcpStream, data: &[u8]) -> usize {
     written
 }
 
-/// More receives with data at once than the loop has provided buffers: the loop is held in
-/// the handler while every client's data arrives, so when it goes on the kernel runs out of
-/// buffers and ends some receives with ENOBUFS. Those are re-armed once buffers are back, and
-/// every byte is answered, in order, on every connection.
-#[test]
-fn receives_outnumbering_the_provided_buffers_are_all_answered() {
-    const CLIENTS: usize = 2 * sys::BUF_COUNT as usize;
-    const MOST: usize = 16 * BUF_SIZE;
+/// What [`burst`] saw.
+struct Burst {
+    /// Bytes the clients wrote while the loop was held.
+    pushed: usize,
+    /// Receives the kernel ended for lack of buffers.
+    starved: usize,
+    /// Full submission queues submitted mid-turn.
+    sq_full: usize,
+}
+
+/// Holds a one-loop uring server in its handler while `clients` connections write up to
+/// `most` bytes each, then lets it go. `served`: the connections were accepted, and their
+/// receives armed, before the loop was held; otherwise they connect while it is held and
+/// wait in the listener's queue. Whatever arrived in the meantime is handled in the loop's
+/// next turns: every byte must be answered, in order, on every connection, and the server
+/// must drain and stop cleanly.
+fn burst(clients: usize, most: usize, served: bool) -> Burst {
     let _serial = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     let (held_tx, held) = mpsc::channel();
     let (release, release_rx) = mpsc::channel::<()>();
@@ -131,37 +144,39 @@ fn receives_outnumbering_the_provided_buffers_are_all_answered() {
         }
         AsciiUpper.handle(input, output);
     };
-    let config = ServerConfig::builder()
-        .addr("127.0.0.1:0".parse().unwrap())
-        .model(Model::Uring)
-        .workers(1)
-        .build()
-        .unwrap();
-    let server = Server::bind_with(config, handler).unwrap();
+    let server = Server::bind_with(uring_config_with(1), handler).unwrap();
     let (addr, handle) = (server.local_addr(), server.handle());
     let thread = std::thread::spawn(move || server.run());
-    // ORDERING: Relaxed: read before the server starts serving and after it stopped.
-    let starved_before = STARVED.load(Ordering::Relaxed);
+    // ORDERING: Relaxed: read before the burst and after the server stopped.
+    let before = (
+        STARVED.load(Ordering::Relaxed),
+        sys::SQ_FULL.load(Ordering::Relaxed),
+    );
     let connect = || {
         let client = TcpStream::connect(addr).unwrap();
         client.set_read_timeout(Some(LONG)).unwrap();
         client
     };
-    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect()).collect();
-    // A round trip each: every receive is armed.
-    for client in &mut clients {
-        client.write_all(b"warm").unwrap();
-        let mut answer = [0; 4];
-        client.read_exact(&mut answer).unwrap();
-        assert_eq!(&answer, b"WARM");
-    }
+    let connect_all = || {
+        let mut conns: Vec<TcpStream> = (0..clients).map(|_| connect()).collect();
+        // A round trip each: every receive is armed.
+        for client in conns.iter_mut().filter(|_| served) {
+            client.write_all(b"warm").unwrap();
+            let mut answer = [0; 4];
+            client.read_exact(&mut answer).unwrap();
+            assert_eq!(&answer, b"WARM");
+        }
+        conns
+    };
+    let early = if served { connect_all() } else { Vec::new() };
     let mut holder = connect();
     holder.write_all(b"hold").unwrap();
     held.recv_timeout(LONG).unwrap();
-    let data: Vec<u8> = (0..MOST).map(|i| b"abcdefghij"[i % 10]).collect();
-    let written: Vec<usize> = clients.iter().map(|c| write_what_fits(c, &data)).collect();
+    let mut conns = if served { early } else { connect_all() };
+    let data: Vec<u8> = (0..most).map(|i| b"abcdefghij"[i % 10]).collect();
+    let written: Vec<usize> = conns.iter().map(|c| write_what_fits(c, &data)).collect();
     release.send(()).unwrap();
-    for (i, (client, &n)) in clients.iter_mut().zip(&written).enumerate() {
+    for (i, (client, &n)) in conns.iter_mut().zip(&written).enumerate() {
         let mut answer = vec![0; n];
         client.read_exact(&mut answer).unwrap();
         assert!(answer == data[..n].to_ascii_uppercase(), "client {i}");
@@ -169,18 +184,43 @@ fn receives_outnumbering_the_provided_buffers_are_all_answered() {
     let mut answer = [0; 4];
     holder.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"HOLD");
-    drop((clients, holder));
+    drop((conns, holder));
     handle.shutdown();
     let stats = thread.join().unwrap().unwrap();
-    assert_eq!(stats.closed, CLIENTS as u64 + 1);
-    let pushed: usize = written.iter().sum();
-    assert!(
-        pushed > sys::BUF_COUNT as usize * BUF_SIZE,
-        "only {pushed} bytes pushed"
+    assert_eq!((stats.closed, stats.forced), (clients as u64 + 1, 0));
+    // ORDERING: Relaxed: the loop threads were joined by `run`.
+    let after = (
+        STARVED.load(Ordering::Relaxed),
+        sys::SQ_FULL.load(Ordering::Relaxed),
     );
-    // ORDERING: Relaxed, as above.
-    let starved = STARVED.load(Ordering::Relaxed) - starved_before;
-    assert!(starved > 0, "no receive ran out of buffers");
+    Burst {
+        pushed: written.iter().sum(),
+        starved: after.0 - before.0,
+        sq_full: after.1 - before.1,
+    }
+}
+
+/// More receives with data at once than the loop has provided buffers: the kernel runs out
+/// and ends some receives with ENOBUFS. Those are re-armed once buffers are back (the data
+/// waits in the socket), and every byte is answered.
+#[test]
+fn receives_outnumbering_the_provided_buffers_are_all_answered() {
+    let seen = burst(2 * usize::from(sys::BUF_COUNT), 16 * BUF_SIZE, true);
+    let buffers = usize::from(sys::BUF_COUNT) * BUF_SIZE;
+    assert!(seen.pushed > buffers, "only {} bytes pushed", seen.pushed);
+    assert!(seen.starved > 0, "no receive ran out of buffers");
+}
+
+/// More connections accepted in one turn than the ring has submission entries (and than its
+/// completion queue holds): the multishot accept takes the whole queue at once, the loop
+/// hands a full submission queue of receives to the kernel in the middle of the turn and goes
+/// on (completions past the completion queue's size wait in the kernel's overflow list: the
+/// ring requires NODROP); every message is answered.
+#[test]
+fn a_turn_with_more_operations_than_ring_entries_answers_everyone() {
+    let seen = burst(3 * sys::RING_ENTRIES as usize, 64, false);
+    assert_eq!(seen.pushed, 3 * sys::RING_ENTRIES as usize * 64);
+    assert!(seen.sq_full > 0, "the submission queue never filled");
 }
 
 /// A draining loop's listener hands over the connections waiting in its backlog before it
