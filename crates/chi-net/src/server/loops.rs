@@ -25,6 +25,11 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 
 /// What the acceptor tells a loop.
 pub(crate) enum LoopMsg {
+    /// Every thread of the server is up: a loop that accepts on its own may start. (Before
+    /// that, connections wait in its listener's queue: a loop accepting early could take
+    /// descriptors the rest of the start-up needs, and a start-up failure would reset
+    /// connections it had accepted.)
+    Start,
     /// A new connection, already counted as open.
     Conn(TcpStream, SocketAddr),
     /// Drain every connection; close what is left at the deadline (`None`: never).
@@ -138,6 +143,7 @@ pub(crate) fn run_loops(
     };
 
     ready();
+    broadcast(&loops, || LoopMsg::Start);
     let mut next = 0usize;
     let accepted = acceptor.accept_until_shutdown(&mut |stream, peer| {
         let handle = &loops[next % loops.len()];
@@ -254,6 +260,8 @@ pub(crate) struct LoopCore {
     pub(crate) drain_deadline: Option<Instant>,
     /// Everything must close now (or the acceptor is gone).
     pub(crate) stop: bool,
+    /// The server is up (see [`LoopMsg::Start`]).
+    pub(crate) started: bool,
 }
 
 impl LoopCore {
@@ -266,13 +274,19 @@ impl LoopCore {
             draining: false,
             drain_deadline: None,
             stop: false,
+            started: false,
         }
     }
 
     /// Takes the acceptor's next message, notes a drain or a stop, and says what the loop
     /// must do with it.
     pub(crate) fn next_order(&mut self) -> Order {
-        match try_recv(&self.rx) {
+        let mut msg = try_recv(&self.rx);
+        while let Ok(LoopMsg::Start) = msg {
+            self.started = true;
+            msg = try_recv(&self.rx);
+        }
+        match msg {
             Ok(LoopMsg::Conn(stream, peer)) => Order::Open(stream, peer, self.new_conn_id()),
             Ok(LoopMsg::Drain(deadline)) => {
                 self.draining = true;
@@ -283,7 +297,7 @@ impl LoopCore {
                 self.stop = true;
                 Order::Wait
             }
-            Err(TryRecvError::Empty) => Order::Wait,
+            Ok(LoopMsg::Start) | Err(TryRecvError::Empty) => Order::Wait,
         }
     }
 

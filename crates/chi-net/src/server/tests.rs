@@ -27,7 +27,7 @@ pub(super) fn dead_thread_stops_the_server(model: Model, fault: Fault) {
     let (tx, rx) = mpsc::channel();
     let (ready_tx, ready) = mpsc::channel::<()>();
     let thread = std::thread::spawn(move || tx.send(server.run_with_ready(|| drop(ready_tx))));
-    // Ready: every thread runs (the uring loops serve before the acceptor is up).
+    // Ready: every thread runs (the uring acceptor, which the fault below needs, included).
     assert!(matches!(
         ready.recv_timeout(LONG),
         Err(RecvTimeoutError::Disconnected)

@@ -74,9 +74,11 @@ impl Accept {
         self.state != State::Idle
     }
 
-    /// When the loop must wake to arm the accept again.
-    pub(super) fn wake_at(&self) -> Option<Instant> {
-        self.retry_at.filter(|_| !self.stopped)
+    /// When the loop must wake to arm the accept again: at the end of the back-off, or at
+    /// once when a descriptor was freed meanwhile.
+    pub(super) fn wake_at(&self, now: Instant) -> Option<Instant> {
+        let retry_at = self.retry_at.filter(|_| !self.stopped)?;
+        Some(if self.freed { now } else { retry_at })
     }
 
     /// Arms the accept unless it is armed already, backing off, or stopped.

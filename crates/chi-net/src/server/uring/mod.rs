@@ -236,7 +236,7 @@ impl UringLoop {
     }
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        let wake_at = [self.core.wake_at(), self.accept.wake_at()]
+        let wake_at = [self.core.wake_at(), self.accept.wake_at(now)]
             .into_iter()
             .flatten()
             .min();
@@ -438,10 +438,13 @@ impl UringLoop {
 
     // ===== NEW CONNECTIONS =====
     /// Stops accepting once the loop drains or closes everything, closing the listener when
-    /// the accept is reaped (a draining one hands its backlog over first); otherwise arms the
-    /// accept if it is not armed.
+    /// the accept is reaped (a draining one hands its backlog over first); otherwise, once the
+    /// server is up, arms the accept if it is not armed.
     fn accept_turn(&mut self, now: Instant) -> io::Result<()> {
         if !(self.core.draining || self.core.stop || self.closing_all) {
+            if !self.core.started {
+                return Ok(()); // not before the whole server is up (see `LoopMsg::Start`)
+            }
             return self.accept.arm(&mut self.ring, now);
         }
         self.accept.stop(&mut self.ring)?;

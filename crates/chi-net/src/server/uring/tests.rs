@@ -245,3 +245,32 @@ fn a_draining_listener_hands_its_backlog_over_before_closing() {
         drop((clients, backlog));
     }
 }
+
+/// The loops accept on their own listeners, but only once the whole server is up: a loop
+/// that accepted while the rest was still starting could take the descriptors the start-up
+/// needs, and a start-up failure would then reset connections it had accepted (the EMFILE
+/// test hit that). Clients queued before `run` are not accepted before `ready`.
+#[test]
+fn nothing_is_accepted_before_the_server_is_ready() {
+    let _serial = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::bind(uring_config()).unwrap();
+    let (addr, handle) = (server.local_addr(), server.handle());
+    let mut early: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let at_ready = handle.clone();
+    let (ready_tx, ready) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        server.run_with_ready(|| ready_tx.send(at_ready.stats().accepted).unwrap())
+    });
+    assert_eq!(ready.recv_timeout(LONG).unwrap(), 0);
+    for client in &mut early {
+        client.set_read_timeout(Some(LONG)).unwrap();
+        client.write_all(b"early").unwrap();
+        let mut answer = [0; 5];
+        client.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"EARLY");
+    }
+    drop(early);
+    handle.shutdown();
+    let stats = thread.join().unwrap().unwrap();
+    assert_eq!(stats.accepted, 8);
+}
