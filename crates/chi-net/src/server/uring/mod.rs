@@ -1,11 +1,14 @@
-//! The `uring` model: the event model's acceptor and hand-off, with one io_uring event loop
-//! per worker instead of one epoll loop.
+//! The `uring` model: one io_uring event loop per worker, each accepting on its own listener
+//! (see [`accept`]); the acceptor thread of the other models only passes on drain and stop
+//! requests, and waits for the loops.
 //!
 //! Each loop keeps a multishot receive armed per connection, into a ring of provided buffers
 //! (so an idle connection holds no receive buffer), runs the handler on every received chunk,
 //! and queues one send per connection at a time; every operation of a loop turn goes to the
 //! kernel in the one `io_uring_enter` that also waits for the next completions. The acceptor
-//! wakes a loop through a mio `Waker` whose epoll descriptor the ring polls.
+//! wakes a loop through a mio `Waker` whose epoll descriptor the ring polls. Idle timers,
+//! the messages from the acceptor and the drain and stop orders are the event model's
+//! (`loops::LoopCore`).
 //!
 //! Per connection, as in the event model:
 //! - output cap: while the unsent output is over the cap the multishot receive is cancelled;
