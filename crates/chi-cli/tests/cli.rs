@@ -243,6 +243,12 @@ fn serve_and_client_round_trip_pooled() {
     serve_and_client_round_trip("pooled");
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_and_client_round_trip_uring() {
+    serve_and_client_round_trip("uring");
+}
+
 fn serve_sigterm_drains_mid_conversation(model: &str) {
     let (server, addr) = serve(&["--model", model, "--drain-timeout", "30s"]);
     let mut client = connect(addr);
@@ -277,9 +283,25 @@ fn serve_sigterm_drains_mid_conversation_pooled() {
     serve_sigterm_drains_mid_conversation("pooled");
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_sigterm_drains_mid_conversation_uring() {
+    serve_sigterm_drains_mid_conversation("uring");
+}
+
 #[test]
 fn serve_sigint_drains_idle_clients_and_exits_0() {
-    let (server, addr) = serve(&[]);
+    serve_sigint_drains_idle_clients("event");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_sigint_drains_idle_clients_and_exits_0_uring() {
+    serve_sigint_drains_idle_clients("uring");
+}
+
+fn serve_sigint_drains_idle_clients(model: &str) {
+    let (server, addr) = serve(&["--model", model]);
     let mut client = connect(addr);
     roundtrip(&mut client, b"hi");
     server.signal("INT");
@@ -375,6 +397,83 @@ fn serve_start_up_failure_prints_no_listening_line() {
     assert_eq!(stdout_text(&out), "", "{err}");
 }
 
+/// Where a seccomp policy forbids `io_uring_setup` (as container runtimes' default profiles
+/// do), `chi serve --model uring` fails at start: one line naming the cause and where to look,
+/// exit 1, no `listening on`, no fallback to another model.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn serve_uring_where_seccomp_forbids_io_uring_exits_1_with_one_line() {
+    use std::os::unix::process::CommandExt;
+    // AUDIT_ARCH_X86_64: EM_X86_64 (62) | 64-bit | little-endian.
+    const ARCH: u32 = 0xC000_003E;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump_eq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    // seccomp_data: `nr` at offset 0, `arch` at 4. On x86_64, io_uring_setup fails with EPERM;
+    // everything else is allowed.
+    let filter = [
+        stmt(load, 4),
+        jump_eq(ARCH, 0, 3),
+        stmt(load, 0),
+        jump_eq(libc::SYS_io_uring_setup as u32, 0, 1),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let install = move || {
+        let program = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr().cast_mut(),
+        };
+        // SAFETY: prctl with integer arguments, and for the filter a pointer to `program`,
+        // which points to `filter`: both live until the call returns (the kernel copies the
+        // program). Neither call allocates, as the time between fork and exec requires.
+        let rc = unsafe {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                -1
+            } else {
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog,
+                )
+            }
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    let mut command = chi();
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--model", "uring"])
+        .stdin(Stdio::null());
+    // SAFETY: `install` makes two system calls and allocates nothing (see above); the
+    // io::Error it may build is from an OS code, which allocates nothing either.
+    unsafe { command.pre_exec(install) };
+    let out = command.output().expect("run chi under a seccomp filter");
+    let err = stderr_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(stdout_text(&out), "", "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot start the uring model"), "{err}");
+    assert!(err.contains("io_uring_disabled"), "{err}");
+    assert!(err.contains("seccomp"), "{err}");
+}
+
 /// The server's resident memory in KiB (VmRSS from /proc).
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -382,15 +481,25 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Clients that push input and never read: the event model stops reading from each at its
-/// output cap, so the server's memory stays bounded however much they try to push (here up
-/// to 8 × 16 MiB, which a server without the cap would hold); every byte it did take is
-/// answered once they read.
+/// Clients that push input and never read: the event and uring models stop reading from each
+/// at its output cap, so the server's memory stays bounded however much they try to push
+/// (here up to 8 × 16 MiB, which a server without the cap would hold); every byte it did take
+/// is answered once they read.
 #[test]
 fn serve_never_reading_clients_keep_server_memory_bounded() {
+    never_reading_clients_keep_server_memory_bounded("event");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_uring_never_reading_clients_keep_server_memory_bounded() {
+    never_reading_clients_keep_server_memory_bounded("uring");
+}
+
+fn never_reading_clients_keep_server_memory_bounded(model: &str) {
     const CLIENTS: usize = 8;
     const LIMIT: usize = 16 << 20;
-    let (server, addr) = serve(&["--output-cap", "64KiB", "--workers", "1"]);
+    let (server, addr) = serve(&["--model", model, "--output-cap", "64KiB", "--workers", "1"]);
     let pid = server.child.id();
     let before = rss_kib(pid);
     let message: Vec<u8> = (0..LIMIT).map(|i| b"abcdefgh"[i % 8]).collect();

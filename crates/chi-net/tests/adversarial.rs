@@ -1,6 +1,8 @@
-//! Cases from an adversarial run, kept fixed (bounded in count and time, loopback only): drain
-//! under load for both models, the pooled model's arrival order, idle-timer entries of closed
-//! connections, slow clients with and without an idle timeout, a flood past the connection cap.
+//! Cases from adversarial runs, kept fixed (bounded in count and time, loopback only), for every
+//! model: drain under load, slow clients with and without an idle timeout, a flood past the
+//! connection cap, 1 MiB messages from many clients at once, clients that reset while the
+//! server sends; for the models with event loops: idle-timer entries of closed connections and
+//! clients that never read; and the pooled model's arrival order.
 
 #[macro_use]
 mod common;
@@ -8,6 +10,7 @@ mod common;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -135,8 +138,8 @@ fn slow_clients(model: Model, idle: Option<Duration>) {
     }
     if idle.is_none() {
         server.wait_stats("all slow clients accepted", |s| s.open == SLOW);
-        // They cost the event loops nothing: another client is served while they stay.
-        let mut other = (model == Model::Event).then(|| connect(server.addr));
+        // They cost the event or uring loops nothing: another client is served meanwhile.
+        let mut other = (model != Model::Pooled).then(|| connect(server.addr));
         if let Some(other) = &mut other {
             roundtrip(other, b"served meanwhile");
         }
@@ -184,7 +187,9 @@ fn slow_clients_with_idle_timeout(model: Model) {
 fn flood_past_the_connection_cap(model: Model) {
     const CAP: usize = 50;
     const FLOOD: usize = 200;
-    let server = start(model, |b| b.max_connections(CAP).workers(CAP));
+    // The pooled model serves as many at once as it has workers.
+    let workers = if model == Model::Pooled { CAP } else { 2 };
+    let server = start(model, |b| b.max_connections(CAP).workers(workers));
     let mut clients = Vec::new();
     for i in 0..FLOOD {
         clients.push(connect(server.addr));
@@ -212,12 +217,93 @@ fn flood_past_the_connection_cap(model: Model) {
     server.stop();
 }
 
-for_both_models!(
-    drain_under_load_answers_everything_received,
-    slow_clients_without_idle_timeout,
-    slow_clients_with_idle_timeout,
-    flood_past_the_connection_cap,
-);
+// ===== big messages, resets mid-send =====
+
+/// 16 clients at once each send a 1 MiB message while reading its answer: every answer is
+/// byte-exact. On one event or uring loop (the uring one with 128 receive buffers for all its
+/// connections) the clients' chunks compete for the loop.
+fn one_mib_messages_from_many_clients_at_once(model: Model) {
+    const CLIENTS: usize = 16;
+    let workers = if model == Model::Pooled { CLIENTS } else { 1 };
+    let server = start(model, |b| b.workers(workers));
+    let message = pattern(1 << 20);
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(server.addr)).collect();
+    std::thread::scope(|s| {
+        for client in &clients {
+            let message = &message;
+            s.spawn(move || assert!(send_and_receive(client, message) == ascii_upper(message)));
+        }
+    });
+    drop(clients);
+    let stats = server.stop();
+    let total = (CLIENTS << 20) as u64;
+    assert_eq!(
+        (stats.bytes_in, stats.bytes_out),
+        (total, total),
+        "{stats:?}"
+    );
+}
+
+/// Answers `flood` with 8 MiB (more than the kernel buffers of a client that reads nothing
+/// can hold, so the server is still sending it), everything else as `AsciiUpper`; counts the
+/// floods.
+#[derive(Clone, Default)]
+struct Flood(Arc<AtomicUsize>);
+
+impl Handler for Flood {
+    fn handle(&self, input: &[u8], output: &mut Vec<u8>) {
+        if input == b"flood" {
+            output.resize(output.len() + (8 << 20), b'x');
+            // ORDERING: SeqCst, read by the test thread; a test counter.
+            self.0.fetch_add(1, Ordering::SeqCst);
+        } else {
+            AsciiUpper.handle(input, output);
+        }
+    }
+}
+
+/// Clients that ask for a big answer, read none of it, and reset the connection while the
+/// server is sending it: each connection ends with an error (not counted as forced), nothing is
+/// left open, and the server serves the next client.
+fn reset_clients_mid_send(model: Model) {
+    const CLIENTS: usize = 8;
+    let flood = Flood::default();
+    let workers = if model == Model::Pooled {
+        CLIENTS + 1
+    } else {
+        2
+    };
+    let server = start_with(model, |b| b.workers(workers), flood.clone());
+    let clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| {
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            socket.set_recv_buffer_size(16 * 1024).unwrap();
+            socket.connect(&server.addr.into()).unwrap();
+            let mut client = TcpStream::from(socket);
+            client.write_all(b"flood").unwrap();
+            client
+        })
+        .collect();
+    // ORDERING: SeqCst, see `Flood`.
+    wait_until("every flood answered", || {
+        flood.0.load(Ordering::SeqCst) == CLIENTS
+    });
+    for client in clients {
+        // Linger 0: close sends RST.
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+    let stats = server.wait_stats("reset connections closed", |s| {
+        s.open == 0 && s.closed == CLIENTS as u64
+    });
+    assert_eq!(stats.forced, 0, "{stats:?}");
+    let mut other = connect(server.addr);
+    roundtrip(&mut other, b"still serving");
+    drop(other);
+    server.stop();
+}
 
 // ===== pooled model: arrival order =====
 
@@ -274,17 +360,14 @@ fn pooled_serves_waiting_clients_in_arrival_order() {
     server.stop();
 }
 
-// ===== event model: idle timers =====
+// ===== event loops: idle timers, clients that never read =====
 
 /// Short connections under a long idle timeout leave no timer entries behind: after the churn
 /// the entries are at most twice the connections still open, and none once those close too.
-#[test]
-fn event_idle_timers_of_closed_connections_go_with_them() {
+fn idle_timers_of_closed_connections_go_with_them(model: Model) {
     const KEEP: usize = 10;
     const CHURN: usize = 50_000;
-    let server = start(Model::Event, |b| {
-        b.idle_timeout(Some(Duration::from_secs(3600)))
-    });
+    let server = start(model, |b| b.idle_timeout(Some(Duration::from_secs(3600))));
     let mut kept: Vec<TcpStream> = (0..KEEP).map(|_| connect(server.addr)).collect();
     for client in &mut kept {
         roundtrip(client, b"stay");
@@ -312,15 +395,14 @@ fn event_idle_timers_of_closed_connections_go_with_them() {
     server.stop();
 }
 
-/// A client that reads nothing while pushing input: the event model stops reading from it
-/// at the output cap, so what the server holds for it stays bounded, and every byte it pushed
-/// is answered once it reads.
-#[test]
-fn never_reading_clients_are_bounded_by_the_output_cap() {
+/// A client that reads nothing while pushing input: the loop stops reading from it at the
+/// output cap, so what the server holds for it stays bounded, and every byte it pushed is
+/// answered once it reads.
+fn never_reading_clients_are_bounded_by_the_output_cap(model: Model) {
     const CLIENTS: usize = 8;
     const CAP: usize = 64 * 1024;
     const LIMIT: usize = 8 << 20;
-    let server = start(Model::Event, |b| b.output_cap(CAP));
+    let server = start(model, |b| b.output_cap(CAP));
     let message = pattern(LIMIT);
     let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(server.addr)).collect();
     let written = push_until_stuck(&clients, &message);
@@ -337,3 +419,15 @@ fn never_reading_clients_are_bounded_by_the_output_cap() {
     drop(clients);
     server.stop();
 }
+
+for_all_models!(
+    drain_under_load_answers_everything_received,
+    slow_clients_without_idle_timeout,
+    slow_clients_with_idle_timeout,
+    flood_past_the_connection_cap,
+    one_mib_messages_from_many_clients_at_once,
+    reset_clients_mid_send;
+    event loops only:
+    idle_timers_of_closed_connections_go_with_them,
+    never_reading_clients_are_bounded_by_the_output_cap,
+);

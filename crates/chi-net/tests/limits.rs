@@ -375,6 +375,14 @@ fn sockets_close_on_exec() {
     roundtrip(&mut a, b"a");
     let mut b = connect(pooled.addr);
     roundtrip(&mut b, b"b");
+    // The uring model's listeners, its rings, and the connections its loops accept.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    let (_uring, _c) = {
+        let uring = start(Model::Uring, |b| b);
+        let mut c = connect(uring.addr);
+        roundtrip(&mut c, b"c");
+        (uring, c)
+    };
     // A child sees none of the listeners or connections (nor any other socket of this process).
     let out = Command::new("ls")
         .args(["-l", "/proc/self/fd"])
@@ -383,8 +391,8 @@ fn sockets_close_on_exec() {
     assert!(out.status.success());
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(
-        !listing.contains("socket:"),
-        "inherited sockets:\n{listing}"
+        !listing.contains("socket:") && !listing.contains("io_uring"),
+        "inherited sockets or rings:\n{listing}"
     );
     drop((a, b));
     event.stop();

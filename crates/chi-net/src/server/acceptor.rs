@@ -1,6 +1,8 @@
 //! The acceptor: the thread that called `Server::run`. It accepts connections and hands them
 //! to a model, enforces `max_connections`, backs off when out of descriptors, and during a
-//! shutdown waits for the model to finish.
+//! shutdown waits for the model to finish. In the uring model, whose loops accept on their
+//! own listeners, it has no listener and only waits for a shutdown request, then for the
+//! loops.
 
 use std::io;
 use std::net::SocketAddr;
@@ -47,20 +49,23 @@ pub(crate) struct Acceptor {
 }
 
 impl Acceptor {
+    /// An acceptor on `listener`; without one it only waits (see the module doc).
     pub(crate) fn new(
-        listener: std::net::TcpListener,
+        listener: Option<std::net::TcpListener>,
         shared: Arc<Shared>,
         max_connections: usize,
     ) -> io::Result<Acceptor> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listener = listener.map(TcpListener::from_std);
+        if let Some(listener) = &mut listener {
+            poll.registry()
+                .register(listener, LISTENER, Interest::READABLE)?;
+        }
         shared.set_waker(Arc::new(Waker::new(poll.registry(), WAKER)?));
         Ok(Acceptor {
             poll,
             events: Events::with_capacity(64),
-            listener: Some(listener),
+            listener,
             shared,
             max_connections,
             backoff: Backoff::default(),
@@ -162,41 +167,18 @@ impl Acceptor {
     }
 
     /// Counts the connection and hands it on, or closes it at once over `max_connections`.
+    /// (`TCP_NODELAY` and `SO_OOBINLINE` come from the listener, see `listener::bind`.)
     fn admit(
         &mut self,
         stream: TcpStream,
         peer: SocketAddr,
         dispatch: &mut dyn FnMut(TcpStream, SocketAddr),
     ) {
-        // ORDERING: SeqCst, as every access to `open` (see `Shared::state`); only this thread
-        // increments it, so the check cannot be overtaken by another admission.
-        if self.shared.open.load(Ordering::SeqCst) >= self.max_connections {
-            // ORDERING: Relaxed, a statistic.
-            self.shared.rejected.fetch_add(1, Ordering::Relaxed);
-            if !self.at_limit {
-                self.at_limit = true;
-                tracing::warn!(
-                    max_connections = self.max_connections,
-                    "connection limit reached: new connections are closed until one leaves"
-                );
-            }
+        let admitted = self.shared.admit(self.max_connections);
+        if at_limit(&mut self.at_limit, admitted, self.max_connections) {
             tracing::debug!(%peer, "connection rejected: too many open connections");
             drop(stream);
             return;
-        }
-        self.at_limit = false;
-        // ORDERING: SeqCst, see `Shared::state`.
-        self.shared.open.fetch_add(1, Ordering::SeqCst);
-        // ORDERING: Relaxed, a statistic.
-        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
-        // Answers are small and latency matters more than packet count.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-        }
-        // Urgent (out-of-band) bytes stay in the stream, so they are answered like every other
-        // byte instead of vanishing from it.
-        if let Err(e) = socket2::SockRef::from(&stream).set_out_of_band_inline(true) {
-            tracing::debug!(%peer, error = %e, "cannot set SO_OOBINLINE");
         }
         tracing::debug!(%peer, "connection opened");
         dispatch(stream, peer);
@@ -242,4 +224,21 @@ impl Acceptor {
             Err(e) => Err(e),
         }
     }
+}
+
+/// After an admission: whether the connection was rejected for `max_connections`, warning
+/// the first time in a row (`warned` remembers it until a connection is admitted again).
+pub(crate) fn at_limit(warned: &mut bool, admitted: bool, max_connections: usize) -> bool {
+    if admitted {
+        *warned = false;
+        return false;
+    }
+    if !*warned {
+        *warned = true;
+        tracing::warn!(
+            max_connections,
+            "connection limit reached: new connections are closed until one leaves"
+        );
+    }
+    true
 }

@@ -77,6 +77,10 @@ pub(crate) struct DriveCtx<'a> {
 pub(crate) enum Peer {
     V4(SocketAddrV4),
     V6(Box<SocketAddrV6>),
+    /// Not looked up (the uring model accepts without the address, and asks for it only when
+    /// logs show it).
+    #[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
+    Unknown,
 }
 
 impl From<SocketAddr> for Peer {
@@ -93,6 +97,7 @@ impl fmt::Display for Peer {
         match self {
             Peer::V4(a) => a.fmt(f),
             Peer::V6(a) => a.fmt(f),
+            Peer::Unknown => f.write_str("(peer not looked up)"),
         }
     }
 }

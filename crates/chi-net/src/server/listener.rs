@@ -1,10 +1,12 @@
 //! The listening socket: bound with `SO_REUSEADDR` (and optionally `SO_REUSEPORT`),
-//! close-on-exec, non-blocking; and the classification of `accept` errors that decides between
-//! "skip this one", "back off" and "stop".
+//! close-on-exec, non-blocking; the uring model's group of listeners, one per loop, on one
+//! port; and the classification of `accept` errors that decides between "skip this one",
+//! "back off" and "stop".
 //!
 //! Every socket the server owns is close-on-exec: socket2 creates the listener with
-//! `SOCK_CLOEXEC`, and mio accepts with `accept4(SOCK_CLOEXEC | SOCK_NONBLOCK)`, so a child
-//! process started by a handler never inherits a connection.
+//! `SOCK_CLOEXEC`, and mio accepts with `accept4(SOCK_CLOEXEC | SOCK_NONBLOCK)` (the uring
+//! model's multishot accept with the same flags), so a child process started by a handler
+//! never inherits a connection.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -25,7 +27,44 @@ pub(crate) fn bind(addr: SocketAddr, reuse_port: bool, backlog: u32) -> io::Resu
     let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
     socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
+    // Accepted connections inherit both (Linux copies the listener's socket options), so the
+    // uring model, which accepts in the kernel, needs no call per connection. Answers are
+    // small and latency matters more than packet count; urgent (out-of-band) bytes stay in the
+    // stream, so they are answered like every other byte instead of vanishing from it.
+    socket.set_nodelay(true)?;
+    socket.set_out_of_band_inline(true)?;
     Ok(socket.into())
+}
+
+/// Binds `count` listeners on one port, each with `SO_REUSEPORT`, so that the kernel spreads
+/// the connections over them (the uring model: one per loop). Unless `reuse_port` asks to
+/// share the port with other processes, `addr` is first bound alone without `SO_REUSEPORT`:
+/// if anything else listens there that fails as [`bind`] does, and a second server can never
+/// join this one's group. That socket is closed before the group binds the port it got (so a
+/// port 0 works too).
+pub(crate) fn bind_group(
+    addr: SocketAddr,
+    count: usize,
+    reuse_port: bool,
+    backlog: u32,
+) -> io::Result<Vec<TcpListener>> {
+    let mut addr = addr;
+    if !reuse_port {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into())?;
+        addr = probe
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("the probe socket has no IP address"))?;
+    }
+    let first = bind(addr, true, backlog)?;
+    addr = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..count {
+        group.push(bind(addr, true, backlog)?);
+    }
+    Ok(group)
 }
 
 /// What the acceptor should do after `accept` failed.
@@ -161,5 +200,39 @@ mod tests {
         assert_eq!(a.local_addr().unwrap(), b.local_addr().unwrap());
         let err = bind(a.local_addr().unwrap(), false, 16).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn accepted_connections_inherit_nodelay_and_oobinline() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), false, 16).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        listener.set_nonblocking(false).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
+        assert!(
+            socket2::SockRef::from(&accepted)
+                .out_of_band_inline()
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn bind_group_shares_one_port_and_keeps_others_out() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 3, false, 16).unwrap();
+        let addr = group[0].local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        assert!(group.iter().all(|l| l.local_addr().unwrap() == addr));
+        assert!(
+            group
+                .iter()
+                .all(|l| socket2::SockRef::from(l).reuse_port().unwrap())
+        );
+        // Another server on the port fails, as a group or alone, unless it shares on purpose.
+        let err = bind_group(addr, 2, false, 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let err = bind(addr, false, 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let sharing = bind_group(addr, 1, true, 16).unwrap();
+        assert_eq!(sharing[0].local_addr().unwrap(), addr);
     }
 }

@@ -5,8 +5,11 @@ mod chunk;
 mod conn;
 mod event;
 mod handle;
+mod idle;
 mod listener;
+mod loops;
 mod pooled;
+mod slab;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -46,7 +49,7 @@ pub const MESSAGE_LOG_TARGET: &str = "chi_net::message";
 /// # Ok::<(), chi_net::ServerError>(())
 /// ```
 pub struct Server {
-    listener: TcpListener,
+    listeners: Listeners,
     local_addr: SocketAddr,
     config: ServerConfig,
     handler: Arc<dyn Handler>,
@@ -69,12 +72,16 @@ impl Server {
             #[cfg(not(all(feature = "uring", target_os = "linux")))]
             return Err(ServerError::Uring(uring_not_built()));
         }
-        let addr = config.addr();
-        let listener = listener::bind(addr, config.reuse_port(), config.backlog())
-            .map_err(|error| ServerError::Bind { addr, error })?;
-        let local_addr = listener.local_addr().map_err(ServerError::Setup)?;
+        let (addr, reuse_port, backlog) = (config.addr(), config.reuse_port(), config.backlog());
+        let listeners = match config.model() {
+            Model::Uring => listener::bind_group(addr, config.workers(), reuse_port, backlog)
+                .map(Listeners::PerLoop),
+            _ => listener::bind(addr, reuse_port, backlog).map(Listeners::One),
+        };
+        let listeners = listeners.map_err(|error| ServerError::Bind { addr, error })?;
+        let local_addr = listeners.local_addr().map_err(ServerError::Setup)?;
         Ok(Server {
-            listener,
+            listeners,
             local_addr,
             config,
             handler: Arc::new(handler),
@@ -129,7 +136,7 @@ impl Server {
         };
         let shared = Arc::clone(&self.shared);
         let ctx = RunContext {
-            listener: self.listener,
+            listeners: self.listeners,
             config: self.config,
             handler: self.handler,
             shared: Arc::clone(&shared),
@@ -165,14 +172,50 @@ impl fmt::Debug for Server {
     }
 }
 
-/// What a model needs to run: the listener, the settings, the handler and the shared state.
+/// Where a model accepts connections.
+pub(crate) enum Listeners {
+    /// One listener, on which the acceptor accepts and from which it deals (event, pooled).
+    One(TcpListener),
+    /// One per loop, each loop accepting on its own (uring); they share the port through
+    /// `SO_REUSEPORT` (see `listener::bind_group`).
+    PerLoop(Vec<TcpListener>),
+}
+
+impl Listeners {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Listeners::One(listener) => listener.local_addr(),
+            Listeners::PerLoop(group) => group
+                .first()
+                .ok_or_else(|| io::Error::other("no listener"))?
+                .local_addr(),
+        }
+    }
+
+    /// The acceptor's listener, and the loops'.
+    fn split(self) -> (Option<TcpListener>, Vec<TcpListener>) {
+        match self {
+            Listeners::One(listener) => (Some(listener), Vec::new()),
+            Listeners::PerLoop(group) => (None, group),
+        }
+    }
+}
+
+/// What a model needs to run: the listeners, the settings, the handler and the shared state.
 pub(crate) struct RunContext {
-    pub(crate) listener: TcpListener,
+    pub(crate) listeners: Listeners,
     pub(crate) config: ServerConfig,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) shared: Arc<Shared>,
     /// Whether DEBUG is on for [`MESSAGE_LOG_TARGET`], checked once.
     pub(crate) log_messages: bool,
+}
+
+impl RunContext {
+    /// Takes the listeners out (leaving none): the acceptor's, and the loops'.
+    pub(crate) fn take_listeners(&mut self) -> (Option<TcpListener>, Vec<TcpListener>) {
+        std::mem::replace(&mut self.listeners, Listeners::PerLoop(Vec::new())).split()
+    }
 }
 
 /// `now + after`, or `None` ("never") when that is past what an `Instant` can hold.

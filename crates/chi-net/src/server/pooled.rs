@@ -111,7 +111,7 @@ impl ConnCtx {
     }
 }
 
-pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), ServerError> {
+pub(crate) fn run(mut ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), ServerError> {
     let shared = Arc::clone(&ctx.shared);
     let workers = ctx.config.workers();
     let pool = chi::ThreadPool::builder()
@@ -124,7 +124,8 @@ pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), Server
         .collect::<io::Result<Vec<_>>>()
         .map_err(ServerError::Setup)?;
     let max_connections = ctx.config.max_connections();
-    let mut acceptor = Acceptor::new(ctx.listener, Arc::clone(&shared), max_connections)
+    let (listener, _) = ctx.take_listeners();
+    let mut acceptor = Acceptor::new(listener, Arc::clone(&shared), max_connections)
         .map_err(ServerError::Setup)?;
     let conn_ctx = Arc::new(ConnCtx {
         handler: ctx.handler,

@@ -66,9 +66,9 @@ pub struct ServerStats {
     /// the output cap plus one chunk's answer. Pooled: the answer to one chunk, held while its
     /// worker writes it.
     pub peak_output_buffer: usize,
-    /// Event model with an idle timeout: idle-timer entries the loops hold. Entries of closed
-    /// connections are dropped as they go, so this stays at most twice the open connections
-    /// (and equals them once every loop has compacted). Always 0 in the pooled model.
+    /// Event and uring models with an idle timeout: idle-timer entries the loops hold. Entries
+    /// of closed connections are dropped in batches, so this stays at most twice the open
+    /// connections (and is 0 once none is open). Always 0 in the pooled model.
     pub idle_timers: usize,
 }
 
@@ -87,8 +87,8 @@ pub(crate) struct Shared {
     pub(crate) open: AtomicUsize,
     /// Pooled model: connections accepted and waiting for a worker.
     pub(crate) waiting: AtomicUsize,
-    pub(crate) accepted: AtomicU64,
-    pub(crate) rejected: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
     closed: AtomicU64,
     drained: AtomicU64,
     forced: AtomicU64,
@@ -96,7 +96,7 @@ pub(crate) struct Shared {
     bytes_out: AtomicU64,
     pub(crate) accept_backoffs: AtomicU64,
     pub(crate) peak_output: AtomicUsize,
-    /// Idle-timer entries held by the event loops (see [`ServerStats::idle_timers`]).
+    /// Idle-timer entries held by the event and uring loops (see [`ServerStats::idle_timers`]).
     pub(crate) idle_timers: AtomicUsize,
     /// The acceptor stopped accepting after EMFILE & co.; a closing connection should wake it.
     pub(crate) backing_off: AtomicBool,
@@ -164,6 +164,26 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Counts a new connection as open if fewer than `max` are, else as rejected; says which.
+    /// Exact with several callers at once (each uring loop admits its own connections).
+    pub(crate) fn admit(&self, max: usize) -> bool {
+        // ORDERING: SeqCst, as every access to `open` (see `state`).
+        let admitted = self
+            .open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .is_ok();
+        let counter = if admitted {
+            &self.accepted
+        } else {
+            &self.rejected
+        };
+        // ORDERING: Relaxed, a statistic.
+        counter.fetch_add(1, Ordering::Relaxed);
+        admitted
     }
 
     /// Books a connection that was just closed (its descriptor already released) and wakes

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use super::state::Fault;
@@ -25,7 +25,13 @@ pub(super) fn dead_thread_stops_the_server(model: Model, fault: Fault) {
     let (addr, handle) = (server.local_addr(), server.handle());
     let shared = std::sync::Arc::clone(&server.shared);
     let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || tx.send(server.run()));
+    let (ready_tx, ready) = mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || tx.send(server.run_with_ready(|| drop(ready_tx))));
+    // Ready: every thread runs (the uring acceptor, which the fault below needs, included).
+    assert!(matches!(
+        ready.recv_timeout(LONG),
+        Err(RecvTimeoutError::Disconnected)
+    ));
     // A served client first: the server works.
     let mut client = TcpStream::connect(addr).unwrap();
     client.set_read_timeout(Some(LONG)).unwrap();
@@ -34,11 +40,17 @@ pub(super) fn dead_thread_stops_the_server(model: Model, fault: Fault) {
     client.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"OK");
     // The next thread of that kind to pass its fault point dies: the acceptor when it accepts
-    // the next client, or the loop or worker that gets it.
+    // the next client, or the loop or worker that gets it. The uring model's acceptor accepts
+    // nothing (its loops do): it dies when it next wakes.
     // ORDERING: SeqCst, see `Shared::maybe_inject_fault`.
     shared.inject_fault.store(fault as u8, Ordering::SeqCst);
-    let mut victim = TcpStream::connect(addr).unwrap();
-    let _ = victim.write_all(b"boom");
+    if (model, fault) == (Model::Uring, Fault::Acceptor) {
+        shared.wake_acceptor();
+    }
+    // Refused if the server has stopped already (the uring acceptor's case).
+    if let Ok(mut victim) = TcpStream::connect(addr) {
+        let _ = victim.write_all(b"boom");
+    }
     let result = rx
         .recv_timeout(LONG)
         .expect("run() returned after a thread died, without a shutdown request");

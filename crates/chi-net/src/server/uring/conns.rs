@@ -1,8 +1,7 @@
-//! A uring loop's connections: their state, and the slots that name them in user data.
+//! A uring loop's connections: their state, and what they share.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::time::Duration;
 
 use mio::net::TcpStream;
 
@@ -16,9 +15,12 @@ pub(super) struct Settings {
     pub(super) handler: Arc<dyn Handler>,
     pub(super) shared: Arc<Shared>,
     pub(super) output_cap: usize,
-    pub(super) idle_timeout: Option<Duration>,
+    pub(super) max_connections: usize,
     /// Whether each received chunk is logged (checked once per run).
     pub(super) log_messages: bool,
+    /// Whether connections are logged with their peer's address, which a connection accepted
+    /// in the ring has to look up.
+    pub(super) log_peers: bool,
 }
 
 impl Settings {
@@ -91,42 +93,5 @@ impl UConn {
 
     pub(super) fn has_ops(&self) -> bool {
         self.recv != Recv::Idle || self.sending.is_some() || self.shutdown_busy || self.cancels > 0
-    }
-}
-
-/// Connections by slot (the slot is in the user data of their operations). A slot is freed
-/// only after the last completion of its connection, so no completion names a reused slot.
-#[derive(Default)]
-pub(super) struct Conns {
-    pub(super) slots: Vec<Option<UConn>>,
-    pub(super) free: Vec<usize>,
-    pub(super) open: usize,
-}
-
-impl Conns {
-    pub(super) fn add(&mut self, conn: UConn) -> usize {
-        self.open += 1;
-        let slot = self.free.pop().unwrap_or(self.slots.len());
-        if slot == self.slots.len() {
-            self.slots.push(None);
-        }
-        self.slots[slot] = Some(conn);
-        slot
-    }
-
-    pub(super) fn get(&mut self, slot: usize) -> Option<&mut UConn> {
-        self.slots.get_mut(slot)?.as_mut()
-    }
-
-    pub(super) fn take(&mut self, slot: usize) -> Option<UConn> {
-        let conn = self.slots.get_mut(slot)?.take()?;
-        self.open -= 1;
-        self.free.push(slot);
-        Some(conn)
-    }
-
-    pub(super) fn occupied(&self) -> Vec<usize> {
-        let used = |(slot, conn): (usize, &Option<UConn>)| conn.is_some().then_some(slot);
-        self.slots.iter().enumerate().filter_map(used).collect()
     }
 }

@@ -1,11 +1,14 @@
-//! The `uring` model: the event model's acceptor and hand-off, with one io_uring event loop
-//! per worker instead of one epoll loop.
+//! The `uring` model: one io_uring event loop per worker, each accepting on its own listener
+//! (see [`accept`]); the acceptor thread of the other models only passes on drain and stop
+//! requests, and waits for the loops.
 //!
 //! Each loop keeps a multishot receive armed per connection, into a ring of provided buffers
 //! (so an idle connection holds no receive buffer), runs the handler on every received chunk,
 //! and queues one send per connection at a time; every operation of a loop turn goes to the
 //! kernel in the one `io_uring_enter` that also waits for the next completions. The acceptor
-//! wakes a loop through a mio `Waker` whose epoll descriptor the ring polls.
+//! wakes a loop through a mio `Waker` whose epoll descriptor the ring polls. Idle timers,
+//! the messages from the acceptor and the drain and stop orders are the event model's
+//! (`loops::LoopCore`).
 //!
 //! Per connection, as in the event model:
 //! - output cap: while the unsent output is over the cap the multishot receive is cancelled;
@@ -19,28 +22,31 @@
 //!
 //! All `unsafe` code lives in [`sys`].
 
+mod accept;
 mod conns;
 mod sys;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::TcpListener;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Poll, Token, Waker};
+use mio::{Events, Poll};
 
-use self::conns::{Conns, Phase, Recv, Settings, UConn};
+use self::accept::{ACCEPT, ACCEPT_CANCEL, Accept};
+use self::conns::{Phase, Recv, Settings, UConn};
 use self::sys::{BUF_SIZE, Completion, Ring};
+use super::acceptor::at_limit;
 use super::chunk::{CloseReason, log_closed};
 use super::conn::Peer;
-use super::event::{LoopHandle, LoopMsg, guard_loop, run_loops, try_recv};
-use super::{RunContext, ServerError, deadline_after};
+use super::idle::IdleTimers;
+use super::loops::{LoopCore, LoopHandle, Order, guard_loop, run_loops, spawn_loop};
+use super::slab::Slab;
+use super::{RunContext, ServerError};
 
 /// User data of the poll on the waker's epoll descriptor, and of its cancel.
 const WAKE: u64 = u64::MAX;
@@ -55,6 +61,10 @@ const KIND_BITS: u32 = 2;
 const SEND_BUF_KEEP: usize = 4 * BUF_SIZE;
 /// Turns spent waiting for the last completions when a loop ends.
 const TEARDOWN_TURNS: usize = 50;
+
+/// Receives the kernel ended for lack of provided buffers, for tests to check.
+#[cfg(test)]
+static STARVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn user_data(slot: usize, kind: u64) -> u64 {
     ((slot as u64) << KIND_BITS) | kind
@@ -75,117 +85,87 @@ pub(crate) fn check_available() -> io::Result<()> {
 }
 
 pub(crate) fn run(ctx: RunContext, ready: &mut dyn FnMut()) -> Result<(), ServerError> {
-    run_loops(ctx, ready, &spawn_loop)
+    run_loops(ctx, ready, &spawn)
 }
 
 /// Starts a loop thread; its ring is set up on that thread, and a setup failure is returned
 /// here, so `run` fails at start where io_uring is unavailable.
-fn spawn_loop(id: usize, ctx: &RunContext) -> Result<LoopHandle, ServerError> {
-    let poll = Poll::new().map_err(ServerError::Setup)?;
-    let waker = Arc::new(Waker::new(poll.registry(), Token(0)).map_err(ServerError::Setup)?);
-    let (tx, rx) = mpsc::channel();
-    let rx = Arc::new(Mutex::new(rx));
-    let loop_rx = Arc::clone(&rx);
+fn spawn(
+    id: usize,
+    ctx: &RunContext,
+    listener: Option<TcpListener>,
+) -> Result<LoopHandle, ServerError> {
     let (setup_tx, setup_rx) = mpsc::sync_channel(1);
     let settings = Settings {
         handler: Arc::clone(&ctx.handler),
         shared: Arc::clone(&ctx.shared),
         output_cap: ctx.config.output_cap(),
-        idle_timeout: ctx.config.idle_timeout(),
+        max_connections: ctx.config.max_connections(),
         log_messages: ctx.log_messages,
+        // Looking a peer up costs a system call: only for the logs that show it.
+        log_peers: ctx.log_messages || tracing::enabled!(tracing::Level::DEBUG),
     };
-    // ORDERING: SeqCst, as every use of `running_loops`.
-    ctx.shared.running_loops.fetch_add(1, Ordering::SeqCst);
-    let thread = std::thread::Builder::new()
-        .name(format!("chi-net-uring-{id}"))
-        .spawn(move || {
-            let ring = match Ring::new() {
-                Ok(ring) => ring,
-                Err(e) => {
-                    let _ = setup_tx.send(Err(e));
-                    settings.shared.loop_exited();
-                    return;
-                }
-            };
-            let _ = setup_tx.send(Ok(()));
-            let event_loop = UringLoop {
-                id,
-                ring,
-                poll,
-                rx: loop_rx,
-                conns: Conns::default(),
-                idle: BinaryHeap::new(),
-                touched: Vec::new(),
-                starved: Vec::new(),
-                completions: Vec::new(),
-                scratch: vec![0; BUF_SIZE].into_boxed_slice(),
-                epoch: Instant::now(),
-                settings,
-                next_id: 0,
-                peak: 0,
-                draining: false,
-                drain_deadline: None,
-                closing_all: false,
-                stop: false,
-            };
-            event_loop.run_guarded();
-        });
-    let thread = match thread {
-        Ok(thread) => thread,
-        Err(e) => {
-            // ORDERING: SeqCst, as above.
-            ctx.shared.running_loops.fetch_sub(1, Ordering::SeqCst);
-            return Err(ServerError::Setup(e));
-        }
-    };
+    let idle_timeout = ctx.config.idle_timeout();
+    let name = format!("chi-net-uring-{id}");
+    let handle = spawn_loop(&ctx.shared, name, move |poll, rx| {
+        let ring = match Ring::new() {
+            Ok(ring) => ring,
+            Err(e) => {
+                let _ = setup_tx.send(Err(e));
+                return;
+            }
+        };
+        let _ = setup_tx.send(Ok(()));
+        let idle = IdleTimers::new(idle_timeout, Arc::clone(&settings.shared));
+        let event_loop = UringLoop {
+            core: LoopCore::new(id, rx, idle),
+            ring,
+            accept: Accept::new(listener),
+            poll,
+            conns: Slab::default(),
+            touched: Vec::new(),
+            completions: Vec::new(),
+            scratch: vec![0; BUF_SIZE].into_boxed_slice(),
+            settings,
+            peak: 0,
+            closing_all: false,
+        };
+        event_loop.run_guarded();
+    })
+    .map_err(ServerError::Setup)?;
+    // Dropping the handle of a loop that failed joins its thread.
     match setup_rx.recv() {
-        Ok(Ok(())) => Ok(LoopHandle {
-            tx,
-            rx,
-            waker,
-            thread: Some(thread),
-        }),
-        Ok(Err(e)) => {
-            let _ = thread.join();
-            Err(ServerError::Uring(e))
-        }
-        Err(_) => {
-            let _ = thread.join();
-            Err(ServerError::Setup(io::Error::other(
-                "a uring loop ended during setup",
-            )))
-        }
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(ServerError::Uring(e)),
+        Err(_) => Err(ServerError::Setup(io::Error::other(
+            "a uring loop ended during setup",
+        ))),
     }
 }
 
 struct UringLoop {
-    id: usize,
+    /// The acceptor's messages, the idle timers (entries of closed connections are compacted
+    /// as they are released, see `finish_close`), the drain and stop orders.
+    core: LoopCore,
     ring: Ring,
+    /// This loop's listener and its multishot accept.
+    accept: Accept,
     /// Only the acceptor's `Waker` is registered here; the ring polls its descriptor.
     poll: Poll,
-    /// The acceptor's messages (its [`LoopHandle`] closes what is left once this loop ended).
-    rx: Arc<Mutex<Receiver<LoopMsg>>>,
-    conns: Conns,
-    /// Idle deadlines as (deadline, connection id, slot), earliest first; checked when popped.
-    idle: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    /// Connections to advance at the end of this turn.
+    /// Connections by slot (the slot is in the user data of their operations). A slot is
+    /// freed only after the last completion of its connection, so no completion names a
+    /// reused slot.
+    conns: Slab<UConn>,
+    /// Connections to advance at the end of this turn (every connection a completion named:
+    /// a receive that ended, for lack of buffers too, is re-armed there).
     touched: Vec<usize>,
-    /// Connections whose receive ended for lack of buffers: re-armed at the end of the turn.
-    starved: Vec<usize>,
     completions: Vec<Completion>,
     /// Where a draining connection is read into.
     scratch: Box<[u8]>,
-    epoch: Instant,
     settings: Settings,
-    next_id: u64,
     peak: usize,
-    /// A drain was requested.
-    draining: bool,
-    /// When the drain gives up (`None`: never, or no drain).
-    drain_deadline: Option<Instant>,
-    /// Every connection has been told to close (stop or drain deadline).
+    /// Every connection has been told to close (stop, drain deadline or teardown).
     closing_all: bool,
-    stop: bool,
 }
 
 impl UringLoop {
@@ -193,7 +173,7 @@ impl UringLoop {
     /// Runs the loop; a ring failure or a panic is reported as this thread's death, which
     /// stops the server (as an event loop's does).
     fn run_guarded(mut self) {
-        let name = format!("uring loop {}", self.id);
+        let name = format!("uring loop {}", self.core.id);
         let shared = Arc::clone(&self.settings.shared);
         // After a panic, `teardown` reaps what is in flight and books the connections (a ring
         // it cannot reap leaks its buffers rather than free memory the kernel may touch).
@@ -201,13 +181,22 @@ impl UringLoop {
     }
 
     fn run(&mut self) -> io::Result<()> {
-        let mut result = self.ring.poll_readable(self.poll.as_raw_fd(), WAKE);
-        while result.is_ok() {
+        let result = self.serve();
+        if let Err(e) = &result {
+            tracing::error!(event_loop = self.core.id, error = %e, "uring loop failed; closing its connections");
+        }
+        self.teardown();
+        result
+    }
+
+    /// Turns until stopped or drained: each turn submits what the last one queued, waits for
+    /// completions, handles them, then moves the connections they named on.
+    fn serve(&mut self) -> io::Result<()> {
+        self.ring.poll_readable(self.poll.as_raw_fd(), WAKE)?;
+        self.accept_turn(Instant::now())?;
+        loop {
             let timeout = self.next_timeout(Instant::now());
-            result = self.ring.submit_and_wait(timeout);
-            if result.is_err() {
-                break;
-            }
+            self.ring.submit_and_wait(timeout)?;
             #[cfg(test)]
             self.settings
                 .shared
@@ -219,45 +208,41 @@ impl UringLoop {
                 self.complete(completion, now);
             }
             self.completions = completions;
-            for slot in std::mem::take(&mut self.starved) {
-                self.touch(slot);
-            }
-            let now_ms = self.millis(now);
+            self.accept_turn(now)?;
+            let now_ms = self.core.idle.millis(now);
             while let Some(slot) = self.touched.pop() {
                 self.advance(slot, now_ms);
             }
             self.expire_idle(now);
             if self.finished(now) {
-                break;
+                return Ok(());
             }
         }
-        if let Err(e) = &result {
-            tracing::error!(event_loop = self.id, error = %e, "uring loop failed; closing its connections");
-        }
-        self.teardown();
-        result
     }
 
-    /// Whether the loop is done: stopped or drained, with every connection released.
+    /// Whether the loop is done: stopped or drained, with every connection released and the
+    /// accept reaped.
     fn finished(&mut self, now: Instant) -> bool {
-        let past_deadline = self.drain_deadline.is_some_and(|d| now >= d);
-        if (self.stop || past_deadline) && !self.closing_all {
-            if past_deadline && self.conns.open > 0 {
+        let overdue = self.core.drain_overdue(now);
+        if (self.core.stop || overdue) && !self.closing_all {
+            if overdue && self.conns.len() > 0 {
                 tracing::warn!(
-                    event_loop = self.id,
-                    open = self.conns.open,
+                    event_loop = self.core.id,
+                    open = self.conns.len(),
                     "drain timeout: closing the remaining connections"
                 );
             }
             self.close_all();
         }
-        (self.stop || self.draining) && self.conns.open == 0
+        // A draining loop takes its listener's backlog before it ends (see `accept_turn`).
+        (self.core.stop || self.core.draining) && self.conns.len() == 0 && !self.accept.in_ring()
     }
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);
-        let deadline = self.drain_deadline.filter(|_| !self.closing_all);
-        let wake_at = [idle, deadline].into_iter().flatten().min();
+        let wake_at = [self.core.wake_at(), self.accept.wake_at(now)]
+            .into_iter()
+            .flatten()
+            .min();
         wake_at.map(|at| at.saturating_duration_since(now))
     }
 
@@ -265,6 +250,7 @@ impl UringLoop {
     /// connection still open (only after a ring failure: otherwise there is none).
     fn teardown(&mut self) {
         self.close_all();
+        let _ = self.accept.stop(&mut self.ring);
         let _ = self.ring.cancel(WAKE, WAKE_CANCEL);
         let mut completions = Vec::new();
         for _ in 0..TEARDOWN_TURNS {
@@ -283,13 +269,13 @@ impl UringLoop {
             for completion in completions.drain(..) {
                 self.complete(completion, now);
             }
-            let now_ms = self.millis(now);
+            let now_ms = self.core.idle.millis(now);
             while let Some(slot) = self.touched.pop() {
                 self.advance(slot, now_ms);
             }
         }
-        for slot in self.conns.occupied() {
-            if let Some(conn) = self.conns.get(slot) {
+        for slot in self.conns.keys() {
+            if let Some(conn) = self.conns.get_mut(slot) {
                 // The ring is gone or stuck: nothing will complete any more.
                 (conn.recv, conn.sending, conn.shutdown_busy, conn.cancels) =
                     (Recv::Idle, None, false, 0);
@@ -297,26 +283,29 @@ impl UringLoop {
             }
             self.finish_close(slot);
         }
+        // The accept is reaped or the ring is stuck: the listener goes either way.
+        let _ = self.accept.close(false);
     }
 
     // ===== COMPLETIONS =====
     fn complete(&mut self, mut completion: Completion, now: Instant) {
-        match completion.user_data {
+        match completion.user_data() {
             // Cancelled at teardown: not re-armed. Once every connection was told to close
             // (stop, drain deadline, teardown) no message matters any more: not re-armed
             // either, and what is still queued is closed and counted by the acceptor's join.
-            WAKE if completion.result == -libc::ECANCELED || self.closing_all => return,
+            WAKE if completion.result() == -libc::ECANCELED || self.closing_all => return,
             WAKE => return self.woken(now),
-            WAKE_CANCEL => return,
+            ACCEPT => return self.accepted(completion, now),
+            WAKE_CANCEL | ACCEPT_CANCEL => return,
             _ => {}
         }
-        let slot = (completion.user_data >> KIND_BITS) as usize;
-        let now_ms = self.millis(now);
-        match completion.user_data & ((1 << KIND_BITS) - 1) {
+        let slot = (completion.user_data() >> KIND_BITS) as usize;
+        let now_ms = self.core.idle.millis(now);
+        match completion.user_data() & ((1 << KIND_BITS) - 1) {
             RECV => self.received(slot, &mut completion, now_ms),
             SEND => self.sent(slot, &completion, now_ms),
             CANCEL => {
-                if let Some(conn) = self.conns.get(slot) {
+                if let Some(conn) = self.conns.get_mut(slot) {
                     conn.cancels -= 1;
                 }
             }
@@ -327,7 +316,7 @@ impl UringLoop {
 
     fn received(&mut self, slot: usize, completion: &mut Completion, now_ms: u64) {
         let buf = self.ring.take_buf(completion);
-        let Some(conn) = self.conns.get(slot) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             if let Some(buf) = buf {
                 self.ring.recycle(buf);
             }
@@ -337,7 +326,7 @@ impl UringLoop {
             conn.recv = Recv::Idle;
         }
         let mut failed = None;
-        match completion.result {
+        match completion.result() {
             0 => conn.read_closed = true,
             n if n > 0 => {
                 conn.last_activity_ms = now_ms;
@@ -354,7 +343,14 @@ impl UringLoop {
                     }
                 }
             }
-            e if -e == libc::ENOBUFS => self.starved.push(slot),
+            e if -e == libc::ENOBUFS => {
+                // Every provided buffer was in use: this receive ended (not `more`). The
+                // buffers come back as this turn's completions are handled, and `advance`
+                // re-arms it at the end of the turn; the data waits in the socket.
+                // ORDERING: Relaxed: a test reads it after the server stopped.
+                #[cfg(test)]
+                STARVED.fetch_add(1, Ordering::Relaxed);
+            }
             e if -e == libc::ECANCELED => {}
             e => failed = Some(CloseReason::Error(io::Error::from_raw_os_error(-e))),
         }
@@ -368,13 +364,13 @@ impl UringLoop {
 
     fn sent(&mut self, slot: usize, completion: &Completion, now_ms: u64) {
         let bytes = self.ring.take_send(completion);
-        let Some(conn) = self.conns.get(slot) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         let Some((from, len)) = conn.sending.take() else {
             return;
         };
-        let failure = match usize::try_from(completion.result) {
+        let failure = match usize::try_from(completion.result()) {
             Ok(0) if from < len => Some(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 conn.bytes_out += n as u64;
@@ -395,8 +391,8 @@ impl UringLoop {
                     _ => None,
                 }
             }
-            Err(_) if -completion.result == libc::ECANCELED => None,
-            Err(_) => Some(io::Error::from_raw_os_error(-completion.result)),
+            Err(_) if -completion.result() == libc::ECANCELED => None,
+            Err(_) => Some(io::Error::from_raw_os_error(-completion.result())),
         };
         if let Some(e) = failure {
             self.begin_close(slot, CloseReason::Error(e));
@@ -404,12 +400,12 @@ impl UringLoop {
     }
 
     fn shut_down(&mut self, slot: usize, completion: &Completion) {
-        let Some(conn) = self.conns.get(slot) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         conn.shutdown_busy = false;
-        if completion.result < 0 {
-            let e = io::Error::from_raw_os_error(-completion.result);
+        if completion.result() < 0 {
+            let e = io::Error::from_raw_os_error(-completion.result());
             self.begin_close(slot, CloseReason::Error(e));
         } else {
             conn.phase = Phase::Linger;
@@ -422,13 +418,11 @@ impl UringLoop {
         let mut events = Events::with_capacity(4);
         let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
         loop {
-            match try_recv(&self.rx) {
-                Ok(LoopMsg::Conn(stream, peer)) => self.open(stream, peer, now),
-                Ok(LoopMsg::Drain(deadline)) => {
-                    self.draining = true;
-                    self.drain_deadline = deadline;
-                    for slot in self.conns.occupied() {
-                        if let Some(conn) = self.conns.get(slot)
+            match self.core.next_order() {
+                Order::Open(stream, peer, id) => self.open(stream, Peer::from(peer), id, now),
+                Order::Drain => {
+                    for slot in self.conns.keys() {
+                        if let Some(conn) = self.conns.get_mut(slot)
                             && conn.phase == Phase::Open
                         {
                             conn.phase = Phase::Draining;
@@ -436,32 +430,76 @@ impl UringLoop {
                         self.touch(slot);
                     }
                 }
-                Ok(LoopMsg::Stop) | Err(TryRecvError::Disconnected) => {
-                    self.stop = true;
-                    break;
-                }
-                Err(TryRecvError::Empty) => break,
+                Order::Wait => break,
             }
         }
         if let Err(e) = self.ring.poll_readable(self.poll.as_raw_fd(), WAKE) {
-            tracing::error!(event_loop = self.id, error = %e, "cannot re-arm the uring loop's waker");
-            self.stop = true;
+            tracing::error!(event_loop = self.core.id, error = %e, "cannot re-arm the uring loop's waker");
+            self.core.stop = true;
         }
     }
 
-    fn open(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let phase = if self.draining {
+    // ===== NEW CONNECTIONS =====
+    /// Stops accepting once the loop drains or closes everything, closing the listener when
+    /// the accept is reaped (a draining one hands its backlog over first); otherwise, once the
+    /// server is up, arms the accept if it is not armed.
+    fn accept_turn(&mut self, now: Instant) -> io::Result<()> {
+        if !(self.core.draining || self.core.stop || self.closing_all) {
+            if !self.core.started {
+                return Ok(()); // not before the whole server is up (see `LoopMsg::Start`)
+            }
+            return self.accept.arm(&mut self.ring, now);
+        }
+        self.accept.stop(&mut self.ring)?;
+        let drain = !(self.core.stop || self.closing_all);
+        for stream in self.accept.close(drain) {
+            self.admit(stream, now);
+        }
+        Ok(())
+    }
+
+    fn accepted(&mut self, completion: Completion, now: Instant) {
+        let shared = &self.settings.shared;
+        let Some(fd) = self.accept.completed(&self.ring, completion, now, shared) else {
+            return;
+        };
+        let stream = TcpStream::from_std(std::net::TcpStream::from(fd));
+        if self.closing_all {
+            // Accepted as everything closes: as if the listener had been closed before it.
+            return drop(stream);
+        }
+        self.admit(stream, now);
+    }
+
+    /// Serves a connection this loop accepted, or closes it at once over `max_connections`.
+    fn admit(&mut self, stream: TcpStream, now: Instant) {
+        let max = self.settings.max_connections;
+        let admitted = self.settings.shared.admit(max);
+        let peer = if self.settings.log_peers {
+            stream.peer_addr().map_or(Peer::Unknown, Peer::from)
+        } else {
+            Peer::Unknown
+        };
+        if at_limit(&mut self.accept.at_limit, admitted, max) {
+            tracing::debug!(%peer, "connection rejected: too many open connections");
+            return drop(stream);
+        }
+        tracing::debug!(%peer, "connection opened");
+        let id = self.core.new_conn_id();
+        self.open(stream, peer, id, now);
+    }
+
+    fn open(&mut self, stream: TcpStream, peer: Peer, id: u64, now: Instant) {
+        let phase = if self.core.draining {
             Phase::Draining
         } else {
             Phase::Open
         };
-        let slot = self.conns.add(UConn {
+        let slot = self.conns.insert(UConn {
             stream,
-            peer: Peer::from(peer),
+            peer,
             id,
-            last_activity_ms: self.millis(now),
+            last_activity_ms: self.core.idle.millis(now),
             bytes_in: 0,
             bytes_out: 0,
             phase,
@@ -476,20 +514,13 @@ impl UringLoop {
             closing: None,
             queued: false,
         });
-        // A deadline past the clock's range is never reached: no timer.
-        if let Some(at) = self
-            .settings
-            .idle_timeout
-            .and_then(|t| deadline_after(now, t))
-        {
-            self.idle.push(Reverse((at, id, slot)));
-        }
+        self.core.idle.start(now, id, slot);
         self.touch(slot);
     }
 
     // ===== CONNECTIONS =====
     fn touch(&mut self, slot: usize) {
-        if let Some(conn) = self.conns.get(slot)
+        if let Some(conn) = self.conns.get_mut(slot)
             && !conn.queued
         {
             conn.queued = true;
@@ -497,17 +528,10 @@ impl UringLoop {
         }
     }
 
-    /// `now` as milliseconds since the loop's epoch, rounded up (see the event model).
-    fn millis(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.epoch);
-        let ms = since.as_nanos().div_ceil(1_000_000);
-        u64::try_from(ms).unwrap_or(u64::MAX)
-    }
-
     /// Moves a connection on after its completions: answers held input, reads a draining
     /// socket, queues a send, re-arms or cancels the receive, sends FIN, or closes.
     fn advance(&mut self, slot: usize, now_ms: u64) {
-        let Some(conn) = self.conns.get(slot) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         conn.queued = false;
@@ -521,7 +545,7 @@ impl UringLoop {
         if let Err(reason) = step {
             return self.begin_close(slot, reason);
         }
-        let Some(conn) = self.conns.get(slot) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         let (unsent, cap) = (conn.unsent(), self.settings.output_cap);
@@ -568,7 +592,7 @@ impl UringLoop {
 
     /// Answers input held while the output was over the cap, while it is under the cap.
     fn answer_unread(&mut self, slot: usize) -> Result<(), CloseReason> {
-        let Some(conn) = self.conns.get(slot) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return Ok(());
         };
         while !conn.unread.is_empty() && conn.unsent() <= self.settings.output_cap {
@@ -588,7 +612,7 @@ impl UringLoop {
     /// Draining, once the receive has stopped: reads the socket until it would block,
     /// answering as it goes, while the output is under the cap.
     fn read_draining(&mut self, slot: usize, now_ms: u64) -> Result<(), CloseReason> {
-        let Some(conn) = self.conns.get(slot) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return Ok(());
         };
         if conn.phase != Phase::Draining || conn.recv != Recv::Idle || conn.read_closed {
@@ -615,7 +639,7 @@ impl UringLoop {
 
     /// Hands the pending answers to the ring when no send is in flight.
     fn queue_send(&mut self, slot: usize) -> Result<(), CloseReason> {
-        let Some(conn) = self.conns.get(slot) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return Ok(());
         };
         let unsent = conn.unsent();
@@ -642,7 +666,7 @@ impl UringLoop {
 
     /// Starts closing: cancels what is in flight; the connection is released once nothing is.
     fn begin_close(&mut self, slot: usize, reason: CloseReason) {
-        let Some(conn) = self.conns.get(slot) else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         if conn.closing.is_some() {
@@ -659,7 +683,7 @@ impl UringLoop {
         }
         for target in targets {
             if self.ring.cancel(target, user_data(slot, CANCEL)).is_ok()
-                && let Some(conn) = self.conns.get(slot)
+                && let Some(conn) = self.conns.get_mut(slot)
             {
                 conn.cancels += 1;
             }
@@ -669,11 +693,11 @@ impl UringLoop {
 
     /// Releases a closing connection once no operation of it is in flight.
     fn finish_close(&mut self, slot: usize) {
-        match self.conns.get(slot) {
+        match self.conns.get_mut(slot) {
             Some(conn) if conn.closing.is_some() && !conn.has_ops() => {}
             _ => return,
         }
-        let Some(conn) = self.conns.take(slot) else {
+        let Some(conn) = self.conns.remove(slot) else {
             return;
         };
         let UConn {
@@ -686,40 +710,34 @@ impl UringLoop {
         } = conn;
         let reason = closing.unwrap_or(CloseReason::Forced);
         log_closed(&peer, &reason, bytes_in, bytes_out);
-        // The descriptor goes first: the acceptor may be waiting for one.
+        // The descriptor goes first: the acceptor (or this loop's accept) may be waiting for one.
         drop(stream);
+        self.accept.descriptor_freed();
         self.settings
             .shared
             .connection_closed(bytes_in, bytes_out, &reason);
+        let conns = &self.conns;
+        let is_open = |slot, id| conns.get(slot).is_some_and(|c: &UConn| c.id == id);
+        self.core.idle.compact(conns.len(), is_open);
     }
 
     fn close_all(&mut self) {
         self.closing_all = true;
-        for slot in self.conns.occupied() {
+        // No drain deadline to wake for any more.
+        self.core.drain_deadline = None;
+        for slot in self.conns.keys() {
             self.begin_close(slot, CloseReason::Forced);
         }
     }
 
     fn expire_idle(&mut self, now: Instant) {
-        let Some(timeout) = self.settings.idle_timeout else {
-            return;
+        let conns = &self.conns;
+        let last_active = |slot, id| {
+            let conn: &UConn = conns.get(slot).filter(|c| c.id == id)?;
+            conn.closing.is_none().then_some(conn.last_activity_ms)
         };
-        while let Some(Reverse((at, id, slot))) = self.idle.peek().copied()
-            && at <= now
-        {
-            self.idle.pop();
-            let (epoch, conn) = (self.epoch, self.conns.get(slot));
-            let last = match conn {
-                Some(conn) if conn.id == id && conn.closing.is_none() => conn.last_activity_ms,
-                _ => continue, // closed, or the slot now holds another connection
-            };
-            let due = deadline_after(epoch, Duration::from_millis(last))
-                .and_then(|active| deadline_after(active, timeout));
-            match due {
-                Some(due) if due > now => self.idle.push(Reverse((due, id, slot))),
-                Some(_) => self.begin_close(slot, CloseReason::IdleTimeout),
-                None => {} // never reached: no timer
-            }
+        for slot in self.core.idle.expire(now, last_active) {
+            self.begin_close(slot, CloseReason::IdleTimeout);
         }
     }
 }

@@ -15,14 +15,19 @@
 //! - **Teardown**: dropping a `Ring` with operations in flight leaks the send buffers and
 //!   the receive allocation instead of freeing memory the kernel may still touch.
 //!
-//! Every other operation pushed here (multishot receive, poll, cancel, shutdown) names no
-//! memory of ours.
+//! - **Accepted descriptors**: a completion of the multishot accept [`Ring::accept_multi`]
+//!   pushed carries a new descriptor that nothing else owns yet; [`Ring::take_accepted`]
+//!   consumes that completion (whose fields the loop cannot change) and returns the
+//!   descriptor as an `OwnedFd`, once.
+//!
+//! Every other operation pushed here (multishot receive and accept, poll, cancel, shutdown)
+//! names no memory of ours.
 #![allow(unsafe_code)]
 
 use std::alloc::{self, Layout};
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -34,7 +39,7 @@ pub(crate) const BUF_SIZE: usize = 16 * 1024;
 /// Receive buffers per loop (a power of two, as the kernel requires).
 pub(crate) const BUF_COUNT: u16 = 128;
 /// Submission queue entries per ring.
-const RING_ENTRIES: u32 = 256;
+pub(crate) const RING_ENTRIES: u32 = 256;
 /// The provided-buffer group id (one group per ring).
 const BGID: u16 = 0;
 
@@ -49,19 +54,33 @@ static NEXT_RING_ID: AtomicU32 = AtomicU32::new(0);
 pub(crate) static FAIL_SETUP: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Times a full submission queue was submitted in the middle of a turn, for tests to check.
+#[cfg(test)]
+pub(crate) static SQ_FULL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Rings dropped with operations in flight (their buffers leaked), for tests to check.
 #[cfg(test)]
 pub(crate) static LEAKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// One completion, copied out of the completion queue.
+/// One completion, copied out of the completion queue; only [`Ring::completions`] makes one.
 #[derive(Debug)]
 pub(crate) struct Completion {
-    pub(crate) user_data: u64,
-    pub(crate) result: i32,
+    user_data: u64,
+    result: i32,
     flags: u32,
 }
 
 impl Completion {
+    /// The user data of the operation it completes.
+    pub(crate) fn user_data(&self) -> u64 {
+        self.user_data
+    }
+
+    /// The operation's result: a count or a descriptor, or a negated errno.
+    pub(crate) fn result(&self) -> i32 {
+        self.result
+    }
+
     /// The operation goes on (a multishot one that will complete again).
     pub(crate) fn more(&self) -> bool {
         cqueue::more(self.flags)
@@ -170,6 +189,8 @@ pub(crate) struct Ring {
     id: u32,
     /// Operations pushed whose last completion has not come back yet.
     in_flight: usize,
+    /// The user data of the multishot accept, once one was pushed.
+    accept: Option<u64>,
 }
 
 impl Ring {
@@ -192,6 +213,7 @@ impl Ring {
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         let needed = [
+            opcode::AcceptMulti::CODE,
             opcode::RecvMulti::CODE,
             opcode::Send::CODE,
             opcode::PollAdd::CODE,
@@ -224,6 +246,7 @@ impl Ring {
             // ORDERING: Relaxed: only uniqueness matters.
             id: NEXT_RING_ID.fetch_add(1, Ordering::Relaxed),
             in_flight: 0,
+            accept: None,
         })
     }
 
@@ -238,6 +261,9 @@ impl Ring {
         // SAFETY: forwarded from the caller.
         if unsafe { self.ring.submission().push(entry) }.is_err() {
             // The submission queue is full: hand what is queued to the kernel, then retry.
+            // ORDERING: Relaxed: a test reads it after the server stopped.
+            #[cfg(test)]
+            SQ_FULL.fetch_add(1, Ordering::Relaxed);
             self.ring.submit()?;
             // SAFETY: as above.
             unsafe { self.ring.submission().push(entry) }
@@ -255,6 +281,32 @@ impl Ring {
         // SAFETY: the kernel picks buffers from the provided ring, which outlives every
         // operation (see `Drop`); the entry names no other memory.
         unsafe { self.push(&entry) }
+    }
+
+    /// A multishot accept on the listener `fd`: each connection completes it once, with the
+    /// new descriptor (non-blocking, close-on-exec), which [`take_accepted`](Ring::take_accepted)
+    /// hands over. The ring keeps one accept user data: this one.
+    pub(crate) fn accept_multi(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AcceptMulti::new(Fd(fd))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data);
+        // SAFETY: a multishot accept without an address names no memory.
+        unsafe { self.push(&entry)? };
+        self.accept = Some(user_data);
+        Ok(())
+    }
+
+    /// The connection a completion of the multishot accept carries, if it carries one.
+    pub(crate) fn take_accepted(&self, completion: Completion) -> Option<OwnedFd> {
+        if self.accept != Some(completion.user_data) || completion.result < 0 {
+            return None;
+        }
+        // SAFETY: a non-negative result of an accept completion is a descriptor the kernel has
+        // just installed for this process; nothing else has seen its number. `completion` is
+        // consumed here, and only `Ring::completions` makes one (its fields are private), so
+        // the descriptor is claimed once.
+        Some(unsafe { OwnedFd::from_raw_fd(completion.result) })
     }
 
     /// A one-shot poll for readability of `fd`.
