@@ -38,7 +38,7 @@ use mio::net::TcpStream;
 use mio::{Events, Poll};
 
 use self::accept::{ACCEPT, ACCEPT_CANCEL, Accept};
-use self::conns::{Phase, Recv, Settings, UConn};
+use self::conns::{Phase, Recv, SendBufs, Settings, UConn};
 use self::sys::{BUF_SIZE, Completion, Ring};
 use super::acceptor::at_limit;
 use super::chunk::{CloseReason, log_closed};
@@ -57,8 +57,6 @@ const SEND: u64 = 1;
 const CANCEL: u64 = 2;
 const SHUTDOWN: u64 = 3;
 const KIND_BITS: u32 = 2;
-/// The send buffer is kept for the next answer unless it grew beyond this.
-const SEND_BUF_KEEP: usize = 4 * BUF_SIZE;
 /// Turns spent waiting for the last completions when a loop ends.
 const TEARDOWN_TURNS: usize = 50;
 
@@ -126,6 +124,7 @@ fn spawn(
             touched: Vec::new(),
             completions: Vec::new(),
             scratch: vec![0; BUF_SIZE].into_boxed_slice(),
+            bufs: SendBufs::default(),
             settings,
             peak: 0,
             closing_all: false,
@@ -162,6 +161,8 @@ struct UringLoop {
     completions: Vec<Completion>,
     /// Where a draining connection is read into.
     scratch: Box<[u8]>,
+    /// Buffers for answers, shared by the connections.
+    bufs: SendBufs,
     settings: Settings,
     peak: usize,
     /// Every connection has been told to close (stop, drain deadline or teardown).
@@ -277,9 +278,10 @@ impl UringLoop {
         for slot in self.conns.keys() {
             if let Some(conn) = self.conns.get_mut(slot) {
                 // The ring is gone or stuck: nothing will complete any more.
-                (conn.recv, conn.sending, conn.shutdown_busy, conn.cancels) =
-                    (Recv::Idle, None, false, 0);
-                conn.closing.get_or_insert(CloseReason::Forced);
+                conn.recv = Recv::Idle;
+                let busy = conn.busy_mut();
+                (busy.sending, busy.shutdown_busy, busy.cancels) = (None, false, 0);
+                busy.closing.get_or_insert(CloseReason::Forced);
             }
             self.finish_close(slot);
         }
@@ -306,7 +308,7 @@ impl UringLoop {
             SEND => self.sent(slot, &completion, now_ms),
             CANCEL => {
                 if let Some(conn) = self.conns.get_mut(slot) {
-                    conn.cancels -= 1;
+                    conn.busy_mut().cancels -= 1;
                 }
             }
             _ => self.shut_down(slot, &completion),
@@ -331,15 +333,15 @@ impl UringLoop {
             n if n > 0 => {
                 conn.last_activity_ms = now_ms;
                 if let Some(buf) = &buf
-                    && conn.closing.is_none()
+                    && !conn.is_closing()
                     && conn.phase != Phase::Linger
                 {
                     let input = self.ring.bytes(buf);
                     conn.bytes_in += input.len() as u64;
-                    if conn.unsent() > self.settings.output_cap || !conn.unread.is_empty() {
-                        conn.unread.extend_from_slice(input);
+                    if conn.unsent() > self.settings.output_cap || conn.has_unread() {
+                        conn.busy_mut().unread.extend_from_slice(input);
                     } else {
-                        failed = self.settings.answer(conn, input).err();
+                        failed = self.settings.answer(conn, input, &mut self.bufs).err();
                     }
                 }
             }
@@ -367,7 +369,7 @@ impl UringLoop {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        let Some((from, len)) = conn.sending.take() else {
+        let Some((from, len)) = conn.busy_mut_if_any().and_then(|b| b.sending.take()) else {
             return;
         };
         let failure = match usize::try_from(completion.result()) {
@@ -376,19 +378,18 @@ impl UringLoop {
                 conn.bytes_out += n as u64;
                 conn.last_activity_ms = now_ms;
                 match bytes {
-                    Some(bytes) if from + n < len && conn.closing.is_none() => {
+                    Some(bytes) if from + n < len && !conn.is_closing() => {
                         // A short send: the rest goes next, before any newer answer.
                         let fd = conn.fd();
-                        conn.sending = Some((from + n, len));
+                        conn.busy_mut().sending = Some((from + n, len));
                         let sent = self.ring.send(fd, bytes, from + n, user_data(slot, SEND));
-                        sent.err().inspect(|_| conn.sending = None)
+                        sent.err().inspect(|_| conn.busy_mut().sending = None)
                     }
-                    Some(mut bytes) if conn.pending.is_empty() && len <= SEND_BUF_KEEP => {
-                        bytes.clear();
-                        conn.pending = bytes;
+                    Some(bytes) => {
+                        self.bufs.put(bytes);
                         None
                     }
-                    _ => None,
+                    None => None,
                 }
             }
             Err(_) if -completion.result() == libc::ECANCELED => None,
@@ -403,7 +404,7 @@ impl UringLoop {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        conn.shutdown_busy = false;
+        conn.busy_mut().shutdown_busy = false;
         if completion.result() < 0 {
             let e = io::Error::from_raw_os_error(-completion.result());
             self.begin_close(slot, CloseReason::Error(e));
@@ -495,25 +496,10 @@ impl UringLoop {
         } else {
             Phase::Open
         };
-        let slot = self.conns.insert(UConn {
-            stream,
-            peer,
-            id,
-            last_activity_ms: self.core.idle.millis(now),
-            bytes_in: 0,
-            bytes_out: 0,
-            phase,
-            recv: Recv::Idle,
-            read_closed: false,
-            drain_read_done: false,
-            pending: Vec::new(),
-            unread: Vec::new(),
-            sending: None,
-            shutdown_busy: false,
-            cancels: 0,
-            closing: None,
-            queued: false,
-        });
+        let now_ms = self.core.idle.millis(now);
+        let slot = self
+            .conns
+            .insert(UConn::new(stream, peer, id, now_ms, phase));
         self.core.idle.start(now, id, slot);
         self.touch(slot);
     }
@@ -535,7 +521,7 @@ impl UringLoop {
             return;
         };
         conn.queued = false;
-        if conn.closing.is_some() {
+        if conn.is_closing() {
             return self.finish_close(slot);
         }
         let step = self
@@ -549,8 +535,8 @@ impl UringLoop {
             return;
         };
         let (unsent, cap) = (conn.unsent(), self.settings.output_cap);
-        let idle_out = unsent == 0 && conn.unread.is_empty();
-        if conn.read_closed && idle_out && !conn.shutdown_busy {
+        let idle_out = unsent == 0 && !conn.has_unread();
+        if conn.read_closed && idle_out && !conn.shutdown_busy() {
             let reason = match conn.phase {
                 Phase::Open => CloseReason::PeerClosed,
                 _ => CloseReason::Drained,
@@ -559,7 +545,7 @@ impl UringLoop {
         }
         let want_recv = !conn.read_closed
             && match conn.phase {
-                Phase::Open => unsent <= cap && conn.unread.is_empty(),
+                Phase::Open => unsent <= cap && !conn.has_unread(),
                 Phase::Draining => false,
                 Phase::Linger => true,
             };
@@ -571,20 +557,21 @@ impl UringLoop {
             }
             (false, Recv::Armed) => {
                 conn.recv = Recv::Cancelling;
-                conn.cancels += 1;
+                conn.busy_mut().cancels += 1;
                 let cancel = user_data(slot, CANCEL);
                 self.ring.cancel(user_data(slot, RECV), cancel)
             }
             _ if conn.phase == Phase::Draining
-                && conn.drain_read_done
+                && conn.drain_read_done()
                 && idle_out
-                && !conn.shutdown_busy =>
+                && !conn.shutdown_busy() =>
             {
-                conn.shutdown_busy = true;
+                conn.busy_mut().shutdown_busy = true;
                 self.ring.shutdown_write(fd, user_data(slot, SHUTDOWN))
             }
             _ => Ok(()),
         };
+        conn.tidy(&mut self.bufs);
         if let Err(e) = result {
             self.begin_close(slot, CloseReason::Error(e));
         }
@@ -595,15 +582,16 @@ impl UringLoop {
         let Some(conn) = self.conns.get_mut(slot) else {
             return Ok(());
         };
-        while !conn.unread.is_empty() && conn.unsent() <= self.settings.output_cap {
-            let n = conn.unread.len().min(BUF_SIZE);
-            let unread = std::mem::take(&mut conn.unread);
-            let answered = self.settings.answer(conn, &unread[..n]);
-            conn.unread = unread;
+        while conn.has_unread() && conn.unsent() <= self.settings.output_cap {
+            let unread = std::mem::take(&mut conn.busy_mut().unread);
+            let n = unread.len().min(BUF_SIZE);
+            let answered = self.settings.answer(conn, &unread[..n], &mut self.bufs);
+            let busy = conn.busy_mut();
+            busy.unread = unread;
             answered?;
-            conn.unread.drain(..n);
-            if conn.unread.is_empty() {
-                conn.unread = Vec::new();
+            busy.unread.drain(..n);
+            if busy.unread.is_empty() {
+                busy.unread = Vec::new();
             }
         }
         Ok(())
@@ -618,7 +606,7 @@ impl UringLoop {
         if conn.phase != Phase::Draining || conn.recv != Recv::Idle || conn.read_closed {
             return Ok(());
         }
-        while !conn.drain_read_done && conn.unsent() <= self.settings.output_cap {
+        while !conn.drain_read_done() && conn.unsent() <= self.settings.output_cap {
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     conn.read_closed = true;
@@ -627,9 +615,12 @@ impl UringLoop {
                 Ok(n) => {
                     conn.last_activity_ms = now_ms;
                     conn.bytes_in += n as u64;
-                    self.settings.answer(conn, &self.scratch[..n])?;
+                    let input = &self.scratch[..n];
+                    self.settings.answer(conn, input, &mut self.bufs)?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.drain_read_done = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.busy_mut().drain_read_done = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(CloseReason::Error(e)),
             }
@@ -650,16 +641,19 @@ impl UringLoop {
                 .peak_output
                 .fetch_max(unsent, Ordering::Relaxed);
         }
-        if conn.sending.is_some() || conn.pending.is_empty() {
+        let fd = conn.fd();
+        let Some(busy) = conn.busy_mut_if_any() else {
+            return Ok(());
+        };
+        if busy.sending.is_some() || busy.pending.is_empty() {
             return Ok(());
         }
-        let bytes = std::mem::take(&mut conn.pending);
-        conn.sending = Some((0, bytes.len()));
-        let fd = conn.fd();
+        let bytes = std::mem::take(&mut busy.pending);
+        busy.sending = Some((0, bytes.len()));
         self.ring
             .send(fd, bytes, 0, user_data(slot, SEND))
             .map_err(|e| {
-                conn.sending = None;
+                busy.sending = None;
                 CloseReason::Error(e)
             })
     }
@@ -669,23 +663,23 @@ impl UringLoop {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        if conn.closing.is_some() {
+        if conn.is_closing() {
             return;
         }
-        conn.closing = Some(reason);
+        conn.busy_mut().closing = Some(reason);
         let mut targets = Vec::new();
         if conn.recv == Recv::Armed {
             conn.recv = Recv::Cancelling;
             targets.push(user_data(slot, RECV));
         }
-        if conn.sending.is_some() {
+        if conn.is_sending() {
             targets.push(user_data(slot, SEND));
         }
         for target in targets {
             if self.ring.cancel(target, user_data(slot, CANCEL)).is_ok()
                 && let Some(conn) = self.conns.get_mut(slot)
             {
-                conn.cancels += 1;
+                conn.busy_mut().cancels += 1;
             }
         }
         self.finish_close(slot);
@@ -694,21 +688,13 @@ impl UringLoop {
     /// Releases a closing connection once no operation of it is in flight.
     fn finish_close(&mut self, slot: usize) {
         match self.conns.get_mut(slot) {
-            Some(conn) if conn.closing.is_some() && !conn.has_ops() => {}
+            Some(conn) if conn.is_closing() && !conn.has_ops() => {}
             _ => return,
         }
         let Some(conn) = self.conns.remove(slot) else {
             return;
         };
-        let UConn {
-            stream,
-            peer,
-            bytes_in,
-            bytes_out,
-            closing,
-            ..
-        } = conn;
-        let reason = closing.unwrap_or(CloseReason::Forced);
+        let (stream, peer, bytes_in, bytes_out, reason) = conn.into_closed();
         log_closed(&peer, &reason, bytes_in, bytes_out);
         // The descriptor goes first: the acceptor (or this loop's accept) may be waiting for one.
         drop(stream);
@@ -734,7 +720,7 @@ impl UringLoop {
         let conns = &self.conns;
         let last_active = |slot, id| {
             let conn: &UConn = conns.get(slot).filter(|c| c.id == id)?;
-            conn.closing.is_none().then_some(conn.last_activity_ms)
+            (!conn.is_closing()).then_some(conn.last_activity_ms)
         };
         for slot in self.core.idle.expire(now, last_active) {
             self.begin_close(slot, CloseReason::IdleTimeout);
