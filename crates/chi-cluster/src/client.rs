@@ -321,9 +321,9 @@ impl Cluster {
             .map(|(_, p)| p)
             .collect();
         for p in left {
-            (p.finish)(Err(WireError::Failed(
-                "the cluster client shut down before the result arrived".into(),
-            )));
+            let e =
+                WireError::Failed("the cluster client shut down before the result arrived".into());
+            (p.finish)(Err(e), &|_| {});
         }
     }
 }

@@ -96,11 +96,10 @@ fn deliver(inner: &Inner, entries: &[Entry]) {
         if e.number(f::ATTEMPT).is_some_and(|a| a > 1) {
             c.retried.fetch_add(1, Ordering::Relaxed);
         }
-        if inner.complete(seq, outcome) {
-            c.results.fetch_add(1, Ordering::Relaxed);
-        } else {
-            c.duplicates.fetch_add(1, Ordering::Relaxed);
-        }
+        inner.complete(seq, outcome, &|taken| {
+            // ORDERING: statistics.
+            if taken { &c.results } else { &c.duplicates }.fetch_add(1, Ordering::Relaxed);
+        });
     }
 }
 
@@ -201,10 +200,12 @@ fn check(
             "Redis lost task {}: it is neither queued nor answered (was Redis restarted without persistence?)",
             inner.task_id(seq)
         );
-        if inner.complete(seq, Err(WireError::Failed(msg))) {
-            // ORDERING: statistics.
-            inner.counters.lost.fetch_add(1, Ordering::Relaxed);
-        }
+        inner.complete(seq, Err(WireError::Failed(msg)), &|taken| {
+            if taken {
+                // ORDERING: statistics.
+                inner.counters.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
     Some(())
 }

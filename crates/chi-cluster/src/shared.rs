@@ -35,7 +35,9 @@ pub(crate) struct Pending {
     /// The Redis process (its [`run_id`](conn::server_id)) known to hold the entry: the one
     /// that answered the `XADD`, or that a later check found it on.
     pub(crate) server: Arc<str>,
-    pub(crate) finish: Box<dyn FnOnce(Outcome) -> bool + Send>,
+    /// Completes the handle; calls its second argument first, with whether the handle takes
+    /// the outcome (it was not cancelled), so counters are right by the time a waiter wakes.
+    pub(crate) finish: Box<dyn FnOnce(Outcome, &dyn Fn(bool)) -> bool + Send>,
 }
 
 /// The tasks a client waits for, and which Redis process its reader reads from: a task whose
@@ -170,13 +172,14 @@ impl Inner {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let weak = Arc::downgrade(self);
         let (completer, task) = Completer::with_cancel_hook(move || cancel_remote(&weak, seq));
-        let finish = Box::new(move |outcome: Outcome| {
+        let finish = Box::new(move |outcome: Outcome, count: &dyn Fn(bool)| {
             let result = match outcome {
                 Ok(bytes) => codec::decode::<R>(&bytes).map_err(|e| {
                     TaskError::Codec(chi::Cause::new(format!("the result did not decode: {e}")))
                 }),
                 Err(e) => Err(TaskError::from(e)),
             };
+            count(!completer.is_cancelled());
             completer.complete(result)
         });
         lock(&self.pending).tasks.insert(
@@ -346,11 +349,16 @@ impl Inner {
     }
 
     /// Completes the handle of task `seq` with `outcome`; false when none waits for it.
-    pub(crate) fn complete(&self, seq: u64, outcome: Outcome) -> bool {
+    /// `count(taken)` runs just before the handle completes (or at once, with `false`, when
+    /// nothing waits): counters a woken waiter reads are up to date.
+    pub(crate) fn complete(&self, seq: u64, outcome: Outcome, count: &dyn Fn(bool)) -> bool {
         let p = lock(&self.pending).tasks.remove(&seq);
         match p {
-            Some(p) => (p.finish)(outcome),
-            None => false,
+            Some(p) => (p.finish)(outcome, count),
+            None => {
+                count(false);
+                false
+            }
         }
     }
 

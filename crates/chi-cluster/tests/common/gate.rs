@@ -1,52 +1,79 @@
-//! A TCP forwarder in front of a test's Redis that lets its first connection through at once
-//! and turns every later one away (accepted, then closed) until the test opens it: a client's
-//! reader can be kept off the broker while the test restarts the broker under it.
+//! A TCP forwarder in front of a test's Redis: clients keep one address while the broker is
+//! stopped and started again on a fresh port (a restart on the old port could meet another
+//! test's server that took it meanwhile). While the broker is down the gate turns every
+//! connection away (accepted, then closed); `first_only` also keeps every connection but the
+//! first waiting outside until the test lets them in.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+
+/// Where the gate sends connections.
+#[derive(Debug)]
+struct Route {
+    /// The broker's port; `None` while it is down.
+    backend: Option<u16>,
+    /// Every connection goes through (else only the first).
+    all: bool,
+    admitted: usize,
+}
 
 /// The forwarder; stops and closes every connection it made when dropped.
 #[derive(Debug)]
 pub(crate) struct Gate {
     port: u16,
-    open: Arc<AtomicBool>,
+    route: Arc<Mutex<Route>>,
     stop: Arc<AtomicBool>,
     sockets: Arc<Mutex<Vec<TcpStream>>>,
     acceptor: Option<JoinHandle<()>>,
 }
 
 impl Gate {
-    /// A gate in front of the Redis on loopback port `backend`.
+    /// A gate that forwards every connection to the Redis on loopback port `backend`.
     pub(crate) fn new(backend: u16) -> Gate {
+        Gate::start(backend, true)
+    }
+
+    /// A gate that lets only its first connection through until [`to`](Self::to).
+    pub(crate) fn first_only(backend: u16) -> Gate {
+        Gate::start(backend, false)
+    }
+
+    fn start(backend: u16, all: bool) -> Gate {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the gate");
         let port = listener.local_addr().expect("the gate's address").port();
-        let open = Arc::new(AtomicBool::new(false));
+        let route = Arc::new(Mutex::new(Route {
+            backend: Some(backend),
+            all,
+            admitted: 0,
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let sockets = Arc::new(Mutex::new(Vec::new()));
         let acceptor = {
-            let (open, stop, sockets) = (open.clone(), stop.clone(), sockets.clone());
+            let (route, stop, sockets) = (route.clone(), stop.clone(), sockets.clone());
             thread::spawn(move || {
-                let admitted = AtomicUsize::new(0);
                 for client in listener.incoming() {
-                    // ORDERING: SeqCst: the flags are set by the test thread before it acts.
+                    // ORDERING: SeqCst: set by the test thread before it wakes this one.
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
                     let Ok(client) = client else { continue };
-                    // ORDERING: as above; `admitted` is this thread's own.
-                    let first = admitted.fetch_add(1, Ordering::SeqCst) == 0;
-                    if first || open.load(Ordering::SeqCst) {
-                        forward(client, backend, &sockets);
+                    let to = {
+                        let mut r = route.lock().unwrap();
+                        r.admitted += 1;
+                        r.backend.filter(|_| r.all || r.admitted == 1)
+                    };
+                    if let Some(port) = to {
+                        forward(client, port, &sockets);
                     }
                 }
             })
         };
         Gate {
             port,
-            open,
+            route,
             stop,
             sockets,
             acceptor: Some(acceptor),
@@ -58,10 +85,16 @@ impl Gate {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// From now on every connection goes through.
-    pub(crate) fn open(&self) {
-        // ORDERING: SeqCst, see the acceptor.
-        self.open.store(true, Ordering::SeqCst);
+    /// The broker is going down: turn connections away (call it before stopping Redis).
+    pub(crate) fn down(&self) {
+        self.route.lock().unwrap().backend = None;
+    }
+
+    /// The broker is up on `port`: every connection goes there from now on.
+    pub(crate) fn to(&self, port: u16) {
+        let mut r = self.route.lock().unwrap();
+        r.backend = Some(port);
+        r.all = true;
     }
 }
 
@@ -71,15 +104,17 @@ fn forward(client: TcpStream, backend: u16, sockets: &Mutex<Vec<TcpStream>>) {
     let Ok(server) = TcpStream::connect(("127.0.0.1", backend)) else {
         return; // the client sees its connection closed, as if Redis were down
     };
-    let pair = [client, server];
-    let clones: Vec<TcpStream> = pair.iter().filter_map(|s| s.try_clone().ok()).collect();
-    sockets.lock().unwrap().extend(clones);
-    let [client, server] = pair;
-    let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+    let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = (
+        client.try_clone(),
+        server.try_clone(),
+        client.try_clone(),
+        server.try_clone(),
+    ) else {
         return;
     };
+    sockets.lock().unwrap().extend([c3, s3]);
     thread::spawn(move || pump(client, server));
-    thread::spawn(move || pump(server2, client2));
+    thread::spawn(move || pump(s2, c2));
 }
 
 /// Copies `from` → `to` until either ends, then shuts both down.
