@@ -11,6 +11,7 @@
 # into target/cluster-bench-venv, and writes target/bench-results/cluster.{md,json,png}.
 # Scenarios and method: compare.py's docstring.
 set -euo pipefail
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the source tree
 cd "$(dirname "$0")/../../.."
 HERE=crates/chi-cluster/bench
 VENV=target/cluster-bench-venv
