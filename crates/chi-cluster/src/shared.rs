@@ -28,6 +28,10 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
 }
 
+/// Completes a handle with an outcome; its second argument is told first whether the handle
+/// takes it.
+pub(crate) type Finish = Box<dyn FnOnce(Outcome, &dyn Fn(bool)) -> bool + Send>;
+
 /// One task the client waits for.
 pub(crate) struct Pending {
     /// The task's entry in the task stream, once `XADD` answered.
@@ -37,7 +41,7 @@ pub(crate) struct Pending {
     pub(crate) server: Arc<str>,
     /// Completes the handle; calls its second argument first, with whether the handle takes
     /// the outcome (it was not cancelled), so counters are right by the time a waiter wakes.
-    pub(crate) finish: Box<dyn FnOnce(Outcome, &dyn Fn(bool)) -> bool + Send>,
+    pub(crate) finish: Finish,
 }
 
 /// The tasks a client waits for, and which Redis process its reader reads from: a task whose
