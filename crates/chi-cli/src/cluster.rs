@@ -1,6 +1,7 @@
 //! `chi cluster`: a worker with built-in tasks, a one-machine demo of crash recovery, and the
 //! state of a queue. Everything goes through `chi-cluster` on Redis Streams.
 
+use crate::units;
 use anyhow::{Context, bail};
 use chi_cluster::{Cluster, TaskDef, Worker};
 use std::io::Write;
@@ -55,21 +56,26 @@ struct WorkerArgs {
     #[arg(long, default_value = "default")]
     queue: String,
     /// Local worker processes (crash isolation, timeouts, cancel of running tasks).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    processes: u64,
+    #[arg(long, value_name = "N", default_value = "2", value_parser = units::workers)]
+    processes: usize,
     /// Run tasks on this many threads instead of processes.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    threads: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = units::workers)]
+    threads: Option<usize>,
     /// Tasks taken beyond the free processes (fewer round trips for tiny tasks; a prefetched
     /// task can wait behind a long one).
-    #[arg(long, default_value_t = 0)]
-    prefetch: u64,
-    /// Heartbeat interval, ms.
-    #[arg(long, default_value_t = 500)]
-    heartbeat_ms: u64,
-    /// How long a silent worker keeps its tasks before others reclaim them, ms.
-    #[arg(long, default_value_t = 5000)]
-    lease_ms: u64,
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    prefetch: usize,
+    /// How often the worker tells Redis it is alive.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = units::positive_duration)]
+    heartbeat: Duration,
+    /// How long a silent worker keeps its tasks before live workers reclaim them (more than
+    /// twice the heartbeat).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::positive_duration)]
+    lease: Duration,
+    /// On SIGTERM/SIGINT: how long running tasks may take to finish before they are stopped
+    /// and handed back to the queue (tasks not started are handed back at once).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = units::duration)]
+    stop_grace: Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -153,12 +159,13 @@ fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
         .task(&SLEEP)
         .task(&BURN)
         .task(&CRASH)
-        .prefetch(usize::try_from(a.prefetch)?)
-        .heartbeat(Duration::from_millis(a.heartbeat_ms))
-        .lease(Duration::from_millis(a.lease_ms));
+        .prefetch(a.prefetch)
+        .heartbeat(a.heartbeat)
+        .lease(a.lease)
+        .stop_grace(a.stop_grace);
     b = match a.threads {
-        Some(n) => b.threads(usize::try_from(n)?),
-        None => b.processes(usize::try_from(a.processes)?),
+        Some(n) => b.threads(n),
+        None => b.processes(a.processes),
     };
     let worker = b.build().context("starting the worker")?;
     let stop = worker.stop_handle();
@@ -265,14 +272,7 @@ fn spawn_worker(url: &str, queue: &str) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("finding the chi binary")?;
     Command::new(exe)
         .args(["-q", "cluster", "worker", "--redis", url, "--queue", queue])
-        .args([
-            "--processes",
-            "2",
-            "--heartbeat-ms",
-            "200",
-            "--lease-ms",
-            "2000",
-        ])
+        .args(["--processes", "2", "--heartbeat", "200ms", "--lease", "2s"])
         .stdin(Stdio::null())
         .spawn()
         .context("starting a worker process")
@@ -299,6 +299,8 @@ fn wait_status(
 }
 
 fn demo(url: &str) -> anyhow::Result<()> {
+    // The URL and Redis first: a bad one is one line, before any worker starts.
+    chi_cluster::queues(url)?;
     let queue = format!("demo-{}", std::process::id());
     say(format!(
         "== 1. Two workers on queue {queue} (each with 2 processes) =="

@@ -48,6 +48,10 @@ fn status_of(err: &anyhow::Error) -> u8 {
         || err
             .downcast_ref::<chi_net::load::LoadConfigError>()
             .is_some()
-        || err.downcast_ref::<chi_net::ClientConfigError>().is_some();
+        || err.downcast_ref::<chi_net::ClientConfigError>().is_some()
+        || matches!(
+            err.downcast_ref::<chi_cluster::ClusterError>(),
+            Some(chi_cluster::ClusterError::Config(_))
+        );
     if usage { exit::USAGE } else { exit::FAILURE }
 }

@@ -8,11 +8,10 @@ use crate::error::{ClusterError, SubmitError};
 use crate::keys::QueueKeys;
 use crate::map::ClusterMap;
 use crate::reader;
-use crate::shared::{Admit, BOUNDED_ADD, Config, Counters, Inner, Pending};
+use crate::shared::{Admit, BOUNDED_ADD, Config, Counters, Inner, Pending, PendingSet};
 use chi::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -111,7 +110,7 @@ impl ClusterBuilder {
             )));
         }
         let cfg = Config {
-            target: Target::parse(&self.url),
+            target: Target::parse(&self.url)?,
             keys: QueueKeys::new(&self.queue),
             queue_bound: self.queue_bound,
             result_ttl: self.result_ttl,
@@ -183,12 +182,13 @@ impl Cluster {
             redis::cmd("INCR").arg(&seq_key).query(c)
         })??;
         let client_id = format!("c{n}");
+        let server = link.server().clone();
         let inner = Arc::new(Inner {
             results_key: cfg.keys.results(&client_id),
             client_id,
             cfg,
             link: Mutex::new(link),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(PendingSet::new(server)),
             seq: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             stop_reader: AtomicBool::new(false),
@@ -281,7 +281,7 @@ impl Cluster {
             duplicates: get(&c.duplicates),
             retried: get(&c.retried),
             lost: get(&c.lost),
-            pending: lock(&self.inner.pending).len(),
+            pending: lock(&self.inner.pending).tasks.len(),
         }
     }
 
@@ -292,7 +292,7 @@ impl Cluster {
         // submit path's check of the flag after it registers.
         self.inner.closed.store(true, Ordering::SeqCst);
         let mut pause = Duration::from_millis(1);
-        while !lock(&self.inner.pending).is_empty() && self.reader_alive() {
+        while !lock(&self.inner.pending).tasks.is_empty() && self.reader_alive() {
             thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
         }
@@ -315,11 +315,15 @@ impl Cluster {
         if let Some(h) = lock(&self.reader).take() {
             let _ = h.join();
         }
-        let left: Vec<Pending> = lock(&self.inner.pending).drain().map(|(_, p)| p).collect();
+        let left: Vec<Pending> = lock(&self.inner.pending)
+            .tasks
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
         for p in left {
-            (p.finish)(Err(WireError::Failed(
-                "the cluster client shut down before the result arrived".into(),
-            )));
+            let e =
+                WireError::Failed("the cluster client shut down before the result arrived".into());
+            (p.finish)(Err(e), &|_| {});
         }
     }
 }

@@ -3,7 +3,8 @@
 
 use redis::{ConnectionLike, RedisError, Value};
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,27 @@ pub(crate) enum Target {
 
 impl Target {
     /// `redis://host:port` is one server; several URLs separated by commas are the start
-    /// nodes of a Redis Cluster (as is one URL with the `redis+cluster://` scheme).
-    pub(crate) fn parse(url: &str) -> Target {
+    /// nodes of a Redis Cluster (as is one URL with the `redis+cluster://` scheme). A URL the
+    /// `redis` crate cannot read is a configuration error, found here rather than by a
+    /// connect that retries until its deadline.
+    pub(crate) fn parse(url: &str) -> Result<Target, crate::ClusterError> {
+        let target = Target::split(url);
+        let urls = match &target {
+            Target::Single(u) => std::slice::from_ref(u),
+            Target::Cluster(us) => us.as_slice(),
+        };
+        let bad = |why: String| crate::ClusterError::Config(format!("Redis URL {url:?}: {why}"));
+        if urls.iter().all(String::is_empty) {
+            return Err(bad("no URL given".into()));
+        }
+        for u in urls {
+            redis::IntoConnectionInfo::into_connection_info(u.as_str())
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(target)
+    }
+
+    fn split(url: &str) -> Target {
         let urls: Vec<String> = url
             .split(',')
             .map(str::trim)
@@ -123,6 +143,9 @@ pub(crate) struct Link {
     conn: Option<Conn>,
     /// Incremented on every successful (re)connect, so callers can notice a reconnect.
     pub(crate) epoch: u64,
+    /// The identity of the Redis process the connection reaches: its `run_id`, new on every
+    /// start of a server, so a restart (or a failover) shows as a change.
+    server: Arc<str>,
 }
 
 impl fmt::Debug for Link {
@@ -131,6 +154,7 @@ impl fmt::Debug for Link {
             .field("target", &self.target)
             .field("connected", &self.conn.is_some())
             .field("epoch", &self.epoch)
+            .field("server", &self.server)
             .finish()
     }
 }
@@ -148,7 +172,14 @@ impl Link {
             read_timeout,
             conn: None,
             epoch: 0,
+            server: Arc::from(""),
         }
+    }
+
+    /// The identity of the server the last successful call reached (see [`server_id`]);
+    /// empty before the first connection.
+    pub(crate) fn server(&self) -> &Arc<str> {
+        &self.server
     }
 
     /// Runs `f` on a live connection. A connection-level error (I/O, refused, dropped) drops
@@ -184,7 +215,9 @@ impl Link {
 
     fn connected(&mut self) -> Result<&mut dyn ConnectionLike, RedisError> {
         if self.conn.is_none() {
-            self.conn = Some(open(&self.target, &self.route_key, self.read_timeout)?);
+            let mut conn = open(&self.target, &self.route_key, self.read_timeout)?;
+            self.server = server_id(conn.as_mut())?;
+            self.conn = Some(conn);
             self.epoch += 1;
         }
         match self.conn.as_mut() {
@@ -192,6 +225,28 @@ impl Link {
             None => unreachable!("connected just above"),
         }
     }
+}
+
+/// The `run_id` of the Redis process behind `conn` (`INFO server`): random at every start of
+/// a server, so two connections reach the same process only if their ids are equal. A server
+/// that refuses `INFO` gets an id of its own per connection: every reconnect then counts as
+/// a possible restart, which costs checks, never correctness.
+pub(crate) fn server_id(conn: &mut dyn ConnectionLike) -> Result<Arc<str>, RedisError> {
+    static UNKNOWN: AtomicU64 = AtomicU64::new(0);
+    let info: Result<String, RedisError> = redis::cmd("INFO").arg("server").query(conn);
+    let run_id = match info {
+        Ok(text) => text
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned()),
+        Err(e) if is_connection_error(&e) => return Err(e),
+        Err(_) => None,
+    };
+    Ok(Arc::from(run_id.unwrap_or_else(|| {
+        // ORDERING: only uniqueness matters.
+        let n = UNKNOWN.fetch_add(1, Ordering::Relaxed);
+        format!("unknown-{n}")
+    })))
 }
 
 /// Locks `m`, ignoring poisoning (every critical section here leaves the data consistent).
@@ -349,17 +404,34 @@ mod tests {
     #[test]
     fn urls_name_one_server_or_a_cluster() {
         assert_eq!(
-            Target::parse("redis://127.0.0.1:7000"),
+            Target::split("redis://127.0.0.1:7000"),
             Target::Single("redis://127.0.0.1:7000".into())
         );
         assert_eq!(
-            Target::parse("redis://a:1,redis://b:2"),
+            Target::split("redis://a:1,redis://b:2"),
             Target::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
         );
         assert_eq!(
-            Target::parse("redis+cluster://a:1"),
+            Target::split("redis+cluster://a:1"),
             Target::Cluster(vec!["redis://a:1".into()])
         );
+    }
+
+    #[test]
+    fn unreadable_urls_are_configuration_errors() {
+        for bad in [
+            "",
+            " , ",
+            "localhost:6379",
+            "http://a:1",
+            "redis://a:1,nonsense",
+        ] {
+            assert!(
+                matches!(Target::parse(bad), Err(crate::ClusterError::Config(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(Target::parse("redis://127.0.0.1:1").is_ok());
     }
 
     #[test]

@@ -4,7 +4,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-/// A task a cluster can run: a name, a plain function `fn(A) -> R`, and optionally a timeout.
+/// A task a cluster can run: a name, a plain function `fn(A) -> R`, and optionally a timeout
+/// and retries after a panic.
 ///
 /// Define it once as a `static` in code that both the client and the workers compile:
 ///
@@ -25,6 +26,7 @@ pub struct TaskDef<A, R> {
     name: &'static str,
     func: fn(A) -> R,
     timeout: Option<Duration>,
+    retry_on_panic: bool,
     _types: PhantomData<fn(A) -> R>,
 }
 
@@ -35,6 +37,7 @@ impl<A, R> TaskDef<A, R> {
             name,
             func,
             timeout: None,
+            retry_on_panic: false,
             _types: PhantomData,
         }
     }
@@ -46,6 +49,34 @@ impl<A, R> TaskDef<A, R> {
             timeout: Some(timeout),
             ..self
         }
+    }
+
+    /// The same task, run again when it panics: a panicking run goes back to the queue (to any
+    /// worker) until the task has had `max_attempts` runs
+    /// ([`ClusterBuilder::max_attempts`](crate::ClusterBuilder::max_attempts), 3 by default,
+    /// shared with the deliveries lost to dead workers); the last panic is the handle's
+    /// error. Without it a panic is the handle's error at once: most panics are bugs that
+    /// fail again.
+    ///
+    /// ```
+    /// use chi_cluster::TaskDef;
+    ///
+    /// fn fetch(url: String) -> usize {
+    ///     url.len() // stands for a call that may panic on a passing fault
+    /// }
+    /// static FETCH: TaskDef<String, usize> = TaskDef::new("fetch", fetch).retry_on_panic();
+    /// assert!(FETCH.retries_on_panic());
+    /// ```
+    pub const fn retry_on_panic(self) -> TaskDef<A, R> {
+        TaskDef {
+            retry_on_panic: true,
+            ..self
+        }
+    }
+
+    /// True if [`retry_on_panic`](Self::retry_on_panic) was asked for.
+    pub fn retries_on_panic(&self) -> bool {
+        self.retry_on_panic
     }
 
     /// The task's name.
@@ -75,6 +106,7 @@ impl<A, R> fmt::Debug for TaskDef<A, R> {
             .field("name", &self.name)
             .field("signature", &format_args!("{:016x}", self.signature()))
             .field("timeout", &self.timeout)
+            .field("retry_on_panic", &self.retry_on_panic)
             .finish()
     }
 }

@@ -91,8 +91,14 @@ pub mod task {
     pub const REPLY: &str = "reply";
     /// Seconds a result is kept for a client that stopped reading.
     pub const TTL: &str = "ttl";
-    /// How many deliveries the task may have.
+    /// How many runs the task may have (deliveries to workers that died, and retried panics).
     pub const MAX_ATTEMPTS: &str = "max";
+    /// `1` when a run that panicked is retried (the definition's `retry_on_panic`).
+    pub const RETRY_ON_PANIC: &str = "rp";
+    /// Runs the task had before this entry was added (absent: none): an entry a stopping
+    /// worker handed back, or a panicked run put back for a retry, carries its count on, and
+    /// a delivery's attempt number is this plus the entry's delivery count.
+    pub const TRIES: &str = "tries";
 }
 
 /// Field names of a result entry in `chi:{q}:res:<client>`.

@@ -45,6 +45,7 @@
 //! | Situation | What happens | Test |
 //! |---|---|---|
 //! | normal run | the result reaches the handle once; a panic is the task's error, not retried | `basic::results_come_from_two_workers`, `basic::the_handle_is_chis_task` |
+//! | a task that panics, its definition [`retry_on_panic`](TaskDef::retry_on_panic) | the run goes back to the queue (any worker) until the task had `max_attempts` runs; the last panic is the handle's error; without the opt-in one run | `faults::a_panicking_task_is_retried_only_when_its_definition_asks` |
 //! | worker process killed mid-task | live workers reclaim its tasks once its lease lapses (heartbeat ≤ 1 s, lease 5 s by default): the task runs again, attempt 2 | `faults::a_task_of_a_killed_worker_finishes_on_another_at_attempt_two` |
 //! | a task kills every worker it reaches | at most `max_attempts` deliveries (default 3), then [`TaskError::WorkerDied`](chi::TaskError::WorkerDied) and a dead letter in `chi:{q}:dead`; workers keep serving | `faults::a_poison_task_ends_worker_died_and_is_dead_lettered` |
 //! | a task crashes its process-pool process | `WorkerDied` with the signal at once (the crash is the task's), the worker lives on | `faults::a_crash_in_a_process_pool_worker_fails_only_that_task` |
@@ -58,9 +59,12 @@
 //! | one long task, many short ones, two workers | a worker takes only as many tasks as it has free slots: the short ones all finish while the long one runs | `faults::a_long_task_does_not_hold_back_short_ones` |
 //! | [`WorkerBuilder::prefetch`]`(n)` | the worker takes up to `n` tasks beyond its free slots (fewer round trips; they may wait behind a long task) | `faults::a_prefetching_worker_takes_tasks_beyond_its_free_slots` |
 //! | several clients | one result stream each; workers are shared | `basic::two_clients_share_workers` |
-//! | worker stopped (SIGTERM → [`StopHandle::stop`]) | takes nothing new, finishes and answers what it holds, leaves | `faults::a_stopped_worker_finishes_what_it_holds` |
+//! | worker stopped (SIGTERM → [`StopHandle::stop`]) | takes nothing new, finishes and answers what runs, leaves | `faults::a_stopped_worker_finishes_what_it_holds` |
+//! | a stopping worker holds tasks it has not started (prefetched) | handed back to the queue at once (re-added and acknowledged in one script): another worker runs them without waiting for a lease; none runs twice, none is lost | `faults::a_stopping_worker_hands_back_what_it_has_not_started` |
+//! | a stopping worker's task outlives [`WorkerBuilder::stop_grace`] (30 s) | stopped (a process-pool task is killed) and handed back, counted as a run; another worker finishes it | `faults::a_worker_stopped_past_its_grace_hands_back_its_running_task` |
 //! | Redis killed and restarted, AOF on | nothing `submit` acknowledged is lost; clients and workers reconnect with back-off | `broker::with_aof_a_broker_restart_loses_nothing` |
-//! | Redis restarted without persistence | each handle whose task vanished fails with a clear `PoolFailed` ("Redis lost task …"); submits during the outage fail with `Unavailable` after the broker timeout | `broker::without_persistence_lost_tasks_fail_clearly_and_submits_say_unavailable` |
+//! | Redis restarted without persistence | each handle whose task vanished fails with a clear `PoolFailed` ("Redis lost task …"), never a hang; submits during the outage fail with `Unavailable` after the broker timeout | `broker::without_persistence_lost_tasks_fail_clearly_and_submits_say_unavailable` |
+//! | the same, the client's reader first reaching Redis after the restart | a restart is told by the server's `run_id`, not by a dropped connection: the reader checks every task last seen on another Redis process | `broker::a_reader_that_first_connects_after_a_restart_still_finds_lost_tasks` |
 //! | client died | its result stream expires after the result TTL; Redis memory after 20,000 tasks and a dead client is back at its baseline (answered entries are deleted, read results trimmed) | `faults::results_of_a_client_that_went_away_expire`, `faults::redis_memory_returns_to_baseline_after_a_client_dies` |
 //! | Redis Cluster | each queue is one hash tag, so one slot: all its keys on one node, reached directly | `broker::a_three_node_redis_cluster_runs_hash_tagged_queues` |
 //! | ordered `map` over 100,000 items | results in input order, lazily, bounded look-ahead, pipelined `XADD`s | `basic::map_is_ordered_and_lazy` |

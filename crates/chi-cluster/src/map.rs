@@ -18,6 +18,7 @@ pub struct ClusterMap<'c, A, R, I> {
     name: &'static str,
     func: fn(A) -> R,
     timeout: Option<std::time::Duration>,
+    retry_on_panic: bool,
     args: I,
     window: VecDeque<Result<Task<R>, TaskError>>,
     lookahead: usize,
@@ -50,6 +51,7 @@ where
             name: def.name(),
             func: def.func(),
             timeout: def.timeout(),
+            retry_on_panic: def.retries_on_panic(),
             args,
             window: VecDeque::with_capacity(lookahead),
             lookahead,
@@ -58,9 +60,14 @@ where
 
     fn def(&self) -> TaskDef<A, R> {
         let d = TaskDef::new(self.name, self.func);
-        match self.timeout {
+        let d = match self.timeout {
             Some(t) => d.with_timeout(t),
             None => d,
+        };
+        if self.retry_on_panic {
+            d.retry_on_panic()
+        } else {
+            d
         }
     }
 
@@ -102,11 +109,11 @@ where
         }
         let base = self.window.len() - slots.len();
         match inner.add_batch(&batch) {
-            Ok(ids) => {
+            Ok((ids, server)) => {
                 let mut ids = ids.into_iter();
                 for seq in slots.into_iter().flatten() {
                     if let Some(id) = ids.next() {
-                        inner.added(seq, id);
+                        inner.added(seq, id, &server);
                     }
                 }
             }

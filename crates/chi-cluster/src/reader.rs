@@ -1,12 +1,18 @@
 //! The client's reader thread: blocks on its result stream (`XREAD BLOCK`), completes handles,
-//! drops duplicates, keeps the stream short and alive, and after a reconnect fails the tasks
-//! that Redis lost.
+//! drops duplicates, keeps the stream short and alive, and fails the tasks that Redis lost.
+//!
+//! Loss is found by identity, not by noticing a reconnect: every connection records the
+//! `run_id` of the Redis process it reaches, every pending task the process that took its
+//! `XADD`. Whenever the reader reads from a process that some pending task was not seen on
+//! (Redis restarted or failed over, before or after the reader first connected), it looks for
+//! those tasks' entries there; a task with neither an entry nor a result was lost.
 
 use crate::codec::{self, Outcome, WireError};
-use crate::conn::{self, Entry, Link};
+use crate::conn::{self, Entry, Link, lock};
 use crate::keys;
 use crate::shared::Inner;
 use redis::Value;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -21,7 +27,6 @@ pub(crate) fn run(inner: &Inner) {
         BLOCK + Duration::from_secs(5),
     );
     let mut last = "0-0".to_owned();
-    let mut epoch = 0;
     // ORDERING: SeqCst pairs with the store in `Cluster::stop_reader`.
     while !inner.stop_reader.load(Ordering::SeqCst) {
         let deadline = Some(Instant::now() + Duration::from_secs(1));
@@ -38,18 +43,14 @@ pub(crate) fn run(inner: &Inner) {
                 continue;
             }
         };
-        if link.epoch != epoch {
-            // Epoch 1 is the first connection; any later one follows a lost connection
-            // (possibly lost before this loop first looked).
-            if link.epoch > 1 {
-                find_lost(inner, &mut link, &mut last);
-            }
-            epoch = link.epoch;
-        }
         if let Some(e) = entries.last() {
             e.id.clone_into(&mut last);
         }
         deliver(inner, &entries);
+        let server = link.server().clone();
+        if lock(&inner.pending).reader_at(&server) {
+            find_lost(inner, &mut link, &mut last, &server);
+        }
         upkeep(inner, &mut link, &last);
     }
 }
@@ -95,11 +96,10 @@ fn deliver(inner: &Inner, entries: &[Entry]) {
         if e.number(f::ATTEMPT).is_some_and(|a| a > 1) {
             c.retried.fetch_add(1, Ordering::Relaxed);
         }
-        if inner.complete(seq, outcome) {
-            c.results.fetch_add(1, Ordering::Relaxed);
-        } else {
-            c.duplicates.fetch_add(1, Ordering::Relaxed);
-        }
+        inner.complete(seq, outcome, &|taken| {
+            // ORDERING: statistics.
+            if taken { &c.results } else { &c.duplicates }.fetch_add(1, Ordering::Relaxed);
+        });
     }
 }
 
@@ -123,19 +123,36 @@ fn upkeep(inner: &Inner, link: &mut Link, last: &str) {
     });
 }
 
-/// After a reconnect: a pending task whose entry is gone from the task stream and whose result
-/// is not in the result stream either was lost by Redis (a restart without persistence).
-/// Workers delete an entry in the same transaction that adds its result, so checking the
-/// entries first and reading the results after leaves no window for a false loss.
-fn find_lost(inner: &Inner, link: &mut Link, last: &mut String) {
-    let pending = inner.pending_entries();
-    if pending.is_empty() {
+/// Looks on `server` (the process the reader just read from) for the pending tasks last seen
+/// on another one. A task whose entry is gone and whose result is not in the result stream
+/// either was lost (Redis restarted without persistence): its handle fails with a clear
+/// error. Workers delete an entry in the same transaction that adds its result, so checking
+/// the entries first and reading the results after leaves no window for a false loss. A
+/// check cut short (Redis went away again) is asked for again.
+fn find_lost(inner: &Inner, link: &mut Link, last: &mut String, server: &Arc<str>) {
+    let suspects = lock(&inner.pending).suspects(server);
+    if suspects.is_empty() {
         return;
     }
+    if check(inner, link, last, server, &suspects).is_none() {
+        lock(&inner.pending).recheck = true;
+    }
+}
+
+/// [`find_lost`]'s work; `None` when the connection changed or failed on the way.
+fn check(
+    inner: &Inner,
+    link: &mut Link,
+    last: &mut String,
+    server: &Arc<str>,
+    suspects: &[(u64, String)],
+) -> Option<()> {
     let tasks = &inner.cfg.keys.tasks;
+    let epoch = link.epoch;
     let deadline = Some(Instant::now() + Duration::from_secs(5));
+    let mut found = Vec::new();
     let mut missing = Vec::new();
-    for chunk in pending.chunks(500) {
+    for chunk in suspects.chunks(500) {
         let r = link.call(deadline, |c| {
             let mut pipe = redis::pipe();
             for (_, entry) in chunk {
@@ -143,19 +160,21 @@ fn find_lost(inner: &Inner, link: &mut Link, last: &mut String) {
             }
             pipe.query::<Vec<Value>>(c)
         });
-        let Ok(Ok(found)) = r else {
-            return; // Redis went away again; the next reconnect checks again.
-        };
-        for ((seq, _), v) in chunk.iter().zip(&found) {
-            if conn::items(v).is_empty() {
-                missing.push(*seq);
-            }
+        let Ok(Ok(replies)) = r else { return None };
+        for ((seq, _), v) in chunk.iter().zip(&replies) {
+            // The same entry id on a fresh server could only be another task: compare ids.
+            let id = inner.task_id(*seq);
+            let here = conn::items(v)
+                .first()
+                .and_then(conn::entry)
+                .is_some_and(|e| e.text(keys::task::ID) == Some(id.as_str()));
+            if here { &mut found } else { &mut missing }.push(*seq);
         }
     }
     // Read every result there is now, then fail what is still unanswered.
     loop {
         let r = link.call(deadline, |c| read(c, inner, last, None));
-        let Ok(Ok(entries)) = r else { return };
+        let Ok(Ok(entries)) = r else { return None };
         if entries.is_empty() {
             break;
         }
@@ -164,17 +183,29 @@ fn find_lost(inner: &Inner, link: &mut Link, last: &mut String) {
         }
         deliver(inner, &entries);
     }
+    if link.epoch != epoch {
+        return None; // another connection, maybe another server: the answers may mix
+    }
     let _ = link.call(deadline, |c| conn::ensure_group(c, tasks));
-    for seq in missing {
-        if inner.is_pending(seq) {
-            let msg = format!(
-                "Redis lost task {}: it is neither queued nor answered (was Redis restarted without persistence?)",
-                inner.task_id(seq)
-            );
-            if inner.complete(seq, Err(WireError::Failed(msg))) {
-                // ORDERING: statistics.
-                inner.counters.lost.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut p = lock(&inner.pending);
+        for seq in found {
+            if let Some(t) = p.tasks.get_mut(&seq) {
+                t.server = server.clone();
             }
         }
     }
+    for seq in missing {
+        let msg = format!(
+            "Redis lost task {}: it is neither queued nor answered (was Redis restarted without persistence?)",
+            inner.task_id(seq)
+        );
+        inner.complete(seq, Err(WireError::Failed(msg)), &|taken| {
+            if taken {
+                // ORDERING: statistics.
+                inner.counters.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    Some(())
 }

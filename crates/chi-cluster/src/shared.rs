@@ -28,11 +28,61 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
 }
 
+/// Completes a handle with an outcome; its second argument is told first whether the handle
+/// takes it.
+pub(crate) type Finish = Box<dyn FnOnce(Outcome, &dyn Fn(bool)) -> bool + Send>;
+
 /// One task the client waits for.
 pub(crate) struct Pending {
     /// The task's entry in the task stream, once `XADD` answered.
     pub(crate) entry: Option<String>,
-    pub(crate) finish: Box<dyn FnOnce(Outcome) -> bool + Send>,
+    /// The Redis process (its [`run_id`](conn::server_id)) known to hold the entry: the one
+    /// that answered the `XADD`, or that a later check found it on.
+    pub(crate) server: Arc<str>,
+    /// Completes the handle; calls its second argument first, with whether the handle takes
+    /// the outcome (it was not cancelled), so counters are right by the time a waiter wakes.
+    pub(crate) finish: Finish,
+}
+
+/// The tasks a client waits for, and which Redis process its reader reads from: a task whose
+/// entry is known only on another process (Redis restarted, or failed over, since) must be
+/// looked for again, and fails if it is gone.
+pub(crate) struct PendingSet {
+    pub(crate) tasks: HashMap<u64, Pending>,
+    /// The Redis process the reader reads results from.
+    pub(crate) reader_server: Arc<str>,
+    /// Set when a task was added on a process other than `reader_server`, or a check was cut
+    /// short: the reader checks again after its next read.
+    pub(crate) recheck: bool,
+}
+
+impl PendingSet {
+    pub(crate) fn new(server: Arc<str>) -> PendingSet {
+        PendingSet {
+            tasks: HashMap::new(),
+            reader_server: server,
+            recheck: false,
+        }
+    }
+
+    /// The reader now reads from `server`: true if some task may need a check (the server
+    /// changed, or a check was asked for). Clears the request.
+    pub(crate) fn reader_at(&mut self, server: &Arc<str>) -> bool {
+        let changed = *self.reader_server != **server;
+        if changed {
+            self.reader_server = server.clone();
+        }
+        std::mem::take(&mut self.recheck) || changed
+    }
+
+    /// Tasks whose entry is known only on a server other than `server`: `(seq, entry id)`.
+    pub(crate) fn suspects(&self, server: &str) -> Vec<(u64, String)> {
+        self.tasks
+            .iter()
+            .filter(|(_, p)| *p.server != *server)
+            .filter_map(|(s, p)| p.entry.clone().map(|e| (*s, e)))
+            .collect()
+    }
 }
 
 /// Shared between the client, its reader thread and cancel hooks.
@@ -41,7 +91,7 @@ pub(crate) struct Inner {
     pub(crate) client_id: String,
     pub(crate) results_key: String,
     pub(crate) link: Mutex<Link>,
-    pub(crate) pending: Mutex<HashMap<u64, Pending>>,
+    pub(crate) pending: Mutex<PendingSet>,
     pub(crate) seq: AtomicU64,
     pub(crate) closed: AtomicBool,
     pub(crate) stop_reader: AtomicBool,
@@ -88,8 +138,8 @@ impl Inner {
         let (seq, task) = self.register(def);
         let fields = self.fields(def, seq, payload);
         match self.add(&fields, admit) {
-            Ok(entry) => {
-                self.added(seq, entry);
+            Ok((entry, server)) => {
+                self.added(seq, entry, &server);
                 Ok(task)
             }
             Err(e) => {
@@ -126,19 +176,21 @@ impl Inner {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let weak = Arc::downgrade(self);
         let (completer, task) = Completer::with_cancel_hook(move || cancel_remote(&weak, seq));
-        let finish = Box::new(move |outcome: Outcome| {
+        let finish = Box::new(move |outcome: Outcome, count: &dyn Fn(bool)| {
             let result = match outcome {
                 Ok(bytes) => codec::decode::<R>(&bytes).map_err(|e| {
                     TaskError::Codec(chi::Cause::new(format!("the result did not decode: {e}")))
                 }),
                 Err(e) => Err(TaskError::from(e)),
             };
+            count(!completer.is_cancelled());
             completer.complete(result)
         });
-        lock(&self.pending).insert(
+        lock(&self.pending).tasks.insert(
             seq,
             Pending {
                 entry: None,
+                server: Arc::from(""),
                 finish,
             },
         );
@@ -147,14 +199,21 @@ impl Inner {
 
     pub(crate) fn unregister(&self, seq: u64) {
         // The completer is dropped with its task, which nobody holds.
-        drop(lock(&self.pending).remove(&seq));
+        drop(lock(&self.pending).tasks.remove(&seq));
     }
 
-    pub(crate) fn added(&self, seq: u64, entry: String) {
+    /// Task `seq` is entry `entry` on the Redis process `server`. If the reader reads from
+    /// another one (it saw a restart this submit did not), it is asked to check the task.
+    pub(crate) fn added(&self, seq: u64, entry: String, server: &Arc<str>) {
         // ORDERING: statistics.
         self.counters.submitted.fetch_add(1, Ordering::Relaxed);
-        if let Some(p) = lock(&self.pending).get_mut(&seq) {
-            p.entry = Some(entry);
+        let mut p = lock(&self.pending);
+        if let Some(t) = p.tasks.get_mut(&seq) {
+            t.entry = Some(entry);
+            t.server = server.clone();
+        }
+        if *p.reader_server != **server {
+            p.recheck = true;
         }
     }
 
@@ -187,12 +246,19 @@ impl Inner {
         if let Some(t) = def.timeout().or(self.cfg.task_timeout) {
             v.push((f::TIMEOUT, t.as_millis().to_string().into_bytes()));
         }
+        if def.retries_on_panic() {
+            v.push((f::RETRY_ON_PANIC, b"1".to_vec()));
+        }
         v.push((f::PAYLOAD, payload));
         v
     }
 
-    /// `XADD`s one task, respecting the bound; the entry id.
-    fn add(&self, fields: &[(&str, Vec<u8>)], admit: Admit) -> Result<String, SubmitError<()>> {
+    /// `XADD`s one task, respecting the bound; the entry id and the Redis process that took it.
+    fn add(
+        &self,
+        fields: &[(&str, Vec<u8>)],
+        admit: Admit,
+    ) -> Result<(String, Arc<str>), SubmitError<()>> {
         let broker_deadline = Instant::now() + self.cfg.broker_timeout;
         let deadline = match admit {
             Admit::Until(Some(d)) => d.min(broker_deadline),
@@ -200,7 +266,11 @@ impl Inner {
         };
         let mut pause = Duration::from_millis(1);
         loop {
-            let r = lock(&self.link).call(Some(deadline), |c| self.xadd(c, fields));
+            let (r, server) = {
+                let mut link = lock(&self.link);
+                let r = link.call(Some(deadline), |c| self.xadd(c, fields));
+                (r, link.server().clone())
+            };
             match r {
                 Err(e) => {
                     return Err(SubmitError::Unavailable {
@@ -214,7 +284,7 @@ impl Inner {
                         reason: e.to_string(),
                     });
                 }
-                Ok(Ok(Some(id))) => return Ok(id),
+                Ok(Ok(Some(id))) => return Ok((id, server)),
                 Ok(Ok(None)) => match admit {
                     Admit::Now => return Err(SubmitError::Full(())),
                     Admit::Until(d) => {
@@ -256,14 +326,16 @@ impl Inner {
         }
     }
 
-    /// `XADD`s many tasks in one pipeline (an unbounded queue); an entry id or error each.
+    /// `XADD`s many tasks in one pipeline (an unbounded queue): their entry ids and the Redis
+    /// process that took them.
     pub(crate) fn add_batch(
         &self,
         batch: &[Vec<(&'static str, Vec<u8>)>],
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<(Vec<String>, Arc<str>), String> {
         let deadline = Some(Instant::now() + self.cfg.broker_timeout);
         let tasks = &self.cfg.keys.tasks;
-        let r = lock(&self.link).call(deadline, |c| {
+        let mut link = lock(&self.link);
+        let r = link.call(deadline, |c| {
             let mut pipe = redis::pipe();
             for fields in batch {
                 let cmd = pipe.cmd("XADD").arg(tasks).arg("*");
@@ -274,31 +346,24 @@ impl Inner {
             pipe.query::<Vec<String>>(c)
         });
         match r {
-            Ok(Ok(ids)) => Ok(ids),
+            Ok(Ok(ids)) => Ok((ids, link.server().clone())),
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e.0),
         }
     }
 
     /// Completes the handle of task `seq` with `outcome`; false when none waits for it.
-    pub(crate) fn complete(&self, seq: u64, outcome: Outcome) -> bool {
-        let p = lock(&self.pending).remove(&seq);
+    /// `count(taken)` runs just before the handle completes (or at once, with `false`, when
+    /// nothing waits): counters a woken waiter reads are up to date.
+    pub(crate) fn complete(&self, seq: u64, outcome: Outcome, count: &dyn Fn(bool)) -> bool {
+        let p = lock(&self.pending).tasks.remove(&seq);
         match p {
-            Some(p) => (p.finish)(outcome),
-            None => false,
+            Some(p) => (p.finish)(outcome, count),
+            None => {
+                count(false);
+                false
+            }
         }
-    }
-
-    /// The pending tasks that have a stream entry: `(seq, entry id)`.
-    pub(crate) fn pending_entries(&self) -> Vec<(u64, String)> {
-        lock(&self.pending)
-            .iter()
-            .filter_map(|(s, p)| p.entry.clone().map(|e| (*s, e)))
-            .collect()
-    }
-
-    pub(crate) fn is_pending(&self, seq: u64) -> bool {
-        lock(&self.pending).contains_key(&seq)
     }
 
     pub(crate) fn queue_bounded(&self) -> bool {

@@ -42,7 +42,7 @@ pub struct WorkerStatus {
 /// Reads the state of `queue` on the Redis at `url`.
 pub fn status(url: &str, queue: &str) -> Result<QueueStatus, ClusterError> {
     let k = QueueKeys::new(queue);
-    let mut link = Link::new(Target::parse(url), &k.tasks, Duration::from_secs(5));
+    let mut link = Link::new(Target::parse(url)?, &k.tasks, Duration::from_secs(5));
     let deadline = Some(Instant::now() + Duration::from_secs(5));
     let now = conn::now_ms();
     let sec = now / 1000;
@@ -138,7 +138,7 @@ fn pending_by_consumer(link: &mut Link, k: &QueueKeys) -> Result<Vec<(String, u6
 /// The queues that have a task stream on the Redis at `url` (every startup node of a Redis
 /// Cluster is scanned, so pass them all to see every queue).
 pub fn queues(url: &str) -> Result<Vec<String>, ClusterError> {
-    let urls = match Target::parse(url) {
+    let urls = match Target::parse(url)? {
         Target::Single(u) => vec![u],
         Target::Cluster(us) => us,
     };

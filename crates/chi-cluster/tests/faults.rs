@@ -6,6 +6,7 @@ mod common;
 
 use chi::{ExitReason, TaskError};
 use chi_cluster::Cluster;
+use common::tasks::runs;
 use common::tasks::*;
 use common::{RedisServer, TempDir, WorkerSpec, eventually, wait_workers};
 use std::time::Duration;
@@ -301,4 +302,116 @@ fn redis_memory_returns_to_baseline_after_a_client_dies() {
         after < baseline + 600 * 1024,
         "used_memory {after} after, {baseline} before"
     );
+}
+
+#[test]
+fn a_panicking_task_is_retried_only_when_its_definition_asks() {
+    let Some((redis, _w, client)) = common::with_worker() else {
+        return;
+    };
+    let dir = TempDir::new("panic");
+    let arg = |name: &str, fail| (dir.str(), name.to_owned(), fail);
+    // Without the opt-in: one run, and the panic is the handle's error.
+    let e = client.submit(&FLAKY, arg("plain", 5)).unwrap().result();
+    assert_eq!(e.unwrap_err().panic_message(), Some("flaky run 1"));
+    assert_eq!(runs(&dir.str(), "plain"), 1);
+    // With it: a passing fault is run again until it succeeds ...
+    let ok = client.submit(&FLAKY_RETRIED, arg("passing", 1)).unwrap();
+    assert_eq!(ok.result(), Ok(2));
+    // ... and a lasting one at most max_attempts (3) times; the last panic is the error.
+    let e = client
+        .submit(&FLAKY_RETRIED, arg("lasting", 99))
+        .unwrap()
+        .result();
+    assert_eq!(e.unwrap_err().panic_message(), Some("flaky run 3"));
+    assert_eq!(runs(&dir.str(), "lasting"), 3);
+    assert_eq!(client.metrics().retried, 2, "answers of runs 2 and 3");
+    // The client's max_attempts bounds the runs.
+    let once = Cluster::builder(&redis.url())
+        .max_attempts(1)
+        .connect()
+        .unwrap();
+    let e = once
+        .submit(&FLAKY_RETRIED, arg("bounded", 99))
+        .unwrap()
+        .result();
+    assert_eq!(e.unwrap_err().panic_message(), Some("flaky run 1"));
+    assert_eq!(runs(&dir.str(), "bounded"), 1);
+    // Every answered task left the stream: no run is still to come.
+    assert_eq!(redis.int(&["XLEN", "chi:{default}:tasks"]), 0);
+}
+
+#[test]
+fn a_stopping_worker_hands_back_what_it_has_not_started() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // Worker A: one process, three more tasks taken ahead (queued behind a long one).
+    let mut a = WorkerSpec::new(&redis.url()).prefetch(3).spawn();
+    wait_workers(&redis, "default", 1);
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("hand-back");
+    let long = client.submit(&GATED, (dir.str(), "g".into())).unwrap();
+    eventually("the long task started", || {
+        !started_by(&dir, "g").is_empty()
+    });
+    let queued: Vec<_> = (0..3)
+        .map(|_| client.submit(&WORKER_PID, ()).unwrap())
+        .collect();
+    let status = || chi_cluster::status(&redis.url(), "default").unwrap();
+    eventually("A holds 1 + 3 tasks", || status().running == 4);
+    let b = WorkerSpec::new(&redis.url()).spawn();
+    wait_workers(&redis, "default", 2);
+    a.terminate();
+    // A lives on (its long task runs) and refreshes its leases, so no reclaim happens: the
+    // queued tasks reach B only because A handed them back.
+    for t in queued {
+        let pid = t.result_timeout(common::NEVER).ok();
+        assert_eq!(pid, Some(b.pid()), "answered by the other worker");
+    }
+    assert!(!long.done());
+    assert_eq!(a.try_exit(), None);
+    std::fs::write(dir.path("g.open"), "").unwrap();
+    assert_eq!(long.result(), Ok(a.pid()), "A finished what ran");
+    let mut code = None;
+    eventually("A exits", || {
+        code = a.try_exit();
+        code.is_some()
+    });
+    assert_eq!(code, Some(Some(0)));
+    let m = client.metrics();
+    assert_eq!((m.results, m.duplicates, m.retried), (4, 0, 0), "{m:?}");
+    let st = status();
+    assert_eq!((st.depth, st.running, st.dead_letters), (0, 0, 0), "{st:?}");
+    assert_eq!(started_by(&dir, "g").len(), 1, "the long task ran once");
+}
+
+#[test]
+fn a_worker_stopped_past_its_grace_hands_back_its_running_task() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut a = WorkerSpec::new(&redis.url()).stop_grace_ms(100).spawn();
+    wait_workers(&redis, "default", 1);
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("grace");
+    let task = client.submit(&GATED, (dir.str(), "g".into())).unwrap();
+    eventually("the task started", || !started_by(&dir, "g").is_empty());
+    let b = WorkerSpec::new(&redis.url()).spawn();
+    wait_workers(&redis, "default", 2);
+    a.terminate();
+    // The gate stays shut: A's grace ends, it stops the task, hands it back and leaves.
+    let mut code = None;
+    eventually("A exits", || {
+        code = a.try_exit();
+        code.is_some()
+    });
+    assert_eq!(code, Some(Some(0)));
+    eventually("B started the task", || started_by(&dir, "g").len() == 2);
+    assert_eq!(started_by(&dir, "g")[1], b.pid());
+    std::fs::write(dir.path("g.open"), "").unwrap();
+    assert_eq!(task.result(), Ok(b.pid()));
+    let m = client.metrics();
+    assert_eq!(m.retried, 1, "B's answer is attempt 2");
+    assert_eq!(m.duplicates, 0, "A's stopped run answered nothing");
 }

@@ -39,16 +39,40 @@ impl LocalPool {
 /// Called once with the task's outcome.
 pub(crate) type Done = Box<dyn FnOnce(Outcome) + Send>;
 
-/// Cancels the running task; `true` if it will stop.
-pub(crate) type CancelFn = Box<dyn Fn() -> bool + Send>;
+/// The worker's hold on a task it started in its local pool (a `chi::Task` of any type).
+pub(crate) trait LocalTask: Send {
+    /// Cancels it: one that has not started never will; a running process-pool task is
+    /// killed. True if it will not finish normally.
+    fn cancel(&self) -> bool;
+    /// True while it runs.
+    fn running(&self) -> bool;
+    /// True if it was cancelled before it started.
+    fn cancelled(&self) -> bool;
+}
+
+impl<T: Send> LocalTask for chi::Task<T> {
+    fn cancel(&self) -> bool {
+        chi::Task::cancel(self)
+    }
+    fn running(&self) -> bool {
+        chi::Task::running(self)
+    }
+    fn cancelled(&self) -> bool {
+        chi::Task::cancelled(self)
+    }
+}
+
+/// A started task.
+pub(crate) type Local = Box<dyn LocalTask>;
 
 type RunFn =
-    dyn Fn(&LocalPool, &[u8], Option<Duration>, Done) -> Result<CancelFn, WireError> + Send + Sync;
+    dyn Fn(&LocalPool, &[u8], Option<Duration>, Done) -> Result<Local, WireError> + Send + Sync;
 
 /// One task a worker knows.
 pub(crate) struct Registered {
     pub(crate) signature: u64,
-    /// Biggest encoded result accepted.
+    /// The definition asks for runs that panicked to be retried.
+    pub(crate) retry_on_panic: bool,
     run: Box<RunFn>,
 }
 
@@ -67,7 +91,7 @@ impl Registered {
         payload: &[u8],
         timeout: Option<Duration>,
         done: Done,
-    ) -> Result<CancelFn, WireError> {
+    ) -> Result<Local, WireError> {
         (self.run)(pool, payload, timeout, done)
     }
 }
@@ -97,10 +121,11 @@ where
                 Err(e) => Err(WireError::from(e)),
             })
         });
-        Ok(Box::new(move || task.cancel()) as CancelFn)
+        Ok(Box::new(task) as Local)
     };
     Registered {
         signature: def.signature(),
+        retry_on_panic: def.retries_on_panic(),
         run: Box::new(run),
     }
 }

@@ -2,8 +2,8 @@
 //! reclaims tasks of dead workers (`XAUTOCLAIM`), and starts each one in the local pool, or
 //! answers it at once when it must not run (cancelled, unknown, wrong types, out of attempts).
 
-use super::reply::{Dead, Reply};
-use super::{Held, Shared, lease};
+use super::reply::{Dead, Reply, ReplyTo};
+use super::{Held, Shared, Stop, lease};
 use crate::codec::WireError;
 use crate::conn::{self, Entry, Link, lock};
 use crate::error::ClusterError;
@@ -98,12 +98,11 @@ fn read_new(
 
 /// A task entry's fields, checked.
 struct TaskMsg<'a> {
-    id: &'a str,
     name: &'a str,
     sig: &'a str,
-    reply: &'a str,
-    ttl: u64,
-    max_attempts: u64,
+    to: ReplyTo,
+    /// Runs before this entry was added.
+    tries: u64,
     timeout: Option<Duration>,
     payload: &'a [u8],
 }
@@ -111,18 +110,22 @@ struct TaskMsg<'a> {
 fn parse(e: &Entry) -> Option<TaskMsg<'_>> {
     use keys::task as f;
     Some(TaskMsg {
-        id: e.text(f::ID)?,
         name: e.text(f::NAME)?,
         sig: e.text(f::SIG)?,
-        reply: e.text(f::REPLY)?,
-        ttl: e.number(f::TTL).unwrap_or(3600),
-        max_attempts: e.number(f::MAX_ATTEMPTS).unwrap_or(3),
+        to: ReplyTo {
+            task_id: e.text(f::ID)?.to_owned(),
+            key: e.text(f::REPLY)?.to_owned(),
+            ttl: e.number(f::TTL).unwrap_or(3600),
+            max_attempts: e.number(f::MAX_ATTEMPTS).unwrap_or(3),
+            retry_on_panic: e.text(f::RETRY_ON_PANIC) == Some("1"),
+        },
+        tries: e.number(f::TRIES).unwrap_or(0),
         timeout: e.number(f::TIMEOUT).map(Duration::from_millis),
         payload: e.get(f::PAYLOAD)?,
     })
 }
 
-/// Starts (or answers) every entry of a batch; `attempt` is each one's delivery count.
+/// Starts (or answers) every entry of a batch; `delivery` is each one's delivery count.
 fn start_batch(s: &Shared, link: &mut Link, tx: &Sender<Reply>, batch: Vec<(Entry, u64)>) {
     let cancelled = cancelled(s, link, &batch);
     {
@@ -159,23 +162,23 @@ fn cancelled(s: &Shared, link: &mut Link, batch: &[(Entry, u64)]) -> Vec<bool> {
     }
 }
 
-fn start_one(s: &Shared, tx: &Sender<Reply>, entry: Entry, attempt: u64, cancelled: bool) {
-    let Some(msg) = parse(&entry) else {
+fn start_one(s: &Shared, tx: &Sender<Reply>, entry: Entry, delivery: u64, cancelled: bool) {
+    let Some(mut msg) = parse(&entry) else {
         // Not a chi task (or its data is gone): acknowledge it so it is never delivered again.
         tracing::warn!(worker = %s.id, entry = %entry.id, "dropping a malformed task entry");
         let _ = tx.send(Reply::drop_entry(entry.id));
         return;
     };
-    let answer = |outcome, dead| {
-        Reply::answer(
-            &entry.id, msg.id, msg.reply, msg.ttl, attempt, outcome, dead,
-        )
-    };
+    let attempt = msg.tries + delivery;
+    if let Some(reg) = s.tasks.get(msg.name) {
+        msg.to.retry_on_panic |= reg.retry_on_panic;
+    }
+    let answer = |outcome, dead| Reply::answer(&entry.id, &msg.to, attempt, outcome, dead);
     if cancelled {
         let _ = tx.send(answer(Err(WireError::Cancelled), None));
         return;
     }
-    if attempt > msg.max_attempts {
+    if attempt > msg.to.max_attempts {
         let err = WireError::WorkerDied {
             code: None,
             signal: None,
@@ -213,8 +216,10 @@ fn start_one(s: &Shared, tx: &Sender<Reply>, entry: Entry, attempt: u64, cancell
     lock(&s.state).held.insert(
         entry.id.clone(),
         Held {
-            task_id: msg.id.to_owned(),
-            cancel: None,
+            task_id: msg.to.task_id.clone(),
+            attempt,
+            local: None,
+            stop: Stop::Serve,
         },
     );
     let pending = answer(Ok(Vec::new()), None);
@@ -223,9 +228,9 @@ fn start_one(s: &Shared, tx: &Sender<Reply>, entry: Entry, attempt: u64, cancell
         let _ = tx2.send(pending.with_outcome(outcome));
     });
     match reg.start(&s.pool, msg.payload, msg.timeout, done) {
-        Ok(cancel) => {
+        Ok(local) => {
             if let Some(h) = lock(&s.state).held.get_mut(&entry.id) {
-                h.cancel = Some(cancel);
+                h.local = Some(local);
             }
         }
         Err(e) => {

@@ -95,8 +95,8 @@ fn beat(s: &Shared, link: &mut Link) {
         if matches!(mark, Value::Nil) {
             continue;
         }
-        if let Some(cancel) = st.held.get(entry).and_then(|h| h.cancel.as_ref()) {
-            cancel();
+        if let Some(local) = st.held.get(entry).and_then(|h| h.local.as_ref()) {
+            local.cancel();
         }
     }
 }
@@ -169,22 +169,30 @@ pub(super) fn reclaim(
         .collect())
 }
 
-/// Leaves the queue: removes the heartbeat and the consumer (it holds nothing any more).
+/// Removes consumer `ARGV[2]` from group `ARGV[1]` of stream `KEYS[1]` only if it holds no
+/// entry: `XGROUP DELCONSUMER` drops a consumer's pending entries, which nobody could reclaim
+/// after. Returns how many it holds.
+const LEAVE_IF_EMPTY: &str = r"
+local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #held == 0 then redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) end
+return #held
+";
+
+/// Leaves the queue: removes the heartbeat, and the consumer if it holds nothing (it should
+/// not; if an answer failed, the entry stays for a live worker to reclaim).
 pub(super) fn leave(s: &Shared) {
     let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(5));
     let deadline = Some(Instant::now() + Duration::from_secs(2));
+    let script = redis::Script::new(LEAVE_IF_EMPTY);
     let _ = link.call(deadline, |c| {
-        redis::pipe()
-            .cmd("HDEL")
+        redis::cmd("HDEL")
             .arg(&s.keys.workers)
             .arg(&s.id)
-            .ignore()
-            .cmd("XGROUP")
-            .arg("DELCONSUMER")
-            .arg(&s.keys.tasks)
+            .query::<()>(c)?;
+        script
+            .key(&s.keys.tasks)
             .arg(GROUP)
             .arg(&s.id)
-            .ignore()
-            .query::<()>(c)
+            .invoke::<i64>(c)
     });
 }

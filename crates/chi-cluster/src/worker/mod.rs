@@ -6,16 +6,17 @@ mod exec;
 mod fetch;
 mod lease;
 mod reply;
+mod stop;
 
 use crate::codec::DEFAULT_MAX_PAYLOAD;
 use crate::conn::{self, Link, Target, lock};
 use crate::def::TaskDef;
 use crate::error::ClusterError;
 use crate::keys::QueueKeys;
-use exec::{CancelFn, LocalPool, Registered};
+use exec::{Local, LocalPool, Registered};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -33,6 +34,7 @@ pub struct WorkerBuilder {
     threads: bool,
     heartbeat: Duration,
     lease: Duration,
+    stop_grace: Duration,
     max_payload: usize,
 }
 
@@ -110,6 +112,15 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long a stopping worker lets the tasks it runs finish (default 30 s). Past it, they
+    /// are stopped (a process-pool task is killed) and handed back to the queue, counted as a
+    /// run; tasks it holds that have not started are handed back at once. See
+    /// [`StopHandle::stop`].
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
+    }
+
     /// The largest encoded result sent back (default 64 MiB); a larger one is an error.
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
@@ -121,6 +132,7 @@ impl WorkerBuilder {
         let url = self
             .url
             .ok_or_else(|| ClusterError::Config("no Redis URL (call connect)".into()))?;
+        let target = Target::parse(&url)?;
         if self.processes == 0 {
             return Err(ClusterError::Config(
                 "a worker needs at least one slot".into(),
@@ -146,7 +158,6 @@ impl WorkerBuilder {
             )
         };
         let keys = QueueKeys::new(&self.queue);
-        let target = Target::parse(&url);
         let mut link = Link::new(target.clone(), &keys.tasks, Duration::from_secs(10));
         let deadline = Some(Instant::now() + Duration::from_secs(30));
         let n: i64 = link.call(deadline, |c| {
@@ -165,12 +176,15 @@ impl WorkerBuilder {
                 slots: self.processes + self.prefetch,
                 heartbeat: self.heartbeat,
                 lease: self.lease,
+                stop_grace: self.stop_grace,
                 state: Mutex::new(State {
                     free: self.processes + self.prefetch,
                     held: HashMap::new(),
+                    given_up: HashSet::new(),
                 }),
                 changed: Condvar::new(),
                 stop: AtomicBool::new(false),
+                finished: AtomicBool::new(false),
             }),
         })
     }
@@ -216,8 +230,12 @@ impl fmt::Debug for Worker {
     }
 }
 
-/// Stops a running [`Worker`] gracefully: it takes no new task, finishes the ones it holds,
-/// answers them, and [`Worker::run`] returns. Clonable; a signal handler may hold one.
+/// Stops a running [`Worker`] gracefully, losing nothing: it takes no new task, hands the
+/// tasks it holds that have not started back to the queue at once (another worker takes them
+/// without waiting for a lease to lapse), lets the running ones finish and answers them, and
+/// [`Worker::run`] returns. Tasks still running after the
+/// [stop grace](WorkerBuilder::stop_grace) are stopped and handed back too. Clonable; a
+/// signal handler may hold one.
 #[derive(Clone)]
 pub struct StopHandle(Arc<Shared>);
 
@@ -244,9 +262,12 @@ pub(crate) struct Shared {
     pub(crate) slots: usize,
     pub(crate) heartbeat: Duration,
     pub(crate) lease: Duration,
+    pub(crate) stop_grace: Duration,
     pub(crate) state: Mutex<State>,
     pub(crate) changed: Condvar,
     pub(crate) stop: AtomicBool,
+    /// Set once the worker holds nothing and reads nothing: the reply thread may end.
+    pub(crate) finished: AtomicBool,
 }
 
 /// Slots and held tasks.
@@ -254,12 +275,28 @@ pub(crate) struct State {
     pub(crate) free: usize,
     /// Entry id → the task it holds.
     pub(crate) held: HashMap<String, Held>,
+    /// Entries given up on (handed back while their run went on): a late outcome is dropped.
+    pub(crate) given_up: HashSet<String>,
 }
 
 /// A task this worker holds (started, or about to be).
 pub(crate) struct Held {
     pub(crate) task_id: String,
-    pub(crate) cancel: Option<CancelFn>,
+    /// Which run this is (earlier runs + this entry's delivery count).
+    pub(crate) attempt: u64,
+    pub(crate) local: Option<Local>,
+    pub(crate) stop: Stop,
+}
+
+/// What a stopping worker does with a task it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Serve it: run it and answer.
+    Serve,
+    /// It had not started and was cancelled: a `Cancelled` outcome puts it back in the queue.
+    HandBack,
+    /// Past the grace: put back in the queue whatever its run does.
+    GiveUp,
 }
 
 impl Shared {
@@ -289,6 +326,7 @@ impl Worker {
             threads: false,
             heartbeat: Duration::from_millis(500),
             lease: Duration::from_secs(5),
+            stop_grace: Duration::from_secs(30),
             max_payload: DEFAULT_MAX_PAYLOAD,
         }
     }
@@ -303,8 +341,9 @@ impl Worker {
         StopHandle(self.shared.clone())
     }
 
-    /// Serves the queue until stopped, then finishes and answers what it holds, leaves the
-    /// group and shuts the local pool down.
+    /// Serves the queue until stopped, then hands back what has not started, finishes and
+    /// answers what runs (within the stop grace), leaves the group and shuts the local pool
+    /// down.
     pub fn run(self) -> Result<(), ClusterError> {
         let shared = self.shared;
         let (tx, rx) = mpsc::channel();
@@ -323,19 +362,21 @@ impl Worker {
                 .map_err(|e| ClusterError::Pool(e.to_string()))?
         };
         let result = fetch::run(&shared, &tx);
-        // Graceful end: everything held is answered before the threads stop.
-        {
-            let mut st = lock(&shared.state);
-            while !st.held.is_empty() {
-                st = shared.changed.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-        }
+        // Graceful end: everything held is answered or handed back before the threads stop.
+        let gave_up = stop::wind_down(&shared, &tx);
         shared.request_stop();
+        // ORDERING: SeqCst pairs with the reply thread's load; nothing held is left to answer.
+        shared.finished.store(true, Ordering::SeqCst);
         drop(tx);
         let _ = replies.join();
         let _ = beats.join();
         lease::leave(&shared);
-        shared.pool.shutdown();
+        if gave_up && matches!(shared.pool, LocalPool::Thread(_)) {
+            // Its threads cannot be stopped; what they run was handed back already.
+            tracing::warn!(worker = %shared.id, "leaving tasks running on the thread pool");
+        } else {
+            shared.pool.shutdown();
+        }
         result
     }
 }

@@ -1,13 +1,32 @@
 //! The worker's reply thread: answers finished tasks in batches, each batch one transaction
 //! (`XADD` result + `EXPIRE` + `XACK` + `XDEL`, and the dead letter if any), then frees their
-//! slots.
+//! slots. A task that goes back to the queue instead (a panicked run to retry, an entry a
+//! stopping worker hands back) is re-added and acknowledged by one script in the same
+//! transaction: it is never both answered and queued, nor neither.
 
-use super::Shared;
-use crate::codec::{self, Outcome};
+use super::{Shared, Stop};
+use crate::codec::{self, Outcome, WireError};
 use crate::conn::{self, Link, lock};
 use crate::keys::{self, GROUP};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
+
+/// Re-adds entry `ARGV[2]` of stream `KEYS[1]` at the tail with `tries` = `ARGV[3]`, then
+/// acknowledges (group `ARGV[1]`) and deletes the old one; an entry already gone is only
+/// acknowledged. One script, so atomic: the task is in the queue exactly once.
+const REQUEUE: &str = r"
+local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if #e == 0 then return false end
+local f, out = e[1][2], {}
+for i = 1, #f, 2 do
+  if f[i] ~= 'tries' then out[#out + 1] = f[i]; out[#out + 1] = f[i + 1] end
+end
+out[#out + 1] = 'tries'; out[#out + 1] = ARGV[3]
+redis.call('XDEL', KEYS[1], ARGV[2])
+return redis.call('XADD', KEYS[1], '*', unpack(out))
+";
 
 /// A task that was past its attempts: what the dead-letter stream keeps.
 #[derive(Debug)]
@@ -16,62 +35,92 @@ pub(super) struct Dead {
     pub(super) attempts: u64,
 }
 
-/// One answer to send (or, with no reply key, an entry to drop).
+/// Where and how a task is answered.
+#[derive(Debug, Clone)]
+pub(super) struct ReplyTo {
+    pub(super) task_id: String,
+    /// The client's result stream.
+    pub(super) key: String,
+    pub(super) ttl: u64,
+    pub(super) max_attempts: u64,
+    /// A panicked run goes back to the queue while attempts are left.
+    pub(super) retry_on_panic: bool,
+}
+
+/// One answer to send, an entry to drop (no [`ReplyTo`]), or an entry to put back.
 #[derive(Debug)]
 pub(super) struct Reply {
     entry: String,
-    task_id: String,
-    reply_key: Option<String>,
-    ttl: u64,
+    to: Option<ReplyTo>,
     attempt: u64,
     outcome: Outcome,
     dead: Option<Dead>,
+    /// Put the entry back in the queue with this many runs counted, instead of answering.
+    requeue: Option<u64>,
 }
 
 impl Reply {
     pub(super) fn answer(
         entry: &str,
-        task_id: &str,
-        reply_key: &str,
-        ttl: u64,
+        to: &ReplyTo,
         attempt: u64,
         outcome: Outcome,
         dead: Option<Dead>,
     ) -> Reply {
         Reply {
             entry: entry.to_owned(),
-            task_id: task_id.to_owned(),
-            reply_key: Some(reply_key.to_owned()),
-            ttl,
+            to: Some(to.clone()),
             attempt,
             outcome,
             dead,
+            requeue: None,
         }
     }
 
     pub(super) fn drop_entry(entry: String) -> Reply {
         Reply {
             entry,
-            task_id: String::new(),
-            reply_key: None,
-            ttl: 0,
+            to: None,
             attempt: 0,
             outcome: Ok(Vec::new()),
             dead: None,
+            requeue: None,
+        }
+    }
+
+    /// Puts `entry` back in the queue, `tries` runs counted (a stopping worker that gives up
+    /// a task it could not finish).
+    pub(super) fn requeue(entry: String, tries: u64) -> Reply {
+        Reply {
+            requeue: Some(tries),
+            ..Reply::drop_entry(entry)
         }
     }
 
     pub(super) fn with_outcome(self, outcome: Outcome) -> Reply {
         Reply { outcome, ..self }
     }
+
+    /// A panicked run of a task that asked for retries, with attempts left.
+    fn retries_panic(&self) -> bool {
+        matches!(self.outcome, Err(WireError::Panicked(_)))
+            && self
+                .to
+                .as_ref()
+                .is_some_and(|t| t.retry_on_panic && self.attempt < t.max_attempts)
+    }
 }
 
-/// Runs until every sender is gone and everything received is answered.
+/// Runs until the worker has wound down (see [`Shared::finished`]) and everything received
+/// is answered.
 pub(super) fn run(s: &Shared, rx: &Receiver<Reply>) {
     let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(10));
     loop {
         let first = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(r) => r,
+            // ORDERING: SeqCst pairs with the store in `Worker::run`, made once nothing more
+            // can be sent that must be answered.
+            Err(RecvTimeoutError::Timeout) if s.finished.load(Ordering::SeqCst) => return,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
@@ -81,14 +130,59 @@ pub(super) fn run(s: &Shared, rx: &Receiver<Reply>) {
         {
             batch.push(r);
         }
+        let batch = decide(s, batch);
+        if batch.is_empty() {
+            continue;
+        }
         send(s, &mut link, &batch);
         let mut st = lock(&s.state);
         for r in &batch {
-            st.held.remove(&r.entry);
+            if st
+                .held
+                .remove(&r.entry)
+                .is_some_and(|h| h.stop == Stop::GiveUp)
+            {
+                // Its run may still end; that late outcome is not an answer.
+                st.given_up.insert(r.entry.clone());
+            }
         }
         st.free = (st.free + batch.len()).min(s.slots);
         s.changed.notify_all();
     }
+}
+
+/// Turns outcomes into what is sent: a panicked run with attempts left, or a waiting task a
+/// stopping worker cancelled to hand back, goes back to the queue; the late outcome of a task
+/// already given up is dropped.
+fn decide(s: &Shared, batch: Vec<Reply>) -> Vec<Reply> {
+    let mut st = lock(&s.state);
+    let mut out = Vec::with_capacity(batch.len());
+    for mut r in batch {
+        let given_up = st.given_up.remove(&r.entry)
+            || st
+                .held
+                .get(&r.entry)
+                .is_some_and(|h| h.stop == Stop::GiveUp);
+        if r.requeue.is_none() && given_up {
+            continue; // the late outcome of a task already handed back
+        }
+        let handed_back = st.held.get(&r.entry).and_then(|h| {
+            let cancelled = matches!(r.outcome, Err(WireError::Cancelled));
+            (h.stop == Stop::HandBack && cancelled).then(|| {
+                // Cancelled before it started: this delivery was not a run.
+                let not_run = h.local.as_ref().is_some_and(|l| l.cancelled());
+                r.attempt - u64::from(not_run)
+            })
+        });
+        if handed_back.is_some() {
+            r.requeue = handed_back;
+        } else if r.requeue.is_none() && r.retries_panic() {
+            tracing::info!(worker = %s.id, entry = %r.entry, attempt = r.attempt, "a panicked run goes back to the queue");
+            r.requeue = Some(r.attempt);
+        }
+        out.push(r);
+    }
+    out
 }
 
 /// Sends one batch, retrying across reconnects until Redis takes it (answers are never
@@ -96,14 +190,29 @@ pub(super) fn run(s: &Shared, rx: &Receiver<Reply>) {
 fn send(s: &Shared, link: &mut Link, batch: &[Reply]) {
     let sec = conn::now_ms() / 1000;
     let done_key = s.keys.done(sec);
+    let answered = batch.iter().filter(|r| r.requeue.is_none()).count();
     loop {
         let r = link.call(Some(Instant::now() + Duration::from_secs(5)), |c| {
             let mut pipe = redis::pipe();
             pipe.atomic();
             for r in batch {
-                add_reply(&mut pipe, s, r);
+                match r.requeue {
+                    Some(tries) => {
+                        // EVAL, not EVALSHA: inside MULTI a missing script cannot be loaded
+                        // on demand. Off the hot path (retries and hand-backs only).
+                        pipe.cmd("EVAL")
+                            .arg(REQUEUE)
+                            .arg(1)
+                            .arg(&s.keys.tasks)
+                            .arg(GROUP)
+                            .arg(&r.entry)
+                            .arg(tries)
+                            .ignore();
+                    }
+                    None => add_reply(&mut pipe, s, r),
+                }
             }
-            pipe.cmd("INCRBY").arg(&done_key).arg(batch.len()).ignore();
+            pipe.cmd("INCRBY").arg(&done_key).arg(answered).ignore();
             pipe.cmd("EXPIRE")
                 .arg(&done_key)
                 .arg(keys::DONE_COUNTER_TTL)
@@ -123,16 +232,16 @@ fn send(s: &Shared, link: &mut Link, batch: &[Reply]) {
 
 fn add_reply(pipe: &mut redis::Pipeline, s: &Shared, r: &Reply) {
     use keys::result as f;
-    if let Some(key) = &r.reply_key {
+    if let Some(to) = &r.to {
         let (kind, payload) = match &r.outcome {
             Ok(bytes) => (f::OK, bytes.clone()),
             Err(e) => (f::ERR, codec::encode(e).unwrap_or_default()),
         };
         pipe.cmd("XADD")
-            .arg(key)
+            .arg(&to.key)
             .arg("*")
             .arg(f::ID)
-            .arg(&r.task_id)
+            .arg(&to.task_id)
             .arg(f::KIND)
             .arg(kind)
             .arg(f::ATTEMPT)
@@ -142,25 +251,25 @@ fn add_reply(pipe: &mut redis::Pipeline, s: &Shared, r: &Reply) {
             .arg(f::PAYLOAD)
             .arg(payload)
             .ignore();
-        pipe.cmd("EXPIRE").arg(key).arg(r.ttl.max(1)).ignore();
-    }
-    if let Some(dead) = &r.dead {
-        use keys::dead as d;
-        pipe.cmd("XADD")
-            .arg(&s.keys.dead)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(keys::DEAD_LETTER_MAX)
-            .arg("*")
-            .arg(d::ID)
-            .arg(&r.task_id)
-            .arg(d::NAME)
-            .arg(&dead.name)
-            .arg(d::ATTEMPTS)
-            .arg(dead.attempts)
-            .arg(d::HOLDER)
-            .arg(&s.id)
-            .ignore();
+        pipe.cmd("EXPIRE").arg(&to.key).arg(to.ttl.max(1)).ignore();
+        if let Some(dead) = &r.dead {
+            use keys::dead as d;
+            pipe.cmd("XADD")
+                .arg(&s.keys.dead)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(keys::DEAD_LETTER_MAX)
+                .arg("*")
+                .arg(d::ID)
+                .arg(&to.task_id)
+                .arg(d::NAME)
+                .arg(&dead.name)
+                .arg(d::ATTEMPTS)
+                .arg(dead.attempts)
+                .arg(d::HOLDER)
+                .arg(&s.id)
+                .ignore();
+        }
     }
     pipe.cmd("XACK")
         .arg(&s.keys.tasks)

@@ -56,6 +56,26 @@ fn panics(_: u64) -> u64 {
     panic!("a task that panics")
 }
 
+/// Appends a line to `<dir>/<name>.runs`; panics ("flaky run N") while this is run N ≤
+/// `fail`, else returns N. Runs of one task are never concurrent, so the count is exact.
+fn flaky((dir, name, fail): (String, String, u32)) -> u32 {
+    let path = Path::new(&dir).join(format!("{name}.runs"));
+    let mut runs = std::fs::read_to_string(&path).unwrap_or_default();
+    runs.push_str("run\n");
+    std::fs::write(&path, &runs).expect("write the runs file");
+    let n = runs.lines().count() as u32;
+    assert!(n > fail, "flaky run {n}");
+    n
+}
+
+/// How many times `flaky` ran for `name`.
+pub(crate) fn runs(dir: &str, name: &str) -> usize {
+    std::fs::read_to_string(Path::new(dir).join(format!("{name}.runs")))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
 pub(crate) static SQUARE: TaskDef<u64, u64> = TaskDef::new("square", square);
 pub(crate) static WORKER_PID: TaskDef<(), u32> = TaskDef::new("worker_pid", worker_pid);
 pub(crate) static OWN_PID: TaskDef<(), u32> = TaskDef::new("own_pid", own_pid);
@@ -66,6 +86,9 @@ pub(crate) static SLEEP_CAPPED: TaskDef<u64, u64> =
 pub(crate) static REVERSE: TaskDef<Vec<u8>, Vec<u8>> = TaskDef::new("reverse", reverse);
 pub(crate) static ABORT: TaskDef<u64, u64> = TaskDef::new("abort", abort);
 pub(crate) static PANICS: TaskDef<u64, u64> = TaskDef::new("panics", panics);
+pub(crate) static FLAKY: TaskDef<(String, String, u32), u32> = TaskDef::new("flaky", flaky);
+pub(crate) static FLAKY_RETRIED: TaskDef<(String, String, u32), u32> =
+    TaskDef::new("flaky_retried", flaky).retry_on_panic();
 
 fn nope(x: u64) -> u64 {
     x
@@ -90,4 +113,6 @@ pub(crate) fn register(b: WorkerBuilder) -> WorkerBuilder {
         .task(&REVERSE)
         .task(&ABORT)
         .task(&PANICS)
+        .task(&FLAKY)
+        .task(&FLAKY_RETRIED)
 }

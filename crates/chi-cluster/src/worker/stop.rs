@@ -1,0 +1,86 @@
+//! A stopping worker's wind-down: the tasks it holds that have not started go back to the
+//! queue at once (another worker takes them without waiting for this one's lease to lapse);
+//! the running ones get the stop grace to finish and be answered; past it they are stopped
+//! and handed back, counted as a run. Nothing is left held when the worker leaves the group.
+
+use super::reply::Reply;
+use super::{Shared, Stop};
+use crate::conn::lock;
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+/// Returns once the worker holds nothing; true if some task had to be given up.
+pub(super) fn wind_down(s: &Shared, tx: &Sender<Reply>) -> bool {
+    hand_back_waiting(s);
+    if wait_empty(s, Some(Instant::now() + s.stop_grace)) {
+        return false;
+    }
+    give_up(s, tx);
+    wait_empty(s, None);
+    true
+}
+
+/// Cancels every held task that has not started; the reply thread puts each one whose outcome
+/// is `Cancelled` back in the queue. (A task that starts meanwhile runs on, or, in a process
+/// pool, is stopped and handed back: at least once, as always.)
+fn hand_back_waiting(s: &Shared) {
+    let mut st = lock(&s.state);
+    let mut n = 0;
+    for h in st.held.values_mut() {
+        if h.local.as_ref().is_none_or(|l| l.running()) {
+            continue;
+        }
+        // Marked first: the cancel may deliver the outcome right here.
+        h.stop = Stop::HandBack;
+        if h.local.as_ref().is_some_and(|l| l.cancel()) {
+            n += 1;
+        } else {
+            h.stop = Stop::Serve; // it started or finished after all
+        }
+    }
+    if n > 0 {
+        tracing::info!(worker = %s.id, "stopping: handing back {n} tasks that had not started");
+    }
+}
+
+/// Waits until nothing is held (true) or `deadline` passes (false).
+fn wait_empty(s: &Shared, deadline: Option<Instant>) -> bool {
+    let mut st = lock(&s.state);
+    while !st.held.is_empty() {
+        let Some(d) = deadline else {
+            st = s.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            continue;
+        };
+        let left = d.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        st = s
+            .changed
+            .wait_timeout(st, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    true
+}
+
+/// Past the grace: every held task goes back to the queue with this run counted, and its
+/// local run is stopped (a process-pool task is killed; a thread cannot be).
+fn give_up(s: &Shared, tx: &Sender<Reply>) {
+    let mut st = lock(&s.state);
+    tracing::warn!(
+        worker = %s.id,
+        "stop grace over: handing back {} running tasks",
+        st.held.len()
+    );
+    for (entry, h) in &mut st.held {
+        if h.stop == Stop::GiveUp {
+            continue;
+        }
+        h.stop = Stop::GiveUp;
+        let _ = tx.send(Reply::requeue(entry.clone(), h.attempt));
+        if let Some(local) = &h.local {
+            local.cancel();
+        }
+    }
+}
