@@ -23,6 +23,9 @@ use std::time::Instant;
 
 /// Rounds of spinning before a waiter parks (one under loom, where each round is a branch).
 const SPIN_ROUNDS: u32 = if cfg!(chi_loom) { 1 } else { 64 };
+/// Most yields while a cold task waits for its woken worker to take it (about as long as a
+/// slow cross-CPU wake-up on a virtual machine); the waiter then spins and parks as usual.
+const COLD_YIELDS: u32 = if cfg!(chi_loom) { 1 } else { 200 };
 
 /// What a task ended with.
 pub(crate) type Outcome<T> = Result<T, TaskError>;
@@ -181,14 +184,18 @@ impl<T> Core<T> {
     /// Blocks until the outcome can be taken, or until `deadline`. Returns true when done.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
         // Spin briefly first: results that are a few microseconds away are common, and a
-        // park/unpark pair costs a cross-core wake-up on both sides. Not when the task waits
-        // for a worker that is still being woken: that takes a scheduler wake-up anyway, and
-        // spinning would keep this CPU from the woken worker if it was placed here.
-        let spin = if self.snapshot().is_cold_and_queued() {
-            0
-        } else {
-            SPIN_ROUNDS
-        };
+        // park/unpark pair costs a cross-core wake-up on both sides. While the task waits for
+        // a worker that is still being woken (COLD), yield instead of spinning: the woken
+        // worker may have been placed on this CPU, and a spin would keep it off. Once the
+        // worker has taken the task, spin as usual, so the result is caught without a park
+        // and the caller's next submit still finds that worker awake.
+        for _ in 0..COLD_YIELDS {
+            if !self.snapshot().is_cold_and_queued() {
+                break;
+            }
+            crate::loom::thread::yield_now();
+        }
+        let spin = SPIN_ROUNDS;
         for i in 0..spin {
             if self.snapshot().is_takeable() {
                 return true;

@@ -236,15 +236,14 @@ impl Shared {
     }
 
     /// Makes sure somebody will look at the queues: a searcher, a woken sleeper, or a new
-    /// thread (up to the maximum). True unless a searcher was already looking.
+    /// thread (up to the maximum). True when the work waits for a thread being woken or
+    /// started; false when a searcher will see it, or every worker is busy and the first to
+    /// finish will take it (no wake-up involved: a waiter may as well spin).
     pub(crate) fn notify(self: &Arc<Self>) -> bool {
         match self.sleep.notify_work() {
             Notified::Searcher => false,
             Notified::Woken => true,
-            Notified::Nobody => {
-                self.maybe_spawn();
-                true
-            }
+            Notified::Nobody => self.maybe_spawn(),
         }
     }
 
@@ -263,7 +262,8 @@ impl Shared {
     /// Starts a worker if fewer than the maximum run. Spawn failures are not fatal while
     /// another worker lives (it will get to the work); with none alive they are logged and
     /// the next submission retries.
-    fn maybe_spawn(self: &Arc<Self>) {
+    /// True when a thread was started.
+    fn maybe_spawn(self: &Arc<Self>) -> bool {
         // ORDERING: Acquire pairs with the RMWs in `begin_shutdown` / `fail`. Only a fast path:
         // a stale 0 starts a thread just as a submission a moment earlier would have, and
         // shutdown and failure deal with live threads anyway (`after_push`'s SeqCst load
@@ -271,7 +271,7 @@ impl Shared {
         // cheaper-to-reason-about choice and costs no fence on x86 or aarch64 loads.
         if self.status.load(Ordering::Acquire) != 0 {
             // Shut down or failed: no new threads; `rescue` takes care of queued work.
-            return;
+            return false;
         }
         // ORDERING: the RMW keeps `alive` exact (never above `max_workers`) under any ordering.
         // AcqRel pairs with the decrements in `worker_exit`: a new thread counted in after one
@@ -283,13 +283,13 @@ impl Shared {
             Ordering::AcqRel,
             Ordering::Relaxed,
         ) {
-            return;
+            return false;
         }
         let Some(index) = self.queues.claim_slot() else {
             // An exiting thread has not handed its slot back yet; it still counts as alive.
             // ORDERING: AcqRel, the undo of the increment above (same pairing).
             self.alive.fetch_sub(1, Ordering::AcqRel);
-            return;
+            return false;
         };
         // The new thread starts as a searcher, like a woken sleeper: submitters until then
         // see someone looking, and once it finds work it passes the baton if more is queued,
@@ -298,7 +298,9 @@ impl Shared {
         if let Err(e) = self.spawn(index) {
             let _ = self.sleep.stop_searching();
             tracing::warn!(error = %e, alive = self.alive(), "could not start a worker thread");
+            return false;
         }
+        true
     }
 
     fn spawn(self: &Arc<Self>, index: usize) -> std::io::Result<()> {
