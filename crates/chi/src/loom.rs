@@ -93,3 +93,21 @@ mod loom_impl {
         loom::thread::yield_now();
     }
 }
+
+/// Runs `f` as a loom model under `--cfg chi_loom`, once otherwise: the models' entry point.
+#[cfg(test)]
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+    #[cfg(chi_loom)]
+    loom::model(f);
+    #[cfg(not(chi_loom))]
+    f();
+}
+
+/// Starts a thread of a model (loom's under `chi_loom`, std's otherwise).
+#[cfg(test)]
+pub(crate) fn spawn(f: impl FnOnce() + Send + 'static) -> thread::JoinHandle<()> {
+    #[cfg(chi_loom)]
+    return loom::thread::spawn(f);
+    #[cfg(not(chi_loom))]
+    return std::thread::spawn(f);
+}

@@ -25,8 +25,8 @@ pub(crate) const NOTIFY: usize = 1 << 3;
 pub(crate) const RELEASED: usize = 1 << 4;
 /// A hint from the pool, not part of the state machine: when the task was queued, no worker
 /// was awake to take it (one was woken from sleep, or started). A waiter that finds the task
-/// still queued parks at once instead of spinning: the thread being woken may have been placed
-/// on the waiter's own CPU, and spinning there would only keep it off that CPU.
+/// still queued yields instead of spinning until a worker takes it: the thread being woken may
+/// have been placed on the waiter's own CPU, and spinning there would only keep it off.
 pub(crate) const COLD: usize = 1 << 5;
 
 /// A copy of the state word.
@@ -46,7 +46,7 @@ impl Snapshot {
     pub(crate) fn has_notify(self) -> bool {
         self.0 & NOTIFY != 0
     }
-    /// Queued behind a wake-up ([`COLD`]) and not yet taken by a worker: a waiter should park
+    /// Queued behind a wake-up ([`COLD`]) and not yet taken by a worker: a waiter should yield
     /// rather than spin.
     pub(crate) fn is_cold_and_queued(self) -> bool {
         self.0 & (COLD | RUNNING | CANCELLED | COMPLETE) == COLD

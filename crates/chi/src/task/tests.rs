@@ -6,22 +6,8 @@ use super::cell::{FnCell, Runnable};
 use super::state::{CANCELLED, COMPLETE, NOTIFY, RELEASED, RUNNING, Snapshot};
 use crate::TaskError;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::loom::{model, spawn};
 use std::sync::Arc;
-
-/// Runs `f` as a loom model under `chi_loom`, once otherwise.
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    #[cfg(chi_loom)]
-    loom::model(f);
-    #[cfg(not(chi_loom))]
-    f();
-}
-
-fn spawn(f: impl FnOnce() + Send + 'static) -> crate::loom::thread::JoinHandle<()> {
-    #[cfg(chi_loom)]
-    return loom::thread::spawn(f);
-    #[cfg(not(chi_loom))]
-    return std::thread::spawn(f);
-}
 
 /// A job and its handle sharing one cell, as `ThreadPool::submit` makes them.
 fn job_and_task<T: Send + 'static>(
@@ -107,11 +93,11 @@ fn waiter_registered_during_completion() {
     });
 }
 
-/// A task marked cold (queued behind a wake-up) is waited on without spinning: the waiter
-/// parks at once, and the hint, set while the worker may already run or complete the task,
-/// changes no transition.
+/// A task marked cold (queued behind a wake-up) is waited on by yielding, then spinning and
+/// parking: the waiter is woken in every interleaving, and the hint, set while the worker may
+/// already run or complete the task, changes no transition.
 #[test]
-fn cold_task_waiter_parks_at_once_and_is_woken() {
+fn cold_task_waiter_is_woken() {
     model(|| {
         let cell = Arc::new(FnCell::new(|| 4u8));
         let job: Arc<dyn Runnable> = cell.clone();

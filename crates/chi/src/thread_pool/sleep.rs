@@ -222,21 +222,8 @@ mod tests {
     use super::{Notified, Sleep, Wake};
     use crate::loom::sync::Arc;
     use crate::loom::sync::atomic::{AtomicBool, Ordering};
+    use crate::loom::{model, spawn};
     use std::time::Duration;
-
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        #[cfg(chi_loom)]
-        loom::model(f);
-        #[cfg(not(chi_loom))]
-        f();
-    }
-
-    fn spawn(f: impl FnOnce() + Send + 'static) -> crate::loom::thread::JoinHandle<()> {
-        #[cfg(chi_loom)]
-        return loom::thread::spawn(f);
-        #[cfg(not(chi_loom))]
-        return std::thread::spawn(f);
-    }
 
     /// A worker that found nothing parks (no keep-alive) while a submitter queues work and
     /// notifies: in every interleaving the worker ends up with the work, and a submitter that

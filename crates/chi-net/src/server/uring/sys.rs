@@ -146,10 +146,11 @@ impl ProvidedBufs {
     /// Puts buffer `bid` at our tail and publishes the new tail to the kernel.
     fn give(&mut self, bid: u16) {
         let index = usize::from(self.tail & (BUF_COUNT - 1));
-        // SAFETY: `index < BUF_COUNT`, so the entry is inside our allocation. The kernel reads
-        // entries only between its head and the published tail; this one is past the tail
-        // until the store below. It also reads the tail, which overlays entry 0's reserved
-        // field; the setters write only address, length and id, never that field.
+        // The kernel reads entries only between its head and the published tail; this one is
+        // past the tail until the store below. It also reads the tail, which overlays entry 0's
+        // reserved field; the setters write only address, length and id, never that field.
+        // SAFETY: `index < BUF_COUNT`, so the entry is inside our allocation, and (above) the
+        // kernel does not read it while we write it.
         let entry = unsafe { &mut *self.entries.add(index) };
         // SAFETY: `bid < BUF_COUNT` (checked by the callers), so the buffer is inside `data`.
         let addr = unsafe { self.data.add(usize::from(bid) * BUF_SIZE) };
@@ -302,10 +303,10 @@ impl Ring {
         if self.accept != Some(completion.user_data) || completion.result < 0 {
             return None;
         }
-        // SAFETY: a non-negative result of an accept completion is a descriptor the kernel has
-        // just installed for this process; nothing else has seen its number. `completion` is
-        // consumed here, and only `Ring::completions` makes one (its fields are private), so
-        // the descriptor is claimed once.
+        // `completion` is consumed here, and only `Ring::completions` makes one (its fields are
+        // private), so the descriptor below is claimed once.
+        // SAFETY: a non-negative accept result is a descriptor the kernel has just installed
+        // for this process; nothing else has seen its number, and it is claimed once (above).
         Some(unsafe { OwnedFd::from_raw_fd(completion.result) })
     }
 
@@ -355,10 +356,10 @@ impl Ring {
             .flags(libc::MSG_NOSIGNAL)
             .build()
             .user_data(user_data);
-        // SAFETY: the entry points into the heap buffer of `bytes`, which moves into
-        // `self.sends` below (moving a Vec does not move its heap buffer) and leaves it only
-        // through `take_send` with this operation's completion, or never (`Drop` leaks it).
-        // On a push error the entry was not queued, so dropping `bytes` is fine.
+        // `bytes` moves into `self.sends` below (moving a Vec does not move its heap buffer)
+        // and leaves it only through `take_send` with this operation's completion, or never
+        // (`Drop` leaks it). On a push error the entry was not queued, so dropping it is fine.
+        // SAFETY: the entry points into the heap buffer of `bytes`, which (above) outlives it.
         unsafe { self.push(&entry)? };
         self.sends.insert(user_data, bytes);
         Ok(())
