@@ -415,3 +415,70 @@ fn a_worker_stopped_past_its_grace_hands_back_its_running_task() {
     assert_eq!(m.retried, 1, "B's answer is attempt 2");
     assert_eq!(m.duplicates, 0, "A's stopped run answered nothing");
 }
+
+#[test]
+fn every_kind_of_outcome_gives_its_slot_back_once() {
+    // Two slots. A slot is released when its run ends (before the answer is sent) or, for a
+    // task answered without a run, once the answer is sent: after every kind of outcome the
+    // worker must still run exactly two tasks at once, never one (a lost slot) nor three.
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let _w = WorkerSpec::new(&redis.url()).slots(2).spawn();
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("slots");
+    for round in 0..3 {
+        let ok: Vec<_> = (0..20u64)
+            .map(|i| client.submit(&SQUARE, i).unwrap())
+            .collect();
+        let panicked = client.submit(&PANICS, 1).unwrap();
+        let unknown = client.submit(&UNKNOWN, 1).unwrap();
+        let wrong = client.submit(&SQUARE_WRONG_TYPES, "x".into()).unwrap();
+        let timed_out = client.submit(&SLEEP_CAPPED, 60_000).unwrap();
+        let crashed = client.submit(&ABORT, 1).unwrap();
+        let running = client
+            .submit(&GATED, (dir.str(), format!("c{round}")))
+            .unwrap();
+        eventually("the task to cancel started", || {
+            !started_by(&dir, &format!("c{round}")).is_empty()
+        });
+        assert!(running.cancel());
+        for (i, t) in ok.into_iter().enumerate() {
+            assert_eq!(t.result(), Ok((i * i) as u64));
+        }
+        assert!(matches!(panicked.result(), Err(TaskError::Panicked { .. })));
+        assert!(matches!(unknown.result(), Err(TaskError::PoolFailed(_))));
+        assert!(matches!(wrong.result(), Err(TaskError::PoolFailed(_))));
+        assert!(matches!(timed_out.result(), Err(TaskError::TimedOut(_))));
+        assert_eq!(
+            crashed.result(),
+            Err(TaskError::WorkerDied(ExitReason::Signal(6)))
+        );
+        assert_eq!(running.result(), Err(TaskError::Cancelled));
+    }
+    // The handle of a cancelled task ends at once; the worker's own answer comes after.
+    eventually("the worker answered the three cancelled tasks", || {
+        client.metrics().duplicates == 3
+    });
+    // Both slots free: two gated tasks start together (one lost slot would leave the second
+    // waiting forever behind the first).
+    let gated: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|n| client.submit(&GATED, (dir.str(), (*n).into())).unwrap())
+        .collect();
+    eventually("both gated tasks started", || {
+        !started_by(&dir, "a").is_empty() && !started_by(&dir, "b").is_empty()
+    });
+    // No third slot: with both gates shut, a short task waits in the queue, untaken.
+    let short = client.submit(&SQUARE, 7).unwrap();
+    let status = || chi_cluster::status(&redis.url(), "default").unwrap();
+    assert_eq!(status().running, 2);
+    assert!(!short.done());
+    for n in ["a", "b"] {
+        std::fs::write(dir.path(&format!("{n}.open")), "").unwrap();
+    }
+    for t in gated {
+        assert!(t.result().is_ok());
+    }
+    assert_eq!(short.result(), Ok(49));
+}

@@ -1,6 +1,9 @@
-//! The worker's fetch loop: reads as many tasks as it has free slots (`XREADGROUP COUNT n`),
-//! reclaims tasks of dead workers (`XAUTOCLAIM`), and starts each one in the local pool, or
-//! answers it at once when it must not run (cancelled, unknown, wrong types, out of attempts).
+//! The worker's fetch loop: reads as many tasks as it has free slots (`XREADGROUP COUNT n`,
+//! with their cancel marks in the same script while the queue is busy), reclaims tasks of
+//! dead workers (`XAUTOCLAIM`), and starts each one in the local pool, or answers it at once
+//! when it must not run (cancelled, unknown, wrong types, out of attempts). A slot is a local
+//! process (or thread): it is free again the moment its run ends, while the answer is still
+//! on its way to Redis.
 
 use super::reply::{Dead, Reply, ReplyTo};
 use super::{Held, Shared, Stop, lease};
@@ -9,11 +12,12 @@ use crate::conn::{self, Entry, Link, lock};
 use crate::error::ClusterError;
 use crate::keys::{self, GROUP};
 use redis::Value;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 /// Serves until the worker is asked to stop.
-pub(super) fn run(s: &Shared, tx: &Sender<Reply>) -> Result<(), ClusterError> {
+pub(super) fn run(s: &Arc<Shared>, tx: &Sender<Reply>) -> Result<(), ClusterError> {
     let block = s.heartbeat.min(Duration::from_millis(500));
     let mut link = Link::new(
         s.target.clone(),
@@ -23,6 +27,7 @@ pub(super) fn run(s: &Shared, tx: &Sender<Reply>) -> Result<(), ClusterError> {
     let mut next_reclaim = Instant::now();
     // XAUTOCLAIM scans the pending list in pieces; the cursor carries on where it stopped.
     let mut cursor = "0-0".to_owned();
+    let script = redis::Script::new(READ_READY);
     while !s.stopping() {
         let free = wait_free(s, block);
         if free == 0 {
@@ -36,17 +41,17 @@ pub(super) fn run(s: &Shared, tx: &Sender<Reply>) -> Result<(), ClusterError> {
             if let Ok(Ok(batch)) = got
                 && !batch.is_empty()
             {
-                start_batch(s, &mut link, tx, batch);
+                start_batch(s, &mut link, tx, batch, None);
                 continue;
             }
         }
         let got = link.call(Some(Instant::now() + block * 2), |c| {
-            read_new(c, s, free, block)
+            read_new(c, s, free, block, &script)
         });
         match got {
-            Ok(Ok(entries)) => {
+            Ok(Ok((entries, marks))) => {
                 let batch = entries.into_iter().map(|e| (e, 1)).collect();
-                start_batch(s, &mut link, tx, batch);
+                start_batch(s, &mut link, tx, batch, marks);
             }
             Ok(Err(e)) if conn::is_nogroup(&e) => {
                 // Redis lost the group (restarted without persistence): make it again.
@@ -74,13 +79,57 @@ fn wait_free(s: &Shared, max: Duration) -> usize {
     st.free
 }
 
-/// `XREADGROUP GROUP workers <me> COUNT free BLOCK ms STREAMS tasks >`.
+/// Reads up to `ARGV[3]` new entries of stream `KEYS[1]` for consumer `ARGV[2]` of group
+/// `ARGV[1]` without blocking, and marks each one whose task id (field `ARGV[4]`) is in the
+/// cancel set `KEYS[2]`: `{reply, marks}` in one round trip, or false when nothing is waiting.
+const READ_READY: &str = r"
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+if not r then return false end
+local marks = {}
+for i, e in ipairs(r[1][2]) do
+  local f, m = e[2], 0
+  if f then
+    for j = 1, #f, 2 do
+      if f[j] == ARGV[4] then
+        if redis.call('ZSCORE', KEYS[2], f[j + 1]) then m = 1 end
+        break
+      end
+    end
+  end
+  marks[i] = m
+end
+return {r, marks}
+";
+
+/// New entries for up to `free` slots, with their cancel marks when known. A busy queue is
+/// read with [`READ_READY`] (entries and cancel marks in one round trip); an empty one with
+/// `XREADGROUP … BLOCK`, whose entries [`start_batch`] checks for cancels after.
 fn read_new(
     c: &mut dyn redis::ConnectionLike,
     s: &Shared,
     free: usize,
     block: Duration,
-) -> Result<Vec<Entry>, redis::RedisError> {
+    script: &redis::Script,
+) -> Result<(Vec<Entry>, Option<Vec<bool>>), redis::RedisError> {
+    let ready: Value = script
+        .key(&s.keys.tasks)
+        .key(&s.keys.cancel)
+        .arg(GROUP)
+        .arg(&s.id)
+        .arg(free)
+        .arg(keys::task::ID)
+        .invoke(c)?;
+    if let [reply, marks] = conn::items(&ready) {
+        let entries = conn::read_reply(reply);
+        let marks = conn::items(marks)
+            .iter()
+            .map(|m| conn::int(m).is_some_and(|m| m != 0))
+            .collect::<Vec<_>>();
+        if marks.len() == entries.len() {
+            return Ok((entries, Some(marks)));
+        }
+        return Ok((entries, None));
+    }
     let v: Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(GROUP)
@@ -93,7 +142,7 @@ fn read_new(
         .arg(&s.keys.tasks)
         .arg(">")
         .query(c)?;
-    Ok(conn::read_reply(&v))
+    Ok((conn::read_reply(&v), None))
 }
 
 /// A task entry's fields, checked.
@@ -126,8 +175,15 @@ fn parse(e: &Entry) -> Option<TaskMsg<'_>> {
 }
 
 /// Starts (or answers) every entry of a batch; `delivery` is each one's delivery count.
-fn start_batch(s: &Shared, link: &mut Link, tx: &Sender<Reply>, batch: Vec<(Entry, u64)>) {
-    let cancelled = cancelled(s, link, &batch);
+/// `marks`: which were cancelled, when the read told already.
+fn start_batch(
+    s: &Arc<Shared>,
+    link: &mut Link,
+    tx: &Sender<Reply>,
+    batch: Vec<(Entry, u64)>,
+    marks: Option<Vec<bool>>,
+) {
+    let cancelled = marks.unwrap_or_else(|| cancelled(s, link, &batch));
     {
         let mut st = lock(&s.state);
         st.free = st.free.saturating_sub(batch.len());
@@ -162,7 +218,7 @@ fn cancelled(s: &Shared, link: &mut Link, batch: &[(Entry, u64)]) -> Vec<bool> {
     }
 }
 
-fn start_one(s: &Shared, tx: &Sender<Reply>, entry: Entry, delivery: u64, cancelled: bool) {
+fn start_one(s: &Arc<Shared>, tx: &Sender<Reply>, entry: Entry, delivery: u64, cancelled: bool) {
     let Some(mut msg) = parse(&entry) else {
         // Not a chi task (or its data is gone): acknowledge it so it is never delivered again.
         tracing::warn!(worker = %s.id, entry = %entry.id, "dropping a malformed task entry");
@@ -220,11 +276,26 @@ fn start_one(s: &Shared, tx: &Sender<Reply>, entry: Entry, delivery: u64, cancel
             attempt,
             local: None,
             stop: Stop::Serve,
+            slot: true,
         },
     );
     let pending = answer(Ok(Vec::new()), None);
     let tx2 = tx.clone();
+    let weak = Arc::downgrade(s);
+    let id = entry.id.clone();
     let done = Box::new(move |outcome| {
+        // The process is free: give the slot back at once so the fetch loop reads the next
+        // task while this answer travels. Only `try_lock`: a cancel may complete the task on
+        // a thread that holds the state already; the reply thread then frees the slot.
+        if let Some(s) = weak.upgrade()
+            && let Ok(mut st) = s.state.try_lock()
+            && st
+                .held
+                .get_mut(&id)
+                .is_some_and(|h| std::mem::take(&mut h.slot))
+        {
+            s.release_slots(&mut st, 1);
+        }
         let _ = tx2.send(pending.with_outcome(outcome));
     });
     match reg.start(&s.pool, msg.payload, msg.timeout, done) {
@@ -234,7 +305,11 @@ fn start_one(s: &Shared, tx: &Sender<Reply>, entry: Entry, delivery: u64, cancel
             }
         }
         Err(e) => {
-            let _ = tx.send(answer(Err(e), None));
+            let owns_slot = lock(&s.state)
+                .held
+                .get_mut(&entry.id)
+                .is_some_and(|h| std::mem::take(&mut h.slot));
+            let _ = tx.send(answer(Err(e), None).with_slot(owns_slot));
         }
     }
 }

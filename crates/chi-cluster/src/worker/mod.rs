@@ -286,6 +286,10 @@ pub(crate) struct Held {
     pub(crate) attempt: u64,
     pub(crate) local: Option<Local>,
     pub(crate) stop: Stop,
+    /// It still occupies one of the worker's slots. A local run gives its slot back the
+    /// moment it ends (the process is free), before its answer reaches Redis; whichever of
+    /// that and the answer comes first releases it, exactly once.
+    pub(crate) slot: bool,
 }
 
 /// What a stopping worker does with a task it holds.
@@ -300,6 +304,14 @@ pub(crate) enum Stop {
 }
 
 impl Shared {
+    /// Gives `n` slots back and wakes the fetch loop.
+    pub(crate) fn release_slots(&self, st: &mut State, n: usize) {
+        if n > 0 {
+            st.free = (st.free + n).min(self.slots);
+            self.changed.notify_all();
+        }
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         // ORDERING: SeqCst pairs with `request_stop`; the flag is also re-checked under the
         // state lock where it matters.

@@ -1,6 +1,7 @@
 //! The worker's reply thread: answers finished tasks in batches, each batch one transaction
-//! (`XADD` result + `EXPIRE` + `XACK` + `XDEL`, and the dead letter if any), then frees their
-//! slots. A task that goes back to the queue instead (a panicked run to retry, an entry a
+//! (`XADD` result + `EXPIRE` + `XACK` + `XDEL`, and the dead letter if any). The slot of a
+//! local run is freed when the run ends (by its callback, or when its outcome arrives here),
+//! before the answer is sent; the slot of a task answered without a run, once it is sent. A task that goes back to the queue instead (a panicked run to retry, an entry a
 //! stopping worker hands back) is re-added and acknowledged by one script in the same
 //! transaction: it is never both answered and queued, nor neither.
 
@@ -57,6 +58,11 @@ pub(super) struct Reply {
     dead: Option<Dead>,
     /// Put the entry back in the queue with this many runs counted, instead of answering.
     requeue: Option<u64>,
+    /// Its slot is released once it is sent (false: released already, or by another reply).
+    owns_slot: bool,
+    /// The outcome of a local run: its slot is released as soon as the run ends (by the
+    /// run's callback, or else when the reply thread sees it), before the answer is sent.
+    ran: bool,
 }
 
 impl Reply {
@@ -74,6 +80,8 @@ impl Reply {
             outcome,
             dead,
             requeue: None,
+            owns_slot: true,
+            ran: false,
         }
     }
 
@@ -85,20 +93,33 @@ impl Reply {
             outcome: Ok(Vec::new()),
             dead: None,
             requeue: None,
+            owns_slot: true,
+            ran: false,
         }
     }
 
     /// Puts `entry` back in the queue, `tries` runs counted (a stopping worker that gives up
-    /// a task it could not finish).
-    pub(super) fn requeue(entry: String, tries: u64) -> Reply {
+    /// a task it could not finish); `owns_slot` if the task still held its slot.
+    pub(super) fn requeue(entry: String, tries: u64, owns_slot: bool) -> Reply {
         Reply {
             requeue: Some(tries),
+            owns_slot,
             ..Reply::drop_entry(entry)
         }
     }
 
+    /// The outcome of the local run this reply was made for.
     pub(super) fn with_outcome(self, outcome: Outcome) -> Reply {
-        Reply { outcome, ..self }
+        Reply {
+            outcome,
+            ran: true,
+            ..self
+        }
+    }
+
+    /// The same answer, releasing a slot once sent only if `owns_slot`.
+    pub(super) fn with_slot(self, owns_slot: bool) -> Reply {
+        Reply { owns_slot, ..self }
     }
 
     /// A panicked run of a task that asked for retries, with attempts left.
@@ -136,6 +157,7 @@ pub(super) fn run(s: &Shared, rx: &Receiver<Reply>) {
         }
         send(s, &mut link, &batch);
         let mut st = lock(&s.state);
+        let owned = batch.iter().filter(|r| r.owns_slot).count();
         for r in &batch {
             if st
                 .held
@@ -146,7 +168,8 @@ pub(super) fn run(s: &Shared, rx: &Receiver<Reply>) {
                 st.given_up.insert(r.entry.clone());
             }
         }
-        st.free = (st.free + batch.len()).min(s.slots);
+        s.release_slots(&mut st, owned);
+        // Woken also when nothing was released: a stopping worker waits for `held` to empty.
         s.changed.notify_all();
     }
 }
@@ -157,7 +180,20 @@ pub(super) fn run(s: &Shared, rx: &Receiver<Reply>) {
 fn decide(s: &Shared, batch: Vec<Reply>) -> Vec<Reply> {
     let mut st = lock(&s.state);
     let mut out = Vec::with_capacity(batch.len());
+    let mut freed = 0;
     for mut r in batch {
+        if r.ran {
+            // Its process is free now: the fetch loop may read the next task while this
+            // answer travels. The slot goes back once (a stopping worker may have taken it).
+            r.owns_slot = false;
+            if st
+                .held
+                .get_mut(&r.entry)
+                .is_some_and(|h| std::mem::take(&mut h.slot))
+            {
+                freed += 1;
+            }
+        }
         let given_up = st.given_up.remove(&r.entry)
             || st
                 .held
@@ -182,6 +218,7 @@ fn decide(s: &Shared, batch: Vec<Reply>) -> Vec<Reply> {
         }
         out.push(r);
     }
+    s.release_slots(&mut st, freed);
     out
 }
 
