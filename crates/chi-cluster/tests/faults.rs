@@ -482,3 +482,78 @@ fn every_kind_of_outcome_gives_its_slot_back_once() {
     }
     assert_eq!(short.result(), Ok(49));
 }
+
+#[test]
+fn a_worker_that_reclaims_its_own_running_task_neither_runs_it_twice_nor_loses_a_slot() {
+    // When a worker's leases lapse while its task still runs (Redis away longer than the
+    // lease), its own reclaim may hand the entry back to it. The run it holds answers the
+    // task; the reclaimed copy must not run again nor take (and keep) a second slot.
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let _w = WorkerSpec::new(&redis.url()).slots(2).spawn();
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("self-reclaim");
+    let task = client.submit(&GATED, (dir.str(), "t".into())).unwrap();
+    eventually("the task started", || !started_by(&dir, "t").is_empty());
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let tasks = "chi:{default}:tasks";
+    // [[entry id, consumer, idle ms, deliveries]]
+    let pending = |con: &mut redis::Connection| -> Vec<(String, String, u64, u64)> {
+        redis::cmd("XPENDING")
+            .arg(tasks)
+            .arg("workers")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query(con)
+            .unwrap()
+    };
+    let (entry, holder, _, deliveries) = pending(&mut con).remove(0);
+    assert_eq!(deliveries, 1);
+    // Make the entry look abandoned (idle far past the 2 s lease) until the worker's own
+    // reclaim takes it again, which counts a second delivery.
+    eventually("the worker reclaimed its own entry", || {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(tasks)
+            .arg("workers")
+            .arg(&holder)
+            .arg(0)
+            .arg(&entry)
+            .arg("IDLE")
+            .arg(3_600_000)
+            .arg("JUSTID")
+            .query(&mut con)
+            .unwrap();
+        pending(&mut con).first().is_some_and(|p| p.3 >= 2)
+    });
+    // Still one run, and the second slot is free: another gated task starts beside it.
+    let other = client.submit(&GATED, (dir.str(), "u".into())).unwrap();
+    eventually("a second task started beside it", || {
+        !started_by(&dir, "u").is_empty()
+    });
+    assert_eq!(started_by(&dir, "t").len(), 1, "the task ran twice");
+    for n in ["t", "u"] {
+        std::fs::write(dir.path(&format!("{n}.open")), "").unwrap();
+    }
+    assert!(task.result().is_ok());
+    assert!(other.result().is_ok());
+    // Both slots came back: two more gated tasks run at once.
+    let pair: Vec<_> = ["v", "w"]
+        .iter()
+        .map(|n| client.submit(&GATED, (dir.str(), (*n).into())).unwrap())
+        .collect();
+    eventually("both slots free again", || {
+        !started_by(&dir, "v").is_empty() && !started_by(&dir, "w").is_empty()
+    });
+    for n in ["v", "w"] {
+        std::fs::write(dir.path(&format!("{n}.open")), "").unwrap();
+    }
+    for t in pair {
+        assert!(t.result().is_ok());
+    }
+    assert_eq!(started_by(&dir, "t").len(), 1, "the task ran twice");
+}

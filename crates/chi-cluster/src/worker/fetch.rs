@@ -184,11 +184,32 @@ fn start_batch(
     marks: Option<Vec<bool>>,
 ) {
     let cancelled = marks.unwrap_or_else(|| cancelled(s, link, &batch));
-    {
+    let batch: Vec<_> = {
         let mut st = lock(&s.state);
-        st.free = st.free.saturating_sub(batch.len());
-    }
-    for ((entry, attempt), cancelled) in batch.into_iter().zip(cancelled) {
+        let batch: Vec<_> = batch
+            .into_iter()
+            .zip(cancelled)
+            .filter(|((entry, _), _)| {
+                // Reclaimed from ourselves (its lease lapsed while Redis was away, say): the
+                // run we hold answers it; a second run would also take a second slot.
+                let ours = st.held.contains_key(&entry.id);
+                if ours {
+                    tracing::info!(worker = %s.id, entry = %entry.id, "reclaimed a task it still runs; its run answers it");
+                }
+                !ours
+            })
+            .collect();
+        // A slot for every entry with data; an entry deleted while pending (only acknowledged)
+        // takes none: older Redis returns those beyond XAUTOCLAIM's COUNT.
+        let taken = batch
+            .iter()
+            .filter(|((e, _), _)| !e.fields.is_empty())
+            .count();
+        debug_assert!(taken <= st.free, "{taken} tasks for {} free slots", st.free);
+        st.free = st.free.saturating_sub(taken);
+        batch
+    };
+    for ((entry, attempt), cancelled) in batch {
         start_one(s, tx, entry, attempt, cancelled);
     }
 }
@@ -222,7 +243,8 @@ fn start_one(s: &Arc<Shared>, tx: &Sender<Reply>, entry: Entry, delivery: u64, c
     let Some(mut msg) = parse(&entry) else {
         // Not a chi task (or its data is gone): acknowledge it so it is never delivered again.
         tracing::warn!(worker = %s.id, entry = %entry.id, "dropping a malformed task entry");
-        let _ = tx.send(Reply::drop_entry(entry.id));
+        let owns_slot = !entry.fields.is_empty(); // see `start_batch`
+        let _ = tx.send(Reply::drop_entry(entry.id).with_slot(owns_slot));
         return;
     };
     let attempt = msg.tries + delivery;

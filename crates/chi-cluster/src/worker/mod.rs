@@ -307,6 +307,10 @@ impl Shared {
     /// Gives `n` slots back and wakes the fetch loop.
     pub(crate) fn release_slots(&self, st: &mut State, n: usize) {
         if n > 0 {
+            debug_assert!(st.free + n <= self.slots, "a slot released twice");
+            if st.free + n > self.slots {
+                tracing::error!(worker = %self.id, "{n} slots released with {} of {} free", st.free, self.slots);
+            }
             st.free = (st.free + n).min(self.slots);
             self.changed.notify_all();
         }
