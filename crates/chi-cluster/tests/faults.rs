@@ -18,6 +18,13 @@ fn __cluster_worker_entry() {
     common::worker_main();
 }
 
+/// Lets the gated tasks `names` finish.
+fn open(dir: &TempDir, names: &[&str]) {
+    for n in names {
+        std::fs::write(dir.path(&format!("{n}.open")), "").unwrap();
+    }
+}
+
 fn started_by(dir: &TempDir, name: &str) -> Vec<u32> {
     std::fs::read_to_string(dir.path(&format!("{name}.started")))
         .unwrap_or_default()
@@ -474,9 +481,7 @@ fn every_kind_of_outcome_gives_its_slot_back_once() {
     let status = || chi_cluster::status(&redis.url(), "default").unwrap();
     assert_eq!(status().running, 2);
     assert!(!short.done());
-    for n in ["a", "b"] {
-        std::fs::write(dir.path(&format!("{n}.open")), "").unwrap();
-    }
+    open(&dir, &["a", "b"]);
     for t in gated {
         assert!(t.result().is_ok());
     }
@@ -536,9 +541,7 @@ fn a_worker_that_reclaims_its_own_running_task_neither_runs_it_twice_nor_loses_a
         !started_by(&dir, "u").is_empty()
     });
     assert_eq!(started_by(&dir, "t").len(), 1, "the task ran twice");
-    for n in ["t", "u"] {
-        std::fs::write(dir.path(&format!("{n}.open")), "").unwrap();
-    }
+    open(&dir, &["t", "u"]);
     assert!(task.result().is_ok());
     assert!(other.result().is_ok());
     // Both slots came back: two more gated tasks run at once.
@@ -549,9 +552,7 @@ fn a_worker_that_reclaims_its_own_running_task_neither_runs_it_twice_nor_loses_a
     eventually("both slots free again", || {
         !started_by(&dir, "v").is_empty() && !started_by(&dir, "w").is_empty()
     });
-    for n in ["v", "w"] {
-        std::fs::write(dir.path(&format!("{n}.open")), "").unwrap();
-    }
+    open(&dir, &["v", "w"]);
     for t in pair {
         assert!(t.result().is_ok());
     }
