@@ -152,10 +152,13 @@ impl WorkerBuilder {
                     .map_err(|e| ClusterError::Pool(e.to_string()))?,
             )
         } else {
-            LocalPool::Process(
-                chi::ProcessPool::new(self.processes)
-                    .map_err(|e| ClusterError::Pool(e.to_string()))?,
-            )
+            let mut b = chi::ProcessPool::builder().max_workers(self.processes);
+            if self.prefetch == 0 {
+                // No task waits inside a process behind another, even while a process
+                // restarts after a crash, a timeout or a cancel: no head-of-line blocking.
+                b = b.max_in_flight(1);
+            }
+            LocalPool::Process(b.build().map_err(|e| ClusterError::Pool(e.to_string()))?)
         };
         let keys = QueueKeys::new(&self.queue);
         let mut link = Link::new(target.clone(), &keys.tasks, Duration::from_secs(10));

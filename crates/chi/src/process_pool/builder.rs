@@ -47,6 +47,7 @@ pub struct ProcessPoolBuilder {
     queue_bound: Option<usize>,
     max_message: usize,
     startup_timeout: Duration,
+    max_in_flight: Option<usize>,
 }
 
 impl Default for ProcessPoolBuilder {
@@ -60,6 +61,7 @@ impl Default for ProcessPoolBuilder {
             queue_bound: None,
             max_message: DEFAULT_MAX_MESSAGE,
             startup_timeout: Duration::from_secs(30),
+            max_in_flight: None,
         }
     }
 }
@@ -153,6 +155,18 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// The most tasks sent ahead to one worker process, the one it runs included. By default
+    /// the pool measures the time per task and keeps about 200 µs of work queued on each
+    /// worker (2 to 32 tasks), so a worker never waits for the parent between short tasks.
+    /// `1` sends a task only to an idle worker: no task ever waits inside a worker behind
+    /// another one, even while the other workers are busy or restarting (after a crash, a
+    /// timeout or a cancel), at the price of one round trip to the parent between tasks.
+    /// Between 1 and 32.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = Some(n);
+        self
+    }
+
     /// Every number is at most its maximum in [`crate::limits`].
     fn check_limits(&self, workers: usize) -> Result<(), BuildError> {
         use crate::limits::{self, check_size};
@@ -198,6 +212,15 @@ impl ProcessPoolBuilder {
         if self.max_tasks_per_worker == Some(0) {
             return Err(invalid("max_tasks_per_worker must be at least 1"));
         }
+        if self
+            .max_in_flight
+            .is_some_and(|n| n == 0 || n > super::dispatch::RING_SLOTS)
+        {
+            return Err(invalid(&format!(
+                "max_in_flight must be between 1 and {}",
+                super::dispatch::RING_SLOTS
+            )));
+        }
         if self.task_timeout.is_some_and(|t| t.is_zero()) {
             return Err(invalid("task_timeout must be more than 0"));
         }
@@ -222,6 +245,7 @@ impl ProcessPoolBuilder {
             queue_bound: self.queue_bound,
             max_message: self.max_message,
             startup_timeout: self.startup_timeout,
+            max_in_flight: self.max_in_flight,
             program,
         };
         ProcessPool::start(cfg)

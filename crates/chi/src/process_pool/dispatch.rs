@@ -50,6 +50,8 @@ pub(crate) struct Config {
     pub(crate) queue_bound: Option<usize>,
     pub(crate) max_message: usize,
     pub(crate) startup_timeout: Duration,
+    /// The most messages sent ahead to one worker (`None`: adaptive, see [`depth`]).
+    pub(crate) max_in_flight: Option<usize>,
     pub(crate) program: PathBuf,
 }
 
@@ -184,7 +186,10 @@ impl State {
         if s.link.is_none() || s.retiring || s.closing {
             return 0;
         }
-        let mut room = depth(s.ewma_ns).saturating_sub(s.in_flight.len());
+        let most = cfg
+            .max_in_flight
+            .map_or(depth(s.ewma_ns), |m| m.min(RING_SLOTS));
+        let mut room = most.saturating_sub(s.in_flight.len());
         if let Some(max) = cfg.max_tasks_per_worker {
             room = room.min(max.saturating_sub(s.sent) as usize);
         }

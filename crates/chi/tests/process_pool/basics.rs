@@ -122,3 +122,35 @@ fn bounded_queue_try_submit_reports_full() {
         assert_eq!(get(t), Ok(4));
     }
 }
+
+#[test]
+fn max_in_flight_one_never_queues_a_task_behind_a_running_one() {
+    let pool = ProcessPool::builder()
+        .max_workers(2)
+        .max_in_flight(1)
+        .build()
+        .unwrap();
+    let (a, c) = (Holder::new(), Holder::new());
+    let first = pool.submit(hold, a.arg()).unwrap();
+    a.wait_started();
+    let second = pool.submit(hold, c.arg()).unwrap();
+    c.wait_started();
+    // Both workers busy: the next task waits in the parent, not inside either worker (by
+    // default it would be sent ahead to one of them, possibly behind the task that never
+    // ends here).
+    let next = pool.submit(square, 7).unwrap();
+    c.release();
+    assert!(get(second).is_ok());
+    assert_eq!(get(next), Ok(49));
+    assert!(!first.done(), "released too early");
+    a.release();
+    assert!(get(first).is_ok());
+}
+
+#[test]
+fn max_in_flight_is_checked() {
+    for n in [0, 33] {
+        let e = ProcessPool::builder().max_in_flight(n).build().unwrap_err();
+        assert!(e.to_string().contains("max_in_flight"), "{e}");
+    }
+}
