@@ -264,7 +264,8 @@ pub(crate) fn is_connection_error(e: &RedisError) -> bool {
         || e.is_cluster_error()
         || matches!(
             e.code(),
-            Some("LOADING" | "MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN")
+            // READONLY: the server was demoted to a replica (failover behind one address).
+            Some("LOADING" | "MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN" | "READONLY")
         )
 }
 

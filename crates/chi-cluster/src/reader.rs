@@ -56,6 +56,15 @@ pub(crate) fn run(inner: &Inner) {
             find_lost(inner, &mut link, &mut last, &server);
         }
     }
+    // What was read last goes too (the trims ride with reads, and there is no next read).
+    let deadline = Some(Instant::now() + Duration::from_millis(200));
+    let _ = link.call(deadline, |c| {
+        redis::cmd("XTRIM")
+            .arg(&inner.results_key)
+            .arg("MINID")
+            .arg(&last)
+            .query::<()>(c)
+    });
 }
 
 /// Whether a read also trims what was read before it and refreshes the stream's TTL.
@@ -89,8 +98,11 @@ fn read(
         cmd.arg("BLOCK").arg(b.as_millis() as u64);
     }
     cmd.arg("STREAMS").arg(key).arg(last);
-    let (v,): (Value,) = pipe.query(c)?;
-    Ok(conn::read_reply(&v))
+    // The upkeep is best effort: a refused trim (a write refused while reads still work)
+    // must not hold back the results the read brings.
+    pipe.ignore_errors();
+    let (v,): (redis::RedisResult<Value>,) = pipe.query(c)?;
+    Ok(conn::read_reply(&v?))
 }
 
 /// Completes the handles the entries answer.

@@ -199,3 +199,27 @@ fn two_clients_share_workers() {
     }
     assert_eq!(c1.metrics().duplicates + c2.metrics().duplicates, 0);
 }
+
+#[test]
+fn the_result_stream_stays_short_while_the_client_reads() {
+    let Some((redis, _w, client)) = common::with_worker() else {
+        return;
+    };
+    let key = format!("chi:{{default}}:res:{}", client.id());
+    let tasks: Vec<_> = (0..2_000u64)
+        .map(|i| client.submit(&SQUARE, i).unwrap())
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.result(), Ok((i * i) as u64));
+    }
+    // Every result was read; the reader trims up to the last one it read (kept: XTRIM MINID
+    // keeps that id) with its next read.
+    eventually("the read results were trimmed", || {
+        redis.int(&["XLEN", &key]) <= 1
+    });
+    // And when the client goes, the last one goes too (or the stream is gone).
+    client.shutdown();
+    eventually("the last result was trimmed", || {
+        redis.int(&["XLEN", &key]) == 0
+    });
+}

@@ -27,6 +27,11 @@ pub const MAX_QUEUE_BOUND: usize = 1 << 32;
 /// The largest worker stack size a thread pool accepts: 1 GiB.
 pub const MAX_STACK_SIZE: usize = 1 << 30;
 
+/// The most messages a [`ProcessPool`](crate::ProcessPool) may send ahead to one worker
+/// ([`max_in_flight`](crate::ProcessPoolBuilder::max_in_flight)): 32, the size of the
+/// worker's claim ring.
+pub const MAX_IN_FLIGHT: usize = 32;
+
 /// Fails with a clear message if `value` of setting `name` is over `max`.
 pub(crate) fn check_duration(name: &str, value: Duration) -> Result<(), BuildError> {
     if value > MAX_DURATION {

@@ -155,13 +155,14 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// The most tasks sent ahead to one worker process, the one it runs included. By default
-    /// the pool measures the time per task and keeps about 200 µs of work queued on each
-    /// worker (2 to 32 tasks), so a worker never waits for the parent between short tasks.
-    /// `1` sends a task only to an idle worker: no task ever waits inside a worker behind
-    /// another one, even while the other workers are busy or restarting (after a crash, a
-    /// timeout or a cancel), at the price of one round trip to the parent between tasks.
-    /// Between 1 and 32.
+    /// The most messages (a `submit`, or one `map` chunk) sent ahead to one worker process,
+    /// the one it runs included. By default the pool measures the time per message and keeps
+    /// about 200 µs of work queued on each worker (2 to 32 messages), so a worker never waits
+    /// for the parent between short tasks; this caps that number. `1` sends a message only to
+    /// an idle worker: no task ever waits inside a worker behind another one, even while the
+    /// other workers are busy or restarting (after a crash, a timeout or a cancel), at the
+    /// price of one round trip to the parent between messages. At least 1, at most
+    /// [`MAX_IN_FLIGHT`](crate::limits::MAX_IN_FLIGHT) (32).
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = Some(n);
         self
@@ -178,6 +179,9 @@ impl ProcessPoolBuilder {
         )?;
         if let Some(n) = self.queue_bound {
             check_size("queue_bound", n, limits::MAX_QUEUE_BOUND, "MAX_QUEUE_BOUND")?;
+        }
+        if let Some(n) = self.max_in_flight {
+            check_size("max_in_flight", n, limits::MAX_IN_FLIGHT, "MAX_IN_FLIGHT")?;
         }
         if let Some(t) = self.task_timeout {
             limits::check_duration("task_timeout", t)?;
@@ -212,14 +216,8 @@ impl ProcessPoolBuilder {
         if self.max_tasks_per_worker == Some(0) {
             return Err(invalid("max_tasks_per_worker must be at least 1"));
         }
-        if self
-            .max_in_flight
-            .is_some_and(|n| n == 0 || n > super::dispatch::RING_SLOTS)
-        {
-            return Err(invalid(&format!(
-                "max_in_flight must be between 1 and {}",
-                super::dispatch::RING_SLOTS
-            )));
+        if self.max_in_flight == Some(0) {
+            return Err(invalid("max_in_flight must be at least 1"));
         }
         if self.task_timeout.is_some_and(|t| t.is_zero()) {
             return Err(invalid("task_timeout must be more than 0"));

@@ -8,8 +8,9 @@
 //!
 //! Pipelining: a worker gets up to `depth` messages ahead, so it never waits for the parent
 //! between tasks; `depth` follows the measured time per message (about 200 µs of queued work,
-//! between 2 and the ring size), so slow tasks do not sit behind each other on one worker
-//! while another is idle. The worker runs messages in order, so the first message in flight
+//! between 2 and the ring size, and at most the pool's `max_in_flight` when set), so slow
+//! tasks do not sit behind each other on one worker while another is idle. With
+//! `max_in_flight` 1 a message goes only to an idle worker. The worker runs messages in order, so the first message in flight
 //! is the only one that can be running: it is marked running, it is the one a timeout
 //! measures, and, when the worker dies, the claim ring tells which messages never started
 //! (they go back to the front of the queue) and which one did (it fails with `WorkerDied`).
@@ -31,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Claim slots per worker: the most messages one worker can have in flight.
-pub(crate) const RING_SLOTS: usize = 32;
+pub(crate) const RING_SLOTS: usize = crate::limits::MAX_IN_FLIGHT;
 /// How much queued work (in nanoseconds of measured time per message) a worker is given.
 const TARGET_QUEUED_NS: u64 = 200_000;
 /// First delay after a failed start; doubles per consecutive failure.
@@ -188,7 +189,7 @@ impl State {
         }
         let most = cfg
             .max_in_flight
-            .map_or(depth(s.ewma_ns), |m| m.min(RING_SLOTS));
+            .map_or(depth(s.ewma_ns), |m| depth(s.ewma_ns).min(m));
         let mut room = most.saturating_sub(s.in_flight.len());
         if let Some(max) = cfg.max_tasks_per_worker {
             room = room.min(max.saturating_sub(s.sent) as usize);

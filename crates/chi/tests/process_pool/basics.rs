@@ -130,19 +130,21 @@ fn max_in_flight_one_never_queues_a_task_behind_a_running_one() {
         .max_in_flight(1)
         .build()
         .unwrap();
+    assert_eq!(pool.wait_for_workers(NEVER), 2);
     let (a, c) = (Holder::new(), Holder::new());
     let first = pool.submit(hold, a.arg()).unwrap();
     a.wait_started();
     let second = pool.submit(hold, c.arg()).unwrap();
     c.wait_started();
-    // Both workers busy: the next task waits in the parent, not inside either worker (by
-    // default it would be sent ahead to one of them, possibly behind the task that never
-    // ends here).
-    let next = pool.submit(square, 7).unwrap();
+    // Both workers busy: the next tasks wait in the parent. By default each worker would take
+    // one of them ahead (two messages in flight), so one would sit behind `first`, which ends
+    // only after both have been answered here.
+    let next: Vec<_> = (0..2u64).map(|i| pool.submit(square, i).unwrap()).collect();
     c.release();
     assert!(get(second).is_ok());
-    assert_eq!(get(next), Ok(49));
-    assert!(!first.done(), "released too early");
+    for (i, t) in next.into_iter().enumerate() {
+        assert_eq!(get(t), Ok((i * i) as u64));
+    }
     a.release();
     assert!(get(first).is_ok());
 }
@@ -152,5 +154,13 @@ fn max_in_flight_is_checked() {
     for n in [0, 33] {
         let e = ProcessPool::builder().max_in_flight(n).build().unwrap_err();
         assert!(e.to_string().contains("max_in_flight"), "{e}");
+    }
+    for n in [1, 32] {
+        let pool = ProcessPool::builder()
+            .max_workers(1)
+            .max_in_flight(n)
+            .build()
+            .unwrap();
+        assert_eq!(get(pool.submit(square, 3).unwrap()), Ok(9));
     }
 }
