@@ -30,11 +30,7 @@ pub(crate) fn run(inner: &Inner) {
     // ORDERING: SeqCst pairs with the store in `Cluster::stop_reader`.
     while !inner.stop_reader.load(Ordering::SeqCst) {
         let deadline = Some(Instant::now() + Duration::from_secs(1));
-        // The trim of what was read and the TTL refresh ride with the next read: one round
-        // trip per read.
-        let got = link.call(deadline, |c| {
-            read(c, inner, &last, Some(BLOCK), Upkeep::WithRead)
-        });
+        let got = link.call(deadline, |c| read(c, inner, &last, Some(BLOCK)));
         let entries = match got {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
@@ -55,54 +51,25 @@ pub(crate) fn run(inner: &Inner) {
         if lock(&inner.pending).reader_at(&server) {
             find_lost(inner, &mut link, &mut last, &server);
         }
+        upkeep(inner, &mut link, &last);
     }
-    // What was read last goes too (the trims ride with reads, and there is no next read).
-    let deadline = Some(Instant::now() + Duration::from_millis(200));
-    let _ = link.call(deadline, |c| {
-        redis::cmd("XTRIM")
-            .arg(&inner.results_key)
-            .arg("MINID")
-            .arg(&last)
-            .query::<()>(c)
-    });
 }
 
-/// Whether a read also trims what was read before it and refreshes the stream's TTL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Upkeep {
-    WithRead,
-    No,
-}
-
-/// One `XREAD` of the result stream after `last`; with [`Upkeep::WithRead`], pipelined after
-/// `XTRIM MINID last` (everything read before goes) and `EXPIRE` (the stream lives while the
-/// client reads).
+/// One `XREAD` of the result stream after `last`.
 fn read(
     c: &mut dyn redis::ConnectionLike,
     inner: &Inner,
     last: &str,
     block: Option<Duration>,
-    upkeep: Upkeep,
 ) -> Result<Vec<Entry>, redis::RedisError> {
-    let key = &inner.results_key;
-    let mut pipe = redis::pipe();
-    if upkeep == Upkeep::WithRead {
-        pipe.cmd("XTRIM").arg(key).arg("MINID").arg(last).ignore();
-        pipe.cmd("EXPIRE")
-            .arg(key)
-            .arg(inner.cfg.result_ttl.as_secs())
-            .ignore();
-    }
-    let cmd = pipe.cmd("XREAD").arg("COUNT").arg(1000);
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(1000);
     if let Some(b) = block {
         cmd.arg("BLOCK").arg(b.as_millis() as u64);
     }
-    cmd.arg("STREAMS").arg(key).arg(last);
-    // The upkeep is best effort: a refused trim (a write refused while reads still work)
-    // must not hold back the results the read brings.
-    pipe.ignore_errors();
-    let (v,): (redis::RedisResult<Value>,) = pipe.query(c)?;
-    Ok(conn::read_reply(&v?))
+    cmd.arg("STREAMS").arg(&inner.results_key).arg(last);
+    let v: Value = cmd.query(c)?;
+    Ok(conn::read_reply(&v))
 }
 
 /// Completes the handles the entries answer.
@@ -134,6 +101,26 @@ fn deliver(inner: &Inner, entries: &[Entry]) {
             if taken { &c.results } else { &c.duplicates }.fetch_add(1, Ordering::Relaxed);
         });
     }
+}
+
+/// Trims what was read and refreshes the stream's time to live.
+fn upkeep(inner: &Inner, link: &mut Link, last: &str) {
+    let key = &inner.results_key;
+    let ttl = inner.cfg.result_ttl.as_secs();
+    let deadline = Some(Instant::now() + Duration::from_secs(1));
+    let _ = link.call(deadline, |c| {
+        redis::pipe()
+            .cmd("XTRIM")
+            .arg(key)
+            .arg("MINID")
+            .arg(last)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(key)
+            .arg(ttl)
+            .ignore()
+            .query::<()>(c)
+    });
 }
 
 /// Looks on `server` (the process the reader just read from) for the pending tasks last seen
@@ -186,7 +173,7 @@ fn check(
     }
     // Read every result there is now, then fail what is still unanswered.
     loop {
-        let r = link.call(deadline, |c| read(c, inner, last, None, Upkeep::No));
+        let r = link.call(deadline, |c| read(c, inner, last, None));
         let Ok(Ok(entries)) = r else { return None };
         if entries.is_empty() {
             break;

@@ -212,12 +212,12 @@ fn the_result_stream_stays_short_while_the_client_reads() {
     for (i, t) in tasks.into_iter().enumerate() {
         assert_eq!(t.result(), Ok((i * i) as u64));
     }
-    // Every result was read; the reader trims up to the last one it read (kept: XTRIM MINID
-    // keeps that id) with its next read.
+    // Every result was read; after each read the reader trims up to the last one it read
+    // (kept: XTRIM MINID keeps that id).
     eventually("the read results were trimmed", || {
         redis.int(&["XLEN", &key]) <= 1
     });
-    // And when the client goes, the last one goes too (or the stream is gone).
+    // And when the client shuts down, its stream goes.
     client.shutdown();
     eventually("the last result was trimmed", || {
         redis.int(&["XLEN", &key]) == 0
