@@ -121,14 +121,13 @@ fn read_new(
         .invoke(c)?;
     if let [reply, marks] = conn::items(&ready) {
         let entries = conn::read_reply(reply);
-        let marks = conn::items(marks)
+        let marks: Vec<bool> = conn::items(marks)
             .iter()
             .map(|m| conn::int(m).is_some_and(|m| m != 0))
-            .collect::<Vec<_>>();
-        if marks.len() == entries.len() {
-            return Ok((entries, Some(marks)));
-        }
-        return Ok((entries, None));
+            .collect();
+        // One mark per entry, or none trusted (then `start_batch` asks the cancel set).
+        let marks = (marks.len() == entries.len()).then_some(marks);
+        return Ok((entries, marks));
     }
     let v: Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
@@ -304,17 +303,13 @@ fn start_one(s: &Arc<Shared>, tx: &Sender<Reply>, entry: Entry, delivery: u64, c
     let pending = answer(Ok(Vec::new()), None);
     let tx2 = tx.clone();
     let weak = Arc::downgrade(s);
-    let id = entry.id.clone();
     let done = Box::new(move |outcome| {
         // The process is free: give the slot back at once so the fetch loop reads the next
         // task while this answer travels. Only `try_lock`: a cancel may complete the task on
         // a thread that holds the state already; the reply thread then frees the slot.
         if let Some(s) = weak.upgrade()
             && let Ok(mut st) = s.state.try_lock()
-            && st
-                .held
-                .get_mut(&id)
-                .is_some_and(|h| std::mem::take(&mut h.slot))
+            && st.take_slot(pending.entry())
         {
             s.release_slots(&mut st, 1);
         }
@@ -327,10 +322,7 @@ fn start_one(s: &Arc<Shared>, tx: &Sender<Reply>, entry: Entry, delivery: u64, c
             }
         }
         Err(e) => {
-            let owns_slot = lock(&s.state)
-                .held
-                .get_mut(&entry.id)
-                .is_some_and(|h| std::mem::take(&mut h.slot));
+            let owns_slot = lock(&s.state).take_slot(&entry.id);
             let _ = tx.send(answer(Err(e), None).with_slot(owns_slot));
         }
     }

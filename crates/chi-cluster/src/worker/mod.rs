@@ -282,6 +282,15 @@ pub(crate) struct State {
     pub(crate) given_up: HashSet<String>,
 }
 
+impl State {
+    /// Takes the slot entry `entry` holds, if it still holds one: true exactly once per task.
+    pub(crate) fn take_slot(&mut self, entry: &str) -> bool {
+        self.held
+            .get_mut(entry)
+            .is_some_and(|h| std::mem::take(&mut h.slot))
+    }
+}
+
 /// A task this worker holds (started, or about to be).
 pub(crate) struct Held {
     pub(crate) task_id: String,

@@ -117,6 +117,11 @@ impl Reply {
         }
     }
 
+    /// The queue entry this reply is for.
+    pub(super) fn entry(&self) -> &str {
+        &self.entry
+    }
+
     /// The same answer, releasing a slot once sent only if `owns_slot`.
     pub(super) fn with_slot(self, owns_slot: bool) -> Reply {
         Reply { owns_slot, ..self }
@@ -186,13 +191,7 @@ fn decide(s: &Shared, batch: Vec<Reply>) -> Vec<Reply> {
             // Its process is free now: the fetch loop may read the next task while this
             // answer travels. The slot goes back once (a stopping worker may have taken it).
             r.owns_slot = false;
-            if st
-                .held
-                .get_mut(&r.entry)
-                .is_some_and(|h| std::mem::take(&mut h.slot))
-            {
-                freed += 1;
-            }
+            freed += usize::from(st.take_slot(&r.entry));
         }
         let given_up = st.given_up.remove(&r.entry)
             || st

@@ -78,7 +78,7 @@ fn give_up(s: &Shared, tx: &Sender<Reply>) {
             continue;
         }
         h.stop = Stop::GiveUp;
-        let owns_slot = std::mem::take(&mut h.slot);
+        let owns_slot = std::mem::take(&mut h.slot); // see `State::take_slot`
         let _ = tx.send(Reply::requeue(entry.clone(), h.attempt, owns_slot));
         if let Some(local) = &h.local {
             local.cancel();

@@ -10,10 +10,11 @@
 //! between tasks; `depth` follows the measured time per message (about 200 µs of queued work,
 //! between 2 and the ring size, and at most the pool's `max_in_flight` when set), so slow
 //! tasks do not sit behind each other on one worker while another is idle. With
-//! `max_in_flight` 1 a message goes only to an idle worker. The worker runs messages in order, so the first message in flight
-//! is the only one that can be running: it is marked running, it is the one a timeout
-//! measures, and, when the worker dies, the claim ring tells which messages never started
-//! (they go back to the front of the queue) and which one did (it fails with `WorkerDied`).
+//! `max_in_flight` 1 a message goes only to an idle worker. The worker runs messages in order,
+//! so the first message in flight is the only one that can be running: it is marked running,
+//! it is the one a timeout measures, and, when the worker dies, the claim ring tells which
+//! messages never started (they go back to the front of the queue) and which one did (it fails
+//! with `WorkerDied`).
 
 use super::cell::{Delivery, Job, Placement};
 use super::link::Link;
@@ -187,9 +188,7 @@ impl State {
         if s.link.is_none() || s.retiring || s.closing {
             return 0;
         }
-        let most = cfg
-            .max_in_flight
-            .map_or(depth(s.ewma_ns), |m| depth(s.ewma_ns).min(m));
+        let most = depth(s.ewma_ns).min(cfg.max_in_flight.unwrap_or(RING_SLOTS));
         let mut room = most.saturating_sub(s.in_flight.len());
         if let Some(max) = cfg.max_tasks_per_worker {
             room = room.min(max.saturating_sub(s.sent) as usize);
