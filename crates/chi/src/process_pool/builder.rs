@@ -243,7 +243,7 @@ impl ProcessPoolBuilder {
             queue_bound: self.queue_bound,
             max_message: self.max_message,
             startup_timeout: self.startup_timeout,
-            max_in_flight: self.max_in_flight,
+            max_in_flight: self.max_in_flight.unwrap_or(crate::limits::MAX_IN_FLIGHT),
             program,
         };
         ProcessPool::start(cfg)

@@ -52,8 +52,9 @@ pub(crate) struct Config {
     pub(crate) queue_bound: Option<usize>,
     pub(crate) max_message: usize,
     pub(crate) startup_timeout: Duration,
-    /// The most messages sent ahead to one worker (`None`: adaptive, see [`depth`]).
-    pub(crate) max_in_flight: Option<usize>,
+    /// The most messages sent ahead to one worker, over the adaptive [`depth`] (the ring
+    /// size when not set). A plain number, resolved once at build: no `Option` on this path.
+    pub(crate) max_in_flight: usize,
     pub(crate) program: PathBuf,
 }
 
@@ -188,7 +189,7 @@ impl State {
         if s.link.is_none() || s.retiring || s.closing {
             return 0;
         }
-        let most = depth(s.ewma_ns).min(cfg.max_in_flight.unwrap_or(RING_SLOTS));
+        let most = depth(s.ewma_ns).min(cfg.max_in_flight);
         let mut room = most.saturating_sub(s.in_flight.len());
         if let Some(max) = cfg.max_tasks_per_worker {
             room = room.min(max.saturating_sub(s.sent) as usize);
