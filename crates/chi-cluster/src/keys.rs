@@ -8,6 +8,7 @@
 //! | `chi:{q}:tasks` | stream, group `workers` | tasks waiting or running; an entry is deleted when it is answered |
 //! | `chi:{q}:res:<client>` | stream | results for one client, trimmed as it reads, expiring when it goes away |
 //! | `chi:{q}:workers` | hash | worker id → last heartbeat (Unix ms) |
+//! | `chi:{q}:idle` | hash | worker id → processes it has idle, while it finds the queue empty |
 //! | `chi:{q}:cancel` | sorted set | cancelled task ids, scored by cancel time (Unix ms) |
 //! | `chi:{q}:dead` | stream, capped | dead-lettered tasks (past `max_attempts`) |
 //! | `chi:{q}:seq` | counter | client and worker ids |
@@ -37,6 +38,8 @@ pub struct QueueKeys {
     pub tasks: String,
     /// The worker heartbeat hash.
     pub workers: String,
+    /// Workers with idle processes and nothing to read: id → how many processes.
+    pub idle: String,
     /// The set of cancelled task ids.
     pub cancel: String,
     /// The dead-letter stream.
@@ -53,6 +56,7 @@ impl QueueKeys {
             queue: queue.to_owned(),
             tasks: format!("{p}:tasks"),
             workers: format!("{p}:workers"),
+            idle: format!("{p}:idle"),
             cancel: format!("{p}:cancel"),
             dead: format!("{p}:dead"),
             seq: format!("{p}:seq"),
@@ -138,7 +142,7 @@ mod tests {
     #[test]
     fn every_key_of_a_queue_shares_its_hash_tag() {
         let k = QueueKeys::new("q1");
-        for key in [&k.tasks, &k.workers, &k.cancel, &k.dead, &k.seq] {
+        for key in [&k.tasks, &k.workers, &k.idle, &k.cancel, &k.dead, &k.seq] {
             assert!(key.starts_with("chi:{q1}:"), "{key}");
         }
         assert_eq!(k.results("7"), "chi:{q1}:res:7");

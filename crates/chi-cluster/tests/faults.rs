@@ -248,6 +248,54 @@ fn a_prefetching_worker_takes_tasks_beyond_its_free_slots() {
 }
 
 #[test]
+fn a_prefetching_worker_hands_its_waiting_tasks_to_an_idle_one() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // Worker A: one process, three more tasks taken ahead, queued behind a long one.
+    let a = WorkerSpec::new(&redis.url()).prefetch(3).spawn();
+    wait_workers(&redis, "default", 1);
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("idle-peer");
+    let long = client.submit(&GATED, (dir.str(), "h".into())).unwrap();
+    eventually("the long task started", || {
+        !started_by(&dir, "h").is_empty()
+    });
+    let queued: Vec<_> = (0..3)
+        .map(|_| client.submit(&WORKER_PID, ()).unwrap())
+        .collect();
+    let status = || chi_cluster::status(&redis.url(), "default").unwrap();
+    eventually("A holds 1 + 3 tasks", || status().running == 4);
+    // B comes up idle: A, still running its long task and refreshing its leases (no reclaim),
+    // hands it the three that wait, and takes none of them back.
+    let b = WorkerSpec::new(&redis.url()).spawn();
+    for t in queued {
+        let pid = t.result_timeout(common::NEVER).ok();
+        assert_eq!(pid, Some(b.pid()), "answered by the idle worker");
+    }
+    assert!(!long.done());
+    std::fs::write(dir.path("h.open"), "").unwrap();
+    assert_eq!(long.result(), Ok(a.pid()));
+    let m = client.metrics();
+    assert_eq!(
+        (m.results, m.duplicates, m.retried),
+        (4, 0, 0),
+        "a handed-back task is not a retry: {m:?}"
+    );
+    let st = status();
+    assert_eq!((st.depth, st.running, st.dead_letters), (0, 0, 0), "{st:?}");
+    assert_eq!(started_by(&dir, "h").len(), 1, "the long task ran once");
+    // With the queue empty again, A prefetches as before: B's idle mark does not keep it from
+    // taking tasks beyond its free process when B is busy too.
+    let short: Vec<_> = (0..20u64)
+        .map(|i| client.submit(&SQUARE, i).unwrap())
+        .collect();
+    for (i, t) in short.into_iter().enumerate() {
+        assert_eq!(t.result_timeout(common::NEVER).ok(), Some((i * i) as u64));
+    }
+}
+
+#[test]
 fn results_of_a_client_that_went_away_expire() {
     let Some(redis) = RedisServer::start() else {
         return;

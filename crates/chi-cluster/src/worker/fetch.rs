@@ -29,7 +29,7 @@ pub(super) fn run(s: &Arc<Shared>, tx: &Sender<Reply>) -> Result<(), ClusterErro
     let mut cursor = "0-0".to_owned();
     let script = redis::Script::new(READ_READY);
     while !s.stopping() {
-        let free = wait_free(s, block);
+        let (free, idle) = wait_free(s, block);
         if free == 0 {
             continue;
         }
@@ -46,7 +46,7 @@ pub(super) fn run(s: &Arc<Shared>, tx: &Sender<Reply>) -> Result<(), ClusterErro
             }
         }
         let got = link.call(Some(Instant::now() + block * 2), |c| {
-            read_new(c, s, free, block, &script)
+            read_new(c, s, free, idle, block, &script)
         });
         match got {
             Ok(Ok((entries, marks))) => {
@@ -66,24 +66,38 @@ pub(super) fn run(s: &Arc<Shared>, tx: &Sender<Reply>) -> Result<(), ClusterErro
             Err(e) => tracing::debug!(worker = %s.id, "Redis unreachable: {}", e.0),
         }
     }
+    // Stopping: no longer a worker others should hand tasks to.
+    let _ = link.call(Some(Instant::now() + block), |c| {
+        redis::cmd("HDEL")
+            .arg(&s.keys.idle)
+            .arg(&s.id)
+            .query::<()>(c)
+    });
     Ok(())
 }
 
-/// Waits up to `max` for a free slot; the number free.
-fn wait_free(s: &Shared, max: Duration) -> usize {
+/// Waits up to `max` until a task may be read: how many may, and how many processes are idle.
+fn wait_free(s: &Shared, max: Duration) -> (usize, usize) {
     let st = lock(&s.state);
     let (st, _) = s
         .changed
-        .wait_timeout_while(st, max, |st| st.free == 0 && !s.stopping())
+        .wait_timeout_while(st, max, |st| st.readable(s.prefetch) == 0 && !s.stopping())
         .unwrap_or_else(|e| e.into_inner());
-    st.free
+    (st.readable(s.prefetch), st.free.saturating_sub(s.prefetch))
 }
 
 /// Reads up to `ARGV[3]` new entries of stream `KEYS[1]` for consumer `ARGV[2]` of group
 /// `ARGV[1]` without blocking, and marks each one whose task id (field `ARGV[4]`) is in the
 /// cancel set `KEYS[2]`: `{reply, marks}` in one round trip, or false when nothing is waiting.
+/// A worker that finds nothing with `ARGV[5]` > 0 idle processes says so in the idle hash
+/// `KEYS[3]` (workers that prefetch hand it their waiting tasks); any other read clears that.
 const READ_READY: &str = r"
 local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+if not r and tonumber(ARGV[5]) > 0 then
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
+else
+  redis.call('HDEL', KEYS[3], ARGV[2])
+end
 if not r then return false end
 local marks = {}
 for i, e in ipairs(r[1][2]) do
@@ -108,16 +122,19 @@ fn read_new(
     c: &mut dyn redis::ConnectionLike,
     s: &Shared,
     free: usize,
+    idle: usize,
     block: Duration,
     script: &redis::Script,
 ) -> Result<(Vec<Entry>, Option<Vec<bool>>), redis::RedisError> {
     let ready: Value = script
         .key(&s.keys.tasks)
         .key(&s.keys.cancel)
+        .key(&s.keys.idle)
         .arg(GROUP)
         .arg(&s.id)
         .arg(free)
         .arg(keys::task::ID)
+        .arg(idle)
         .invoke(c)?;
     if let [reply, marks] = conn::items(&ready) {
         let entries = conn::read_reply(reply);
@@ -221,14 +238,15 @@ fn cancelled(s: &Shared, link: &mut Link, batch: &[(Entry, u64)]) -> Vec<bool> {
         .collect();
     let deadline = Some(Instant::now() + Duration::from_secs(5));
     let got = link.call(deadline, |c| {
-        redis::cmd("ZMSCORE")
-            .arg(&s.keys.cancel)
-            .arg(&ids)
-            .query::<Value>(c)
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZMSCORE").arg(&s.keys.cancel).arg(&ids);
+        // Not idle any more (a blocking read got these): see `READ_READY`.
+        pipe.cmd("HDEL").arg(&s.keys.idle).arg(&s.id).ignore();
+        pipe.query::<Vec<Value>>(c)
     });
     match got {
         Ok(Ok(v)) => {
-            let marks = conn::items(&v);
+            let marks = v.first().map(conn::items).unwrap_or_default();
             (0..ids.len())
                 .map(|i| marks.get(i).is_some_and(|m| !matches!(m, Value::Nil)))
                 .collect()

@@ -6,6 +6,7 @@ use super::Shared;
 use crate::conn::{self, Entry, Link, lock};
 use crate::keys::{FORGET_WORKER_MS, GROUP};
 use redis::Value;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The heartbeat thread: runs until the worker stops.
@@ -48,9 +49,15 @@ fn forget_silent(s: &Shared, link: &mut Link) {
         if silent.is_empty() {
             return Ok(());
         }
-        redis::cmd("HDEL")
+        redis::pipe()
+            .cmd("HDEL")
             .arg(&s.keys.workers)
             .arg(&silent)
+            .ignore()
+            .cmd("HDEL")
+            .arg(&s.keys.idle)
+            .arg(&silent)
+            .ignore()
             .query::<()>(c)
     });
 }
@@ -86,19 +93,63 @@ fn beat(s: &Shared, link: &mut Link) {
                 cmd.arg(id);
             }
         }
+        if s.prefetch > 0 {
+            pipe.cmd("HGETALL").arg(&s.keys.idle);
+            pipe.cmd("HGETALL").arg(&s.keys.workers);
+        }
         pipe.query::<Vec<Value>>(c)
     });
     let Ok(Ok(v)) = got else { return };
-    let Some(marks) = v.first() else { return };
-    let st = lock(&s.state);
-    for ((entry, _), mark) in held.iter().zip(conn::items(marks)) {
-        if matches!(mark, Value::Nil) {
-            continue;
-        }
-        if let Some(local) = st.held.get(entry).and_then(|h| h.local.as_ref()) {
-            local.cancel();
+    let mut v = v.iter();
+    let marks = if held.is_empty() { None } else { v.next() };
+    let mut st = lock(&s.state);
+    if let Some(marks) = marks {
+        for ((entry, _), mark) in held.iter().zip(conn::items(marks)) {
+            if matches!(mark, Value::Nil) {
+                continue;
+            }
+            if let Some(local) = st.held.get(entry).and_then(|h| h.local.as_ref()) {
+                local.cancel();
+            }
         }
     }
+    if let (Some(idle), Some(workers)) = (v.next(), v.next()) {
+        let peers = peers_idle(s, idle, workers);
+        if peers != st.peers_idle {
+            st.peers_idle = peers;
+            s.changed.notify_all(); // the fetch loop may take more, or must take fewer
+        }
+        if peers > 0 {
+            let n = super::stop::hand_back(&mut st, peers);
+            if n > 0 {
+                tracing::info!(worker = %s.id, "handing back {n} waiting tasks: other workers have {peers} idle processes");
+            }
+        }
+    }
+}
+
+/// Idle processes of the other live workers, from the idle hash and the heartbeat hash.
+fn peers_idle(s: &Shared, idle: &Value, workers: &Value) -> usize {
+    let now = conn::now_ms();
+    let lease = u64::try_from(s.lease.as_millis()).unwrap_or(u64::MAX);
+    let beats: HashMap<String, u64> = conn::items(workers)
+        .chunks(2)
+        .filter_map(|p| {
+            let beat = u64::try_from(conn::int(p.get(1)?)?).ok()?;
+            Some((conn::text(&p[0])?, beat))
+        })
+        .collect();
+    conn::items(idle)
+        .chunks(2)
+        .filter_map(|p| {
+            let id = conn::text(&p[0])?;
+            let alive = beats
+                .get(&id)
+                .is_some_and(|b| now.saturating_sub(*b) < lease);
+            let n = usize::try_from(conn::int(p.get(1)?)?).ok()?;
+            (id != s.id && alive).then_some(n)
+        })
+        .fold(0, usize::saturating_add)
 }
 
 /// `XAUTOCLAIM` of up to `free` entries idle longer than the lease (their holder stopped
@@ -185,9 +236,15 @@ pub(super) fn leave(s: &Shared) {
     let deadline = Some(Instant::now() + Duration::from_secs(2));
     let script = redis::Script::new(LEAVE_IF_EMPTY);
     let _ = link.call(deadline, |c| {
-        redis::cmd("HDEL")
+        redis::pipe()
+            .cmd("HDEL")
             .arg(&s.keys.workers)
             .arg(&s.id)
+            .ignore()
+            .cmd("HDEL")
+            .arg(&s.keys.idle)
+            .arg(&s.id)
+            .ignore()
             .query::<()>(c)?;
         script
             .key(&s.keys.tasks)

@@ -93,8 +93,13 @@ impl WorkerBuilder {
     }
 
     /// Takes up to `n` tasks beyond its free processes (default 0), queued in the local pool:
-    /// fewer round trips for many tiny tasks, at the price of the no-head-of-line guarantee (a
-    /// prefetched task waits behind a long one here while another worker may be idle).
+    /// fewer round trips for many tiny tasks. Head-of-line blocking stays bounded: while
+    /// another worker of the queue has an idle process and nothing to read, this one takes no
+    /// task beyond its own idle processes, and at its next heartbeat it hands back to the queue
+    /// the tasks it took ahead that have not started (as many as the others have idle
+    /// processes), where the idle worker takes them at once. A prefetched task so waits behind
+    /// a long one here for at most about one heartbeat (plus the idle worker's read) while
+    /// another worker could run it; a handed-back task's attempt count is unchanged.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;
         self
@@ -177,11 +182,13 @@ impl WorkerBuilder {
                 tasks: self.tasks,
                 pool,
                 slots: self.processes + self.prefetch,
+                prefetch: self.prefetch,
                 heartbeat: self.heartbeat,
                 lease: self.lease,
                 stop_grace: self.stop_grace,
                 state: Mutex::new(State {
                     free: self.processes + self.prefetch,
+                    peers_idle: 0,
                     held: HashMap::new(),
                     given_up: HashSet::new(),
                 }),
@@ -263,6 +270,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: HashMap<&'static str, Registered>,
     pub(crate) pool: LocalPool,
     pub(crate) slots: usize,
+    /// Of the slots, how many take tasks ahead of a free process.
+    pub(crate) prefetch: usize,
     pub(crate) heartbeat: Duration,
     pub(crate) lease: Duration,
     pub(crate) stop_grace: Duration,
@@ -276,6 +285,10 @@ pub(crate) struct Shared {
 /// Slots and held tasks.
 pub(crate) struct State {
     pub(crate) free: usize,
+    /// Idle processes on other workers that find the queue empty, at the last heartbeat
+    /// (counted only by a worker that prefetches): while there are any, this one reads no
+    /// more than it has idle processes itself.
+    pub(crate) peers_idle: usize,
     /// Entry id → the task it holds.
     pub(crate) held: HashMap<String, Held>,
     /// Entries given up on (handed back while their run went on): a late outcome is dropped.
@@ -283,6 +296,16 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// How many tasks the fetch loop may take now: every free slot, or only as many as
+    /// processes are idle while another worker has idle ones too.
+    pub(crate) fn readable(&self, prefetch: usize) -> usize {
+        if self.peers_idle > 0 {
+            self.free.saturating_sub(prefetch)
+        } else {
+            self.free
+        }
+    }
+
     /// Takes the slot entry `entry` holds, if it still holds one: true exactly once per task.
     pub(crate) fn take_slot(&mut self, entry: &str) -> bool {
         self.held

@@ -4,7 +4,7 @@
 //! and handed back, counted as a run. Nothing is left held when the worker leaves the group.
 
 use super::reply::Reply;
-use super::{Shared, Stop};
+use super::{Held, Shared, State, Stop};
 use crate::conn::lock;
 use std::sync::mpsc::Sender;
 use std::time::Instant;
@@ -24,11 +24,30 @@ pub(super) fn wind_down(s: &Shared, tx: &Sender<Reply>) -> bool {
 /// is `Cancelled` back in the queue. (A task that starts meanwhile runs on, or, in a process
 /// pool, is stopped and handed back: at least once, as always.)
 fn hand_back_waiting(s: &Shared) {
-    let mut st = lock(&s.state);
+    let n = hand_back(&mut lock(&s.state), usize::MAX);
+    if n > 0 {
+        tracing::info!(worker = %s.id, "stopping: handing back {n} tasks that had not started");
+    }
+}
+
+/// Cancels up to `limit` held tasks that have not started, the last read first (they would
+/// start last here), marked so that the reply thread puts each back in the queue instead of
+/// answering it; how many. Also how a prefetching worker gives waiting tasks to idle peers.
+pub(super) fn hand_back(st: &mut State, limit: usize) -> usize {
+    let mut waiting: Vec<(u64, u64, &mut Held)> = st
+        .held
+        .iter_mut()
+        .filter(|(_, h)| h.stop == Stop::Serve && h.local.as_ref().is_some_and(|l| !l.running()))
+        .map(|(e, h)| {
+            let (ms, seq) = e.split_once('-').unwrap_or((e, "0"));
+            (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0), h)
+        })
+        .collect();
+    waiting.sort_unstable_by_key(|w| std::cmp::Reverse((w.0, w.1)));
     let mut n = 0;
-    for h in st.held.values_mut() {
-        if h.local.as_ref().is_none_or(|l| l.running()) {
-            continue;
+    for (_, _, h) in waiting {
+        if n == limit {
+            break;
         }
         // Marked first: the cancel may deliver the outcome right here.
         h.stop = Stop::HandBack;
@@ -38,9 +57,7 @@ fn hand_back_waiting(s: &Shared) {
             h.stop = Stop::Serve; // it started or finished after all
         }
     }
-    if n > 0 {
-        tracing::info!(worker = %s.id, "stopping: handing back {n} tasks that had not started");
-    }
+    n
 }
 
 /// Waits until nothing is held (true) or `deadline` passes (false).
