@@ -61,8 +61,8 @@ struct WorkerArgs {
     /// Run tasks on this many threads instead of processes.
     #[arg(long, value_name = "N", value_parser = units::workers)]
     threads: Option<usize>,
-    /// Tasks taken beyond the free processes (fewer round trips for tiny tasks; a prefetched
-    /// task can wait behind a long one).
+    /// Tasks taken beyond the free processes (fewer round trips for tiny tasks). Waiting ones
+    /// go back to the queue at the next heartbeat when another worker has idle processes.
     #[arg(long, value_name = "N", default_value_t = 0)]
     prefetch: usize,
     /// How often the worker tells Redis it is alive.

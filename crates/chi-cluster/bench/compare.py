@@ -1,7 +1,10 @@
 """BENCHMARKS §4 driver: chi-cluster vs Celery (prefork, concurrency 2) vs RQ (2 workers) on
 one Redis of its own, all in one run. Started by compare.sh (which builds chi and the venv).
 
-Scenarios (each system with its default settings):
+Scenarios (each system with its default settings; "chi-pf" is chi-cluster again with the
+worker's `--prefetch N`, N from --chi-prefetch, default 16, so 18 tasks held with its 2
+processes busy, where Celery holds 8 by default (prefetch multiplier 4 × concurrency 2) and
+never gives them back; a, b, c, f only):
   a throughput   10,000 tiny tasks, submit all → every result (tasks/s)
   b rtt          idle round trip, sequential, p50/p99
   c cpu          2,000 × 5 ms CPU tasks on 2 worker processes: wall ÷ ideal
@@ -32,8 +35,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-SYSTEMS = ("chi", "celery", "rq")
-NAMES = {"chi": "chi-cluster", "celery": "Celery", "rq": "RQ"}
+SYSTEMS = ("chi", "chi-pf", "celery", "rq")
+NAMES = {"chi": "chi-cluster", "chi-pf": "chi-cluster, prefetch", "celery": "Celery", "rq": "RQ"}
+# The two chi-cluster columns: as shipped (no prefetch), and with `--prefetch N` (a, b, c, f only).
+CHIS = ("chi", "chi-pf")
 
 
 def log(msg):
@@ -147,9 +152,10 @@ class Systems:
         self.logs = open(os.path.join(tempfile.gettempdir(), "chi-cluster-bench-workers.log"), "a")
 
     def worker(self, system, url, concurrency, name):
-        if system == "chi":
+        if system in CHIS:
+            prefetch = self.prefetch if system == "chi-pf" else 0
             cmd = [self.chi, "-q", "cluster", "worker", "--redis", url,
-                   "--processes", str(concurrency), "--prefetch", str(self.prefetch)]
+                   "--processes", str(concurrency), "--prefetch", str(prefetch)]
         else:
             cmd = [self.python, os.path.join(HERE, "peers.py"), system, "worker", url,
                    str(concurrency), name]
@@ -157,7 +163,7 @@ class Systems:
                                 stdout=self.logs, stderr=self.logs, start_new_session=True)
 
     def client(self, system, url, *args):
-        if system == "chi":
+        if system in CHIS:
             return [self.bench, url, *map(str, args)]
         return [self.python, os.path.join(HERE, "peers.py"), system, args[0], url, *map(str, args[1:])]
 
@@ -260,7 +266,7 @@ def basic(sy, system, p, res):
     try:
         procs = sy.start(system, redis.url, *layout(system))
         sy.run(system, redis.url, "rtt", 20)  # every worker process has run a task
-        for rep in range(p.reps if system == "chi" else min(p.reps, 3)):
+        for rep in range(p.reps if system in CHIS else min(p.reps, 3)):
             if "rss" in p.scenarios:
                 time.sleep(1)  # idle, not a synchronisation: RSS is read while nothing runs
                 res.add(system, "rss", rep, {"kib": sum(rss_kib(w.pid) for w in procs)})
@@ -368,32 +374,34 @@ def rows(med, p):
     out = []
 
     def line(label, key_of, higher_better, target=None, met=None, unit=""):
+        """`met(system)`: the target judged for one chi-cluster column (None: not measured)."""
         vals = {s: key_of(s) for s in SYSTEMS}
-        chi = vals["chi"]
         vs = []
-        for peer in ("celery", "rq"):
-            v = vals[peer]
-            if chi and v:
-                r = chi / v if higher_better else v / chi
-                vs.append(f"{r:.1f}× {'more' if higher_better else 'less'} than {NAMES[peer]}")
+        for chi in CHIS:
+            for peer in ("celery", "rq"):
+                v, c = vals[peer], vals[chi]
+                if c and v:
+                    r = c / v if higher_better else v / c
+                    who = "" if chi == "chi" else f"prefetch {p.chi_prefetch}: "
+                    vs.append(f"{who}{r:.1f}× {'more' if higher_better else 'less'} than {NAMES[peer]}")
         shown = {s: fmt(v, unit) for s, v in vals.items()}
-        out.append((label, shown, "; ".join(vs), target or "", met))
+        out.append((label, shown, "; ".join(vs), target or "", {c: met(c) for c in CHIS} if met else None))
 
     per_sec = lambda s: get(s, "throughput", "per_sec")
     line(f"a. end to end, {p.counts['chi']['throughput']:,} tiny tasks (tasks/s)", per_sec, True, "≥ 30× Celery",
-         _ratio_met(per_sec("chi"), per_sec("celery"), 30))
+         lambda c: _ratio_met(per_sec(c), per_sec("celery"), 30))
     p50 = lambda s: _ms(get(s, "rtt", "p50_us"))
     line("b. idle round trip p50 (ms)", p50, False, "≤ 1/5 of Celery",
-         _ratio_met(p50("celery"), p50("chi"), 5))
+         lambda c: _ratio_met(p50("celery"), p50(c), 5))
     line("b. idle round trip p99 (ms)", lambda s: _ms(get(s, "rtt", "p99_us")), False)
     ideal = lambda s: get(s, "cpu", "vs_ideal")
     line(f"c. {p.counts['chi']['cpu']:,} × 5 ms CPU, 2 processes: wall ÷ ideal", ideal, False, "≤ 1.10",
-         None if ideal("chi") is None else ideal("chi") <= 1.10)
+         lambda c: None if ideal(c) is None else ideal(c) <= 1.10)
     cells = {s: kill_cell(s) for s in SYSTEMS}
     chi_kill = cells["chi"][0]
     out.append((f"d. whole worker SIGKILLed mid-task ({p.kill_ms} ms task): kill → result",
                 {s: c[1] for s, c in cells.items()}, "", "≤ 6 s, defaults",
-                None if "kill" not in med.get("chi", {}) else chi_kill is not None and chi_kill <= 6))
+                {"chi": None if "kill" not in med.get("chi", {}) else chi_kill is not None and chi_kill <= 6}))
     for aof in (True, False):
         sc = "outage_aof" if aof else "outage_no_aof"
         shown = {}
@@ -405,10 +413,10 @@ def rows(med, p):
         met = None if not m else (m["errors"] + m["missing"] == 0 if aof else m["missing"] == 0)
         target = "0 lost" if aof else "0 silently missing"
         out.append((f"e. Redis down 3 s mid-run, {p.outage_n:,} tasks, AOF {'on' if aof else 'off'}",
-                    shown, "", target, met))
+                    shown, "", target, {"chi": met}))
     mib = lambda s: None if get(s, "rss", "kib") is None else get(s, "rss", "kib") / 1024
     line("f. idle worker RSS, all its processes (MiB)", mib, False, "≤ 1/10 of Celery",
-         _ratio_met(mib("celery"), mib("chi"), 10))
+         lambda c: _ratio_met(mib("celery"), mib(c), 10))
     return out
 
 
@@ -428,11 +436,15 @@ def markdown(med, meta, p):
              f"chi {meta['commit']}. Medians of {p.reps} repetition(s)"
              f"{' — QUICK SMOKE RUN, small counts: not a measurement' if p.quick else ''}. "
              f"Command: `{meta['command']}` ({meta['minutes']:.1f} min).", "",
-             "| scenario | chi-cluster | Celery | RQ | chi vs peers | target (issue 13) | met |",
-             "|---|---:|---:|---:|---|---|---|"]
+             f"| scenario | chi-cluster | chi-cluster, prefetch {p.chi_prefetch} | Celery | RQ | chi vs peers "
+             "| target (issue 13) | met (as shipped / prefetch) |",
+             "|---|---:|---:|---:|---:|---|---|---|"]
     for label, shown, vs, target, met in rows(med, p):
-        mark = "–" if met is None else ("met" if met else "**not met**")
-        lines.append(f"| {label} | {shown['chi']} | {shown['celery']} | {shown['rq']} | {vs} | {target} | {mark} |")
+        def mark(m):
+            return "–" if m is None else ("met" if m else "**not met**")
+        marks = "–" if met is None else " / ".join(mark(met.get(c)) for c in CHIS)
+        lines.append(f"| {label} | {shown['chi']} | {shown['chi-pf']} | {shown['celery']} | {shown['rq']} | {vs} "
+                     f"| {target} | {marks} |")
     c = med.get("redis", {}).get("ceiling", {})
     if c:
         chi = med.get("chi", {}).get("throughput", {}).get("per_sec")
@@ -440,8 +452,10 @@ def markdown(med, meta, p):
         lines += ["", f"g. Redis's own ceiling here (redis-benchmark, 50 clients): XADD {c['xadd_p1']:,} ops/s, "
                       f"{c['xadd_p16']:,} ops/s pipelined ×16; XREADGROUP COUNT 1 {c['xreadgroup_p1']:,} ops/s.{share}"]
     lines += ["", "Tasks per round (throughput / round trips / CPU tasks): " + "; ".join(
-        f"{NAMES[s]} {c['throughput']:,} / {c['rtt']:,} / {c['cpu']:,}" for s, c in p.counts.items()) +
-        f". Rounds: chi-cluster {p.reps}, Celery and RQ {min(p.reps, 3)} (d and e: once for the peers)."]
+        f"{NAMES[s]} {c['throughput']:,} / {c['rtt']:,} / {c['cpu']:,}" for s, c in p.counts.items()
+        if s != "chi-pf") +
+        f". Rounds: chi-cluster {p.reps} (both columns), Celery and RQ {min(p.reps, 3)} (d and e: once for the "
+        "peers, not run for the prefetch column)."]
     notes = [(s, sc, m.get("first_error") or m.get("error")) for s in SYSTEMS
              for sc, m in med.get(s, {}).items() if m.get("first_error") or m.get("error")]
     if notes:
@@ -456,8 +470,11 @@ def chart(med, path, p):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"chi": "#c0392b", "celery": "#2e86c1", "rq": "#7d7d7d"}
-    fig, axes = plt.subplots(2, 3, figsize=(14, 8))
+    colors = {"chi": "#c0392b", "chi-pf": "#e67e22", "celery": "#2e86c1", "rq": "#7d7d7d"}
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+
+    def label(s):
+        return f"chi-cluster\nprefetch {p.chi_prefetch}" if s == "chi-pf" else NAMES[s]
     panels = [
         ("a. tasks/s end to end (log)", lambda s: med.get(s, {}).get("throughput", {}).get("per_sec"), True),
         ("b. round trip p50, ms (log)", lambda s: _ms(med.get(s, {}).get("rtt", {}).get("p50_us")), True),
@@ -469,13 +486,13 @@ def chart(med, path, p):
     ]
     for ax, (title, value, logy) in zip(axes.flat, panels):
         vals = [value(s) for s in SYSTEMS]
-        ax.bar([NAMES[s] for s in SYSTEMS], [v or 0 for v in vals], color=[colors[s] for s in SYSTEMS])
+        ax.bar([label(s) for s in SYSTEMS], [v or 0 for v in vals], color=[colors[s] for s in SYSTEMS])
         for i, v in enumerate(vals):
             lost = title.startswith("d.") and "kill" in med.get(SYSTEMS[i], {})
             text = fmt(v) if v is not None else ("lost" if lost else "–")
             ax.annotate(text, (i, v or 0), ha="center", va="bottom", fontsize=9)
         ax.set_title(title, fontsize=10)
-        if logy and all(v for v in vals):
+        if logy and all(v for v in vals if v is not None) and any(vals):
             ax.set_yscale("log")
     fig.suptitle("chi-cluster vs Celery vs RQ on one Redis" + (" (quick smoke run)" if p.quick else ""))
     fig.tight_layout()
@@ -506,7 +523,8 @@ def params():
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 rep, small counts, short waits")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--scenarios", default="throughput,rtt,cpu,kill,outage,rss,ceiling")
-    ap.add_argument("--chi-prefetch", type=int, default=0, help="chi worker --prefetch (default 0, as shipped)")
+    ap.add_argument("--chi-prefetch", type=int, default=16,
+                    help="the chi-pf column's worker --prefetch (default 16)")
     ap.add_argument("--chi", required=True)
     ap.add_argument("--bench", required=True)
     ap.add_argument("--python", required=True)
@@ -517,9 +535,11 @@ def params():
     big = dict(throughput=10_000, rtt=500, cpu=2_000)
     full = dict(outage_n=1_000, kill_ms=500, kill_wait=60, outage_wait=20, ceiling_n=200_000,
                 counts=dict(chi=big, celery=big, rq=dict(throughput=1_000, rtt=200, cpu=300)))
+    full["counts"]["chi-pf"] = big
     small = dict(throughput=500, rtt=50, cpu=100)
     quick = dict(outage_n=200, kill_ms=500, kill_wait=15, outage_wait=10, ceiling_n=20_000,
                  counts=dict(chi=small, celery=small, rq=dict(throughput=100, rtt=20, cpu=50)))
+    quick["counts"]["chi-pf"] = small
     for k, v in (quick if p.quick else full).items():
         setattr(p, k, v)
     if p.quick:
@@ -538,9 +558,9 @@ def main():
         log(f"== {NAMES[system]} ==")
         if p.scenarios & {"throughput", "rtt", "cpu", "rss"}:
             basic(sy, system, p, res)
-        if "kill" in p.scenarios:
+        if "kill" in p.scenarios and system != "chi-pf":
             kill(sy, system, p, res)
-        if "outage" in p.scenarios:
+        if "outage" in p.scenarios and system != "chi-pf":
             for aof in (True, False):
                 outage(sy, system, p, res, aof)
     med = res.medians()

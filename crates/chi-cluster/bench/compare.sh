@@ -4,7 +4,7 @@
 #
 #   crates/chi-cluster/bench/compare.sh            # full run: --reps 5 (10 to 15 minutes)
 #   crates/chi-cluster/bench/compare.sh --quick    # smoke run: 1 rep, small counts (2.5 minutes)
-#   ... --reps 3 --systems chi,celery --scenarios throughput,rtt --chi-prefetch 16
+#   ... --reps 3 --systems chi,chi-pf,celery --scenarios throughput,rtt --chi-prefetch 32
 #
 # Needs redis-server, redis-cli, redis-benchmark, python3 with venv, and pip access. Builds
 # `chi` and the `cluster_bench` example in release, installs celery[redis], rq and matplotlib

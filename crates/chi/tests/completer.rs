@@ -133,6 +133,29 @@ fn completer_cancel_running_without_hook_is_refused() {
 }
 
 #[test]
+fn completer_cancel_pending_never_asks_the_hook_to_stop_a_running_task() {
+    let (tx, rx) = mpsc::channel();
+    let (c, t) = Completer::<u8>::with_cancel_hook(move || {
+        tx.send(()).unwrap();
+        true
+    });
+    assert!(c.set_running());
+    assert!(!t.cancel_pending(), "running: not pending");
+    assert!(rx.try_recv().is_err(), "the hook was not called");
+    assert!(c.set_result(5));
+    assert_eq!(t.result(), Ok(5));
+    let (tx, rx) = mpsc::channel();
+    let (c, t) = Completer::<u8>::with_cancel_hook(move || {
+        tx.send(()).unwrap();
+        true
+    });
+    assert!(t.cancel_pending(), "not started: cancelled");
+    recv(&rx, "the hook told the producer");
+    assert!(!c.set_result(1), "a later outcome is dropped");
+    assert_eq!(t.result(), Err(TaskError::Cancelled));
+}
+
+#[test]
 fn completer_panicking_hook_counts_as_refusal() {
     let (c, t) = Completer::<u8>::with_cancel_hook(|| panic!("hook boom"));
     assert!(c.set_running());

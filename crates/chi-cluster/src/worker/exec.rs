@@ -44,6 +44,9 @@ pub(crate) trait LocalTask: Send {
     /// Cancels it: one that has not started never will; a running process-pool task is
     /// killed. True if it will not finish normally.
     fn cancel(&self) -> bool;
+    /// Cancels it only if it has not started (never stops a running one); true if it will
+    /// never run.
+    fn cancel_pending(&self) -> bool;
     /// True while it runs.
     fn running(&self) -> bool;
     /// True if it was cancelled before it started.
@@ -53,6 +56,9 @@ pub(crate) trait LocalTask: Send {
 impl<T: Send> LocalTask for chi::Task<T> {
     fn cancel(&self) -> bool {
         chi::Task::cancel(self)
+    }
+    fn cancel_pending(&self) -> bool {
+        chi::Task::cancel_pending(self)
     }
     fn running(&self) -> bool {
         chi::Task::running(self)

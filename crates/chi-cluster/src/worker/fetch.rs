@@ -1,7 +1,10 @@
 //! The worker's fetch loop: reads as many tasks as it has free slots (`XREADGROUP COUNT n`,
 //! with their cancel marks in the same script while the queue is busy), reclaims tasks of
 //! dead workers (`XAUTOCLAIM`), and starts each one in the local pool, or answers it at once
-//! when it must not run (cancelled, unknown, wrong types, out of attempts). A slot is a local
+//! when it must not run (cancelled, unknown, wrong types, out of attempts). A read that finds
+//! the queue empty while processes are idle says so in `chi:{q}:idle`, for workers that
+//! prefetch (see `lease`); while some peer is idle, a prefetching worker reads only for its own
+//! idle processes. A slot is a local
 //! process (or thread): it is free again the moment its run ends, while the answer is still
 //! on its way to Redis.
 
@@ -91,12 +94,14 @@ fn wait_free(s: &Shared, max: Duration) -> (usize, usize) {
 /// cancel set `KEYS[2]`: `{reply, marks}` in one round trip, or false when nothing is waiting.
 /// A worker that finds nothing with `ARGV[5]` > 0 idle processes says so in the idle hash
 /// `KEYS[3]` (workers that prefetch hand it their waiting tasks); any other read clears that.
+/// Written only when it changes (no replication traffic while idle), and a refused write (a
+/// full Redis) does not fail the read.
 const READ_READY: &str = r"
 local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
 if not r and tonumber(ARGV[5]) > 0 then
-  redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
+  if redis.call('HGET', KEYS[3], ARGV[2]) ~= ARGV[5] then redis.pcall('HSET', KEYS[3], ARGV[2], ARGV[5]) end
 else
-  redis.call('HDEL', KEYS[3], ARGV[2])
+  redis.pcall('HDEL', KEYS[3], ARGV[2])
 end
 if not r then return false end
 local marks = {}
@@ -199,6 +204,9 @@ fn start_batch(
     batch: Vec<(Entry, u64)>,
     marks: Option<Vec<bool>>,
 ) {
+    if batch.is_empty() {
+        return; // a blocking read that timed out
+    }
     let cancelled = marks.unwrap_or_else(|| cancelled(s, link, &batch));
     let batch: Vec<_> = {
         let mut st = lock(&s.state);

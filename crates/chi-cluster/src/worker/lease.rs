@@ -1,12 +1,12 @@
 //! Leases: the heartbeat (the worker's time in `chi:{q}:workers`, and `XCLAIM … JUSTID` of the
 //! entries it holds so that their idle time stays below the lease), cancels of running tasks,
-//! and the reclaim of entries whose holder went silent.
+//! the reclaim of entries whose holder went silent, and, for a worker that prefetches, handing
+//! waiting tasks to peers that have idle processes (`chi:{q}:idle`).
 
 use super::Shared;
 use crate::conn::{self, Entry, Link, lock};
 use crate::keys::{FORGET_WORKER_MS, GROUP};
 use redis::Value;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The heartbeat thread: runs until the worker stops.
@@ -62,13 +62,56 @@ fn forget_silent(s: &Shared, link: &mut Link) {
     });
 }
 
-/// One beat: the time, the lease refresh of held entries, and their cancel marks.
-fn beat(s: &Shared, link: &mut Link) {
-    let held: Vec<(String, String)> = lock(&s.state)
+/// Sums the idle processes of the live workers other than `ARGV[1]` in the idle hash `KEYS[1]`
+/// (alive: a heartbeat in `KEYS[2]` less than `ARGV[3]` ms before `ARGV[2]`), and reserves up
+/// to `ARGV[4]` of them for the tasks this worker hands back (taken off their counts, so that
+/// two workers that prefetch do not both fill one idle process): `{sum, reserved}`.
+const PEERS_IDLE: &str = r"
+local idle, want, sum = redis.call('HGETALL', KEYS[1]), tonumber(ARGV[4]), 0
+local got = 0
+for i = 1, #idle, 2 do
+  local id, n = idle[i], tonumber(idle[i + 1]) or 0
+  local beat = tonumber(redis.call('HGET', KEYS[2], id) or '')
+  if id ~= ARGV[1] and beat and tonumber(ARGV[2]) - beat < tonumber(ARGV[3]) and n > 0 then
+    sum = sum + n
+    local take = math.min(n, want - got)
+    if take > 0 then
+      got = got + take
+      if take == n then redis.pcall('HDEL', KEYS[1], id) else redis.pcall('HSET', KEYS[1], id, n - take) end
+    end
+  end
+end
+return {sum, got}
+";
+
+/// Tasks this worker could hand to idle peers: the ones waiting beyond its own idle processes.
+fn waiting(s: &Shared, st: &super::State) -> usize {
+    let waiting = st
         .held
-        .iter()
-        .map(|(e, h)| (e.clone(), h.task_id.clone()))
-        .collect();
+        .values()
+        .filter(|h| {
+            h.stop == super::Stop::Serve
+                && h.local
+                    .as_ref()
+                    .is_some_and(|l| !l.running() && !l.cancelled())
+        })
+        .count();
+    waiting.saturating_sub(st.free.saturating_sub(s.prefetch))
+}
+
+/// One beat: the time, the lease refresh of held entries, and their cancel marks; for a worker
+/// that prefetches, also the idle processes of its peers (see [`PEERS_IDLE`]).
+fn beat(s: &Shared, link: &mut Link) {
+    let (held, want): (Vec<(String, String)>, usize) = {
+        let st = lock(&s.state);
+        let held = st
+            .held
+            .iter()
+            .map(|(e, h)| (e.clone(), h.task_id.clone()))
+            .collect();
+        (held, waiting(s, &st))
+    };
+    let peers_script = redis::Script::new(PEERS_IDLE);
     let deadline = Some(Instant::now() + s.heartbeat);
     let got = link.call(deadline, |c| {
         let mut pipe = redis::pipe();
@@ -93,12 +136,27 @@ fn beat(s: &Shared, link: &mut Link) {
                 cmd.arg(id);
             }
         }
-        if s.prefetch > 0 {
-            pipe.cmd("HGETALL").arg(&s.keys.idle);
-            pipe.cmd("HGETALL").arg(&s.keys.workers);
-        }
         pipe.query::<Vec<Value>>(c)
     });
+    // Apart, as a script of its own: a script cannot be loaded on demand inside a pipeline.
+    let peers = if s.prefetch > 0 {
+        let got = link.call(deadline, |c| {
+            peers_script
+                .key(&s.keys.idle)
+                .key(&s.keys.workers)
+                .arg(&s.id)
+                .arg(conn::now_ms())
+                .arg(s.lease.as_millis() as u64)
+                .arg(want)
+                .invoke::<(u64, u64)>(c)
+        });
+        match got {
+            Ok(Ok((sum, got))) => Some((sum as usize, got as usize)),
+            _ => None,
+        }
+    } else {
+        None
+    };
     let Ok(Ok(v)) = got else { return };
     let mut v = v.iter();
     let marks = if held.is_empty() { None } else { v.next() };
@@ -113,43 +171,18 @@ fn beat(s: &Shared, link: &mut Link) {
             }
         }
     }
-    if let (Some(idle), Some(workers)) = (v.next(), v.next()) {
-        let peers = peers_idle(s, idle, workers);
-        if peers != st.peers_idle {
-            st.peers_idle = peers;
+    if let Some((sum, reserved)) = peers {
+        if sum != st.peers_idle {
+            st.peers_idle = sum;
             s.changed.notify_all(); // the fetch loop may take more, or must take fewer
         }
-        if peers > 0 {
-            let n = super::stop::hand_back(&mut st, peers);
+        if reserved > 0 {
+            let n = super::stop::hand_back(&mut st, reserved);
             if n > 0 {
-                tracing::info!(worker = %s.id, "handing back {n} waiting tasks: other workers have {peers} idle processes");
+                tracing::info!(worker = %s.id, "handing back {n} waiting tasks: other workers have {sum} idle processes");
             }
         }
     }
-}
-
-/// Idle processes of the other live workers, from the idle hash and the heartbeat hash.
-fn peers_idle(s: &Shared, idle: &Value, workers: &Value) -> usize {
-    let now = conn::now_ms();
-    let lease = u64::try_from(s.lease.as_millis()).unwrap_or(u64::MAX);
-    let beats: HashMap<String, u64> = conn::items(workers)
-        .chunks(2)
-        .filter_map(|p| {
-            let beat = u64::try_from(conn::int(p.get(1)?)?).ok()?;
-            Some((conn::text(&p[0])?, beat))
-        })
-        .collect();
-    conn::items(idle)
-        .chunks(2)
-        .filter_map(|p| {
-            let id = conn::text(&p[0])?;
-            let alive = beats
-                .get(&id)
-                .is_some_and(|b| now.saturating_sub(*b) < lease);
-            let n = usize::try_from(conn::int(p.get(1)?)?).ok()?;
-            (id != s.id && alive).then_some(n)
-        })
-        .fold(0, usize::saturating_add)
 }
 
 /// `XAUTOCLAIM` of up to `free` entries idle longer than the lease (their holder stopped

@@ -92,14 +92,15 @@ impl WorkerBuilder {
         self
     }
 
-    /// Takes up to `n` tasks beyond its free processes (default 0), queued in the local pool:
-    /// fewer round trips for many tiny tasks. Head-of-line blocking stays bounded: while
-    /// another worker of the queue has an idle process and nothing to read, this one takes no
-    /// task beyond its own idle processes, and at its next heartbeat it hands back to the queue
-    /// the tasks it took ahead that have not started (as many as the others have idle
-    /// processes), where the idle worker takes them at once. A prefetched task so waits behind
-    /// a long one here for at most about one heartbeat (plus the idle worker's read) while
-    /// another worker could run it; a handed-back task's attempt count is unchanged.
+    /// Takes up to `n` tasks beyond its free processes (default 0): fewer round trips for many
+    /// tiny tasks. They wait in the local pool's queue for whichever process is free first
+    /// (never inside a busy process). When another worker of the queue finds it empty with
+    /// processes idle, this one, at its next heartbeat, hands back to the queue as many of
+    /// its waiting tasks as the others have idle processes (only tasks that have not started;
+    /// the attempt count is unchanged), and takes no more than its own idle processes while
+    /// that lasts. So a task taken ahead waits behind a long one here while another worker
+    /// idles only until the heartbeat after that worker found the queue empty, not for the
+    /// whole long task.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;
         self
@@ -157,12 +158,12 @@ impl WorkerBuilder {
                     .map_err(|e| ClusterError::Pool(e.to_string()))?,
             )
         } else {
-            let mut b = chi::ProcessPool::builder().max_workers(self.processes);
-            if self.prefetch == 0 {
-                // No task waits inside a process behind another, even while a process
-                // restarts after a crash, a timeout or a cancel: no head-of-line blocking.
-                b = b.max_in_flight(1);
-            }
+            // No task waits inside a process behind another, even while a process restarts
+            // after a crash, a timeout or a cancel: prefetched tasks wait in the pool's own
+            // queue, for whichever process is free first.
+            let b = chi::ProcessPool::builder()
+                .max_workers(self.processes)
+                .max_in_flight(1);
             LocalPool::Process(b.build().map_err(|e| ClusterError::Pool(e.to_string()))?)
         };
         let keys = QueueKeys::new(&self.queue);
@@ -332,7 +333,8 @@ pub(crate) struct Held {
 pub(crate) enum Stop {
     /// Serve it: run it and answer.
     Serve,
-    /// It had not started and was cancelled: a `Cancelled` outcome puts it back in the queue.
+    /// It had not started and was taken back (a stopping worker, or one handing tasks to an
+    /// idle peer): its `Cancelled` outcome puts it back in the queue, not counted as a run.
     HandBack,
     /// Past the grace: put back in the queue whatever its run does.
     GiveUp,

@@ -1,9 +1,11 @@
 //! The worker's reply thread: answers finished tasks in batches, each batch one transaction
 //! (`XADD` result + `EXPIRE` + `XACK` + `XDEL`, and the dead letter if any). The slot of a
 //! local run is freed when the run ends (by its callback, or when its outcome arrives here),
-//! before the answer is sent; the slot of a task answered without a run, once it is sent. A task that goes back to the queue instead (a panicked run to retry, an entry a
-//! stopping worker hands back) is re-added and acknowledged by one script in the same
-//! transaction: it is never both answered and queued, nor neither.
+//! before the answer is sent; the slot of a task answered without a run, once it is sent. A
+//! task that goes back to the queue instead (a panicked run to retry, an entry a stopping
+//! worker, or one handing work to an idle peer, takes back before it starts) is re-added and
+//! acknowledged by one script in the same transaction: it is never both answered and queued,
+//! nor neither.
 
 use super::{Shared, Stop};
 use crate::codec::{self, Outcome, WireError};
@@ -179,8 +181,8 @@ pub(super) fn run(s: &Shared, rx: &Receiver<Reply>) {
     }
 }
 
-/// Turns outcomes into what is sent: a panicked run with attempts left, or a waiting task a
-/// stopping worker cancelled to hand back, goes back to the queue; the late outcome of a task
+/// Turns outcomes into what is sent: a panicked run with attempts left, or a waiting task taken
+/// back to hand back (see `stop::hand_back`), goes back to the queue; the late outcome of a task
 /// already given up is dropped.
 fn decide(s: &Shared, batch: Vec<Reply>) -> Vec<Reply> {
     let mut st = lock(&s.state);
@@ -203,11 +205,8 @@ fn decide(s: &Shared, batch: Vec<Reply>) -> Vec<Reply> {
         }
         let handed_back = st.held.get(&r.entry).and_then(|h| {
             let cancelled = matches!(r.outcome, Err(WireError::Cancelled));
-            (h.stop == Stop::HandBack && cancelled).then(|| {
-                // Cancelled before it started: this delivery was not a run.
-                let not_run = h.local.as_ref().is_some_and(|l| l.cancelled());
-                r.attempt - u64::from(not_run)
-            })
+            // Taken back before it started (see `stop::hand_back`): this delivery was not a run.
+            (h.stop == Stop::HandBack && cancelled).then(|| r.attempt.saturating_sub(1))
         });
         if handed_back.is_some() {
             r.requeue = handed_back;

@@ -20,9 +20,8 @@ pub(super) fn wind_down(s: &Shared, tx: &Sender<Reply>) -> bool {
     true
 }
 
-/// Cancels every held task that has not started; the reply thread puts each one whose outcome
-/// is `Cancelled` back in the queue. (A task that starts meanwhile runs on, or, in a process
-/// pool, is stopped and handed back: at least once, as always.)
+/// Cancels every held task that has not started; the reply thread puts each one back in the
+/// queue. (A task that starts meanwhile runs on and is answered.)
 fn hand_back_waiting(s: &Shared) {
     let n = hand_back(&mut lock(&s.state), usize::MAX);
     if n > 0 {
@@ -37,7 +36,10 @@ pub(super) fn hand_back(st: &mut State, limit: usize) -> usize {
     let mut waiting: Vec<(u64, u64, &mut Held)> = st
         .held
         .iter_mut()
-        .filter(|(_, h)| h.stop == Stop::Serve && h.local.as_ref().is_some_and(|l| !l.running()))
+        .filter(|(_, h)| {
+            let waits = |l: &super::Local| !l.running() && !l.cancelled();
+            h.stop == Stop::Serve && h.local.as_ref().is_some_and(waits)
+        })
         .map(|(e, h)| {
             let (ms, seq) = e.split_once('-').unwrap_or((e, "0"));
             (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0), h)
@@ -49,9 +51,11 @@ pub(super) fn hand_back(st: &mut State, limit: usize) -> usize {
         if n == limit {
             break;
         }
-        // Marked first: the cancel may deliver the outcome right here.
+        // Marked first: the cancel may deliver the outcome right here. Only a pending task is
+        // taken back, never a run stopped: the `Cancelled` outcome of a task marked so was
+        // not a run.
         h.stop = Stop::HandBack;
-        if h.local.as_ref().is_some_and(|l| l.cancel()) {
+        if h.local.as_ref().is_some_and(|l| l.cancel_pending()) {
             n += 1;
         } else {
             h.stop = Stop::Serve; // it started or finished after all

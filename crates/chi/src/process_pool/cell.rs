@@ -172,6 +172,12 @@ impl<T: Send> TaskCell<T> for ProcCell<T> {
             }
         }
     }
+
+    fn cancel_pending(&self) -> bool {
+        // A task cancelled before counts; else revoke it from its worker (or take it from
+        // the queue) only if that worker has not claimed it.
+        self.core.snapshot().is_cancelled() || JobCell::cancel_unstarted(self)
+    }
 }
 
 impl<T: Send> JobCell for ProcCell<T> {

@@ -335,6 +335,9 @@ pub(crate) trait TaskCell<T>: Send + Sync {
     fn core(&self) -> &Core<T>;
     /// Cancels the task if possible; true if it is (now or already) cancelled.
     fn cancel(&self) -> bool;
+    /// Cancels the task only if it has not started, never stopping a running one; true if it
+    /// is (now or already) cancelled and will never run.
+    fn cancel_pending(&self) -> bool;
 }
 
 /// A task completed from outside (for example by a process-pool supervisor): no closure.
@@ -351,6 +354,9 @@ impl<T: Send> TaskCell<T> for Core<T> {
             TransitionToCancelled::AlreadyCancelled => true,
             TransitionToCancelled::TooLate => false,
         }
+    }
+    fn cancel_pending(&self) -> bool {
+        TaskCell::cancel(self) // nothing runs here to stop
     }
 }
 
@@ -420,6 +426,9 @@ impl<F: FnOnce() -> T + Send, T: Send> TaskCell<T> for FnCell<F, T> {
     }
     fn cancel(&self) -> bool {
         self.cancel_as(TaskError::Cancelled) != TransitionToCancelled::TooLate
+    }
+    fn cancel_pending(&self) -> bool {
+        TaskCell::cancel(self) // a running closure is never stopped anyway
     }
 }
 

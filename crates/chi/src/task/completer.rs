@@ -58,6 +58,19 @@ impl<T: Send> TaskCell<T> for HookCell<T> {
             }
         }
     }
+
+    fn cancel_pending(&self) -> bool {
+        match self.core.try_cancel() {
+            // Not marked running: the hook tells the producer not to start it.
+            TransitionToCancelled::Success => {
+                self.core.complete(Err(TaskError::Cancelled));
+                self.call_hook();
+                true
+            }
+            TransitionToCancelled::AlreadyCancelled => true,
+            TransitionToCancelled::TooLate => false,
+        }
+    }
 }
 
 /// The producer's side of a completable [`Task<T>`].

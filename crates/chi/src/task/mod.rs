@@ -178,6 +178,17 @@ impl<T> Task<T> {
         self.cell.cancel()
     }
 
+    /// Cancels the task only if it has not started, and never stops a running one: Python's
+    /// `Future.cancel()` exactly. Returns true if the task is cancelled (now or before) and
+    /// never runs. For a thread-pool task this is [`cancel`](Self::cancel); a process-pool task
+    /// queued in the pool, or sent to a worker process that has not taken it yet, is taken
+    /// back, while one its worker has begun runs on (where `cancel` would kill that worker).
+    /// A task completed from outside (a [`Completer`](crate::Completer)'s) counts as started
+    /// once it is marked running.
+    pub fn cancel_pending(&self) -> bool {
+        self.cell.cancel_pending()
+    }
+
     /// Runs `f` with the outcome once the task finishes: at once on this thread if it already
     /// has, otherwise on the thread that finishes it. Runs exactly once. A panic in `f` is
     /// caught and logged; it does not affect the task, the worker, or other callbacks.

@@ -36,6 +36,31 @@ fn cancel_running_task_kills_its_worker_and_pool_goes_on() {
 }
 
 #[test]
+fn cancel_pending_takes_back_a_waiting_task_and_never_stops_a_running_one() {
+    let pool = pool(1);
+    let h = Holder::new();
+    let held = pool.submit(hold, h.arg()).unwrap();
+    let pid = h.wait_started();
+    assert!(!held.cancel_pending(), "a running task is not pending");
+    assert!(held.running() && !held.cancelled());
+    let ran = temp_path("ran-pending");
+    // Sent to the busy worker's pipeline (or still queued): either way it has not started.
+    let victim = pool.submit(touch, ran.display().to_string()).unwrap();
+    assert!(victim.cancel_pending());
+    assert!(victim.cancel_pending(), "cancelled already: still true");
+    assert_eq!(get(victim), Err(TaskError::Cancelled));
+    h.release();
+    assert_eq!(get(held), Ok(pid), "the running task ran on, undisturbed");
+    assert_eq!(worker_pid(&pool), pid, "no worker was killed");
+    assert!(!ran.exists(), "a cancelled task never runs");
+    assert_eq!(pool.metrics().died, 0);
+    let done = pool.submit(square, 4).unwrap();
+    done.wait_timeout(NEVER);
+    assert!(!done.cancel_pending());
+    assert_eq!(get(done), Ok(16));
+}
+
+#[test]
 fn cancel_finished_task_is_false() {
     let pool = pool(1);
     let t = pool.submit(square, 3).unwrap();

@@ -130,6 +130,23 @@ fn cancel_running_refused() {
 }
 
 #[test]
+fn cancel_pending_is_cancel_on_a_thread_pool() {
+    let pool = ThreadPool::new(1).unwrap();
+    let gate = Gate::new();
+    let running = pool.submit(gate.hold_then(|| 3)).unwrap();
+    gate.wait_started(1);
+    let pending = pool.submit(|| 4).unwrap();
+    assert!(!running.cancel_pending(), "a running task is not pending");
+    assert!(pending.cancel_pending());
+    assert!(pending.cancelled());
+    gate.open();
+    running.wait_timeout(Duration::from_secs(60));
+    assert!(!running.cancel_pending(), "nor a finished one");
+    assert_eq!(running.result(), Ok(3));
+    assert_eq!(pending.result(), Err(TaskError::Cancelled));
+}
+
+#[test]
 fn cancel_finished_refused() {
     let pool = ThreadPool::new(1).unwrap();
     let task = pool.submit(|| 3).unwrap();
