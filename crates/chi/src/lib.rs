@@ -30,7 +30,7 @@
 //! | `pool.submit(fn, *args)` | `pool.submit(move \|\| f(a, b))` → [`Task<T>`] |
 //! | `future.result(timeout)` | [`Task::result`], [`Task::result_timeout`] |
 //! | `done()`, `running()`, `cancelled()`, `exception()` | [`Task::done`], [`Task::running`], [`Task::cancelled`], [`Task::error`] |
-//! | `future.cancel()` | [`Task::cancel`] |
+//! | `future.cancel()` | [`Task::cancel_pending`] (never stops a running task); [`Task::cancel`] also stops a running process-pool task |
 //! | `add_done_callback(cb)` | [`Task::add_done_callback`] (gets `&Result<T, TaskError>`) |
 //! | `shutdown(wait=True)`, `shutdown(cancel_futures=True)` | [`ThreadPool::shutdown`], [`ThreadPool::shutdown_now`]; `Drop` = `shutdown` |
 //! | `pool.map(fn, iterable)` | [`ThreadPool::map`]: ordered, **lazy**, bounded look-ahead |

@@ -102,14 +102,14 @@ fn waiting(s: &Shared, st: &super::State) -> usize {
 /// One beat: the time, the lease refresh of held entries, and their cancel marks; for a worker
 /// that prefetches, also the idle processes of its peers (see [`PEERS_IDLE`]).
 fn beat(s: &Shared, link: &mut Link) {
-    let (held, want): (Vec<(String, String)>, usize) = {
+    let (held, want, busy): (Vec<(String, String)>, usize, bool) = {
         let st = lock(&s.state);
         let held = st
             .held
             .iter()
             .map(|(e, h)| (e.clone(), h.task_id.clone()))
             .collect();
-        (held, waiting(s, &st))
+        (held, waiting(s, &st), st.free <= s.prefetch)
     };
     let peers_script = redis::Script::new(PEERS_IDLE);
     let deadline = Some(Instant::now() + s.heartbeat);
@@ -120,6 +120,10 @@ fn beat(s: &Shared, link: &mut Link) {
             .arg(&s.id)
             .arg(conn::now_ms())
             .ignore();
+        if busy {
+            // Every process busy: not idle, even if a read's clearing of the mark was lost.
+            pipe.cmd("HDEL").arg(&s.keys.idle).arg(&s.id).ignore();
+        }
         if !held.is_empty() {
             let cmd = pipe
                 .cmd("XCLAIM")
@@ -138,7 +142,9 @@ fn beat(s: &Shared, link: &mut Link) {
         }
         pipe.query::<Vec<Value>>(c)
     });
-    // Apart, as a script of its own: a script cannot be loaded on demand inside a pipeline.
+    let Ok(Ok(v)) = got else { return };
+    // Apart, as a script of its own (a script cannot be loaded on demand inside a pipeline),
+    // and only once the beat went through: what it reserves is handed back just below.
     let peers = if s.prefetch > 0 {
         let got = link.call(deadline, |c| {
             peers_script
@@ -157,7 +163,6 @@ fn beat(s: &Shared, link: &mut Link) {
     } else {
         None
     };
-    let Ok(Ok(v)) = got else { return };
     let mut v = v.iter();
     let marks = if held.is_empty() { None } else { v.next() };
     let mut st = lock(&s.state);

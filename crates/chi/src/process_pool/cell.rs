@@ -174,9 +174,48 @@ impl<T: Send> TaskCell<T> for ProcCell<T> {
     }
 
     fn cancel_pending(&self) -> bool {
-        // A task cancelled before counts; else revoke it from its worker (or take it from
-        // the queue) only if that worker has not claimed it.
-        self.core.snapshot().is_cancelled() || JobCell::cancel_unstarted(self)
+        use crate::task::TransitionToCancelled as C;
+        // The whole decision under the placement lock: the dispatcher places a message (and
+        // the supervisor clears its placement before completing) under the same lock, so the
+        // placement read here stays true until the cancel is settled.
+        let won = {
+            let mut g = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+            match g.as_ref() {
+                Some(p) => {
+                    // Sent to a worker: only if the worker has not claimed it yet.
+                    if !p.link.upgrade().is_some_and(|l| l.revoke(p.slot, p.seq)) {
+                        return false;
+                    }
+                    match self.core.try_cancel() {
+                        C::Success => {
+                            *g = None;
+                            true
+                        }
+                        C::AlreadyCancelled => return true,
+                        C::TooLate => {
+                            // Marked running as the first in flight, but revoked: the skip
+                            // that comes back completes it as cancelled. The supervisor has
+                            // not set COMPLETING: it clears the placement (under this lock)
+                            // first.
+                            // ORDERING: as in `cancel`.
+                            self.flags.fetch_or(CANCEL_REQ, Ordering::AcqRel);
+                            return true;
+                        }
+                    }
+                }
+                // In the pool's queue: a won `try_cancel` keeps the dispatcher from placing it
+                // (`place` re-checks under this lock); too late means it is being sent or runs.
+                None => match self.core.try_cancel() {
+                    C::Success => true,
+                    C::AlreadyCancelled => return true,
+                    C::TooLate => return false,
+                },
+            }
+        };
+        if won {
+            self.core.complete(Err(TaskError::Cancelled));
+        }
+        won
     }
 }
 

@@ -61,6 +61,61 @@ fn cancel_pending_takes_back_a_waiting_task_and_never_stops_a_running_one() {
 }
 
 #[test]
+fn cancel_pending_racing_the_dispatcher_is_true_exactly_for_the_tasks_that_never_run() {
+    for in_flight in [1, 32] {
+        let pool = ProcessPool::builder()
+            .max_workers(2)
+            .max_in_flight(in_flight)
+            .build()
+            .unwrap();
+        let log = temp_path("appended");
+        let tasks: Vec<_> = (0..1_500u64)
+            .map(|i| pool.submit(append, (log.display().to_string(), i)).unwrap())
+            .collect();
+        // Each odd task is taken back the moment the task before it finishes: when the pool
+        // sends, claims and marks running the next ones.
+        let mut taken = vec![false; tasks.len()];
+        for k in (1..tasks.len()).step_by(2) {
+            tasks[k - 1].wait_timeout(NEVER);
+            taken[k] = tasks[k].cancel_pending();
+        }
+        eprintln!(
+            "DEBUG {in_flight} taken {}",
+            taken.iter().filter(|x| **x).count()
+        );
+        let ran: std::collections::HashSet<u64> = {
+            for t in &tasks {
+                t.wait_timeout(NEVER);
+            }
+            pool.shutdown();
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.parse().unwrap())
+                .collect()
+        };
+        for (i, (t, taken)) in tasks.into_iter().zip(taken).enumerate() {
+            let i = i as u64;
+            if taken {
+                assert_eq!(
+                    get(t),
+                    Err(TaskError::Cancelled),
+                    "task {i}, in flight {in_flight}"
+                );
+                assert!(
+                    !ran.contains(&i),
+                    "task {i} was taken back but ran (in flight {in_flight})"
+                );
+            } else {
+                assert_eq!(get(t), Ok(i), "task {i}, in flight {in_flight}");
+                assert!(ran.contains(&i), "task {i}");
+            }
+        }
+        let _ = std::fs::remove_file(&log);
+    }
+}
+
+#[test]
 fn cancel_finished_task_is_false() {
     let pool = pool(1);
     let t = pool.submit(square, 3).unwrap();

@@ -60,6 +60,19 @@ pub(crate) fn touch(path: String) -> u32 {
     std::process::id()
 }
 
+/// Appends `id` and a newline to the file at `path` (one `write` with `O_APPEND`, so runs in
+/// several processes never interleave); returns `id`.
+pub(crate) fn append((path, id): (String, u64)) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .expect("open");
+    f.write_all(format!("{id}\n").as_bytes()).expect("append");
+    id
+}
+
 pub(crate) fn sleeps_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
