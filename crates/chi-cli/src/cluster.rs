@@ -215,8 +215,8 @@ fn status(a: &StatusArgs) -> anyhow::Result<()> {
         for w in &s.workers {
             writeln!(
                 out,
-                "  worker {}: holds {}, last heartbeat {} ms ago",
-                w.id, w.holding, w.heartbeat_age_ms
+                "  worker {}: holds {}, {} idle processes, last heartbeat {} ms ago",
+                w.id, w.holding, w.idle, w.heartbeat_age_ms
             )?;
         }
         for (id, name, attempts) in &s.recent_dead {

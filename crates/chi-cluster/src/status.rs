@@ -37,6 +37,9 @@ pub struct WorkerStatus {
     pub heartbeat_age_ms: u64,
     /// Tasks it holds.
     pub holding: u64,
+    /// Its idle processes, while it finds the queue empty (0 when it is busy); workers that
+    /// prefetch hand these their waiting tasks.
+    pub idle: u64,
 }
 
 /// Reads the state of `queue` on the Redis at `url`.
@@ -57,12 +60,20 @@ pub fn status(url: &str, queue: &str) -> Result<QueueStatus, ClusterError> {
             .arg("-")
             .arg("COUNT")
             .arg(5);
+        pipe.cmd("HGETALL").arg(&k.idle);
         for s in sec.saturating_sub(10)..sec {
             pipe.cmd("GET").arg(k.done(s));
         }
         pipe.query(c)
     })??;
     let holding = pending_by_consumer(&mut link, &k)?;
+    let idle: Vec<(String, u64)> = conn::items(&v[4])
+        .chunks(2)
+        .filter_map(|p| {
+            let n = u64::try_from(conn::int(p.get(1)?)?).ok()?;
+            Some((conn::text(&p[0])?, n))
+        })
+        .collect();
     let mut workers: Vec<WorkerStatus> = conn::items(&v[1])
         .chunks(2)
         .filter_map(|pair| {
@@ -74,6 +85,7 @@ pub fn status(url: &str, queue: &str) -> Result<QueueStatus, ClusterError> {
                     .iter()
                     .find(|(c, _)| *c == id)
                     .map_or(0, |(_, n)| *n),
+                idle: idle.iter().find(|(c, _)| *c == id).map_or(0, |(_, n)| *n),
                 id,
             })
         })
@@ -91,7 +103,7 @@ pub fn status(url: &str, queue: &str) -> Result<QueueStatus, ClusterError> {
             )
         })
         .collect();
-    let done: i64 = v[4..].iter().filter_map(conn::int).sum();
+    let done: i64 = v[5..].iter().filter_map(conn::int).sum();
     Ok(QueueStatus {
         queue: queue.to_owned(),
         depth: conn::int(&v[0])

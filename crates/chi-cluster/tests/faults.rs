@@ -255,16 +255,19 @@ fn a_prefetching_worker_hands_its_waiting_tasks_to_an_idle_one() {
     // Worker A: one process, three more tasks taken ahead, queued behind a long one.
     let a = WorkerSpec::new(&redis.url()).prefetch(3).spawn();
     wait_workers(&redis, "default", 1);
+    let status = || chi_cluster::status(&redis.url(), "default").unwrap();
+    let idle = |st: &chi_cluster::QueueStatus| st.workers.iter().map(|w| w.idle).sum::<u64>();
+    eventually("A shows its one process idle", || idle(&status()) == 1);
     let client = Cluster::connect(&redis.url()).unwrap();
     let dir = TempDir::new("idle-peer");
     let long = client.submit(&GATED, (dir.str(), "h".into())).unwrap();
     eventually("the long task started", || {
         !started_by(&dir, "h").is_empty()
     });
+    eventually("A busy: no idle process shown", || idle(&status()) == 0);
     let queued: Vec<_> = (0..3)
         .map(|_| client.submit(&WORKER_PID, ()).unwrap())
         .collect();
-    let status = || chi_cluster::status(&redis.url(), "default").unwrap();
     eventually("A holds 1 + 3 tasks", || status().running == 4);
     // B comes up idle: A, still running its long task and refreshing its leases (no reclaim),
     // hands it the three that wait, not counted as runs.
