@@ -44,6 +44,18 @@ impl<T: Send> TaskCell<T> for HookCell<T> {
     }
 
     fn cancel(&self) -> bool {
+        self.cancel_unless(true)
+    }
+
+    fn cancel_pending(&self) -> bool {
+        self.cancel_unless(false)
+    }
+}
+
+impl<T: Send> HookCell<T> {
+    /// `cancel` (`stop_running`: the hook is also asked to stop a running task) or
+    /// `cancel_pending` (false: a task marked running is left alone).
+    fn cancel_unless(&self, stop_running: bool) -> bool {
         match self.core.try_cancel() {
             TransitionToCancelled::Success => {
                 self.core.complete(Err(TaskError::Cancelled));
@@ -54,21 +66,8 @@ impl<T: Send> TaskCell<T> for HookCell<T> {
             }
             TransitionToCancelled::AlreadyCancelled => true,
             TransitionToCancelled::TooLate => {
-                !self.core.snapshot().is_complete() && self.call_hook()
+                stop_running && !self.core.snapshot().is_complete() && self.call_hook()
             }
-        }
-    }
-
-    fn cancel_pending(&self) -> bool {
-        match self.core.try_cancel() {
-            // Not marked running: the hook tells the producer not to start it.
-            TransitionToCancelled::Success => {
-                self.core.complete(Err(TaskError::Cancelled));
-                self.call_hook();
-                true
-            }
-            TransitionToCancelled::AlreadyCancelled => true,
-            TransitionToCancelled::TooLate => false,
         }
     }
 }
