@@ -298,6 +298,50 @@ fn a_prefetching_worker_hands_its_waiting_tasks_to_an_idle_one() {
 }
 
 #[test]
+fn two_prefetching_workers_both_hand_their_waiting_tasks_to_one_idle_worker() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("two-prefetchers");
+    let status = || chi_cluster::status(&redis.url(), "default").unwrap();
+    // A and C: one process each, three tasks taken ahead, queued behind a long one. Each long
+    // task is queued before its worker starts, so that worker's first read takes it and it is
+    // never idle (an idle C would be handed A's tasks).
+    let mut held = Vec::new();
+    let mut longs = Vec::new();
+    let mut prefetchers = Vec::new();
+    for (n, name) in ["a", "c"].into_iter().enumerate() {
+        longs.push(client.submit(&GATED, (dir.str(), name.into())).unwrap());
+        prefetchers.push(WorkerSpec::new(&redis.url()).prefetch(3).spawn());
+        eventually("the long task started", || {
+            !started_by(&dir, name).is_empty()
+        });
+        held.extend((0..3).map(|_| client.submit(&WORKER_PID, ()).unwrap()));
+        eventually("the worker holds 1 + 3 tasks", || {
+            status().running == 4 * (n as u64 + 1)
+        });
+    }
+    assert_eq!(started_by(&dir, "a"), vec![prefetchers[0].pid()]);
+    assert_eq!(started_by(&dir, "c"), vec![prefetchers[1].pid()]);
+    // B comes up idle: the six waiting tasks all reach it, one at a time, while both long
+    // tasks still run; none is run twice or counted as a retry.
+    let b = WorkerSpec::new(&redis.url()).spawn();
+    for t in held {
+        assert_eq!(t.result_timeout(common::NEVER).ok(), Some(b.pid()));
+    }
+    assert!(longs.iter().all(|t| !t.done()));
+    open(&dir, &["a", "c"]);
+    for (t, w) in longs.into_iter().zip(&prefetchers) {
+        assert_eq!(t.result(), Ok(w.pid()));
+    }
+    let m = client.metrics();
+    assert_eq!((m.results, m.duplicates, m.retried), (8, 0, 0), "{m:?}");
+    let st = status();
+    assert_eq!((st.depth, st.running, st.dead_letters), (0, 0, 0), "{st:?}");
+}
+
+#[test]
 fn results_of_a_client_that_went_away_expire() {
     let Some(redis) = RedisServer::start() else {
         return;
