@@ -51,7 +51,7 @@
 //! | a task crashes its process-pool process | `WorkerDied` with the signal at once (the crash is the task's), the worker lives on | `faults::a_crash_in_a_process_pool_worker_fails_only_that_task` |
 //! | duplicate results (a "dead" worker was only slow) | first wins; later ones dropped and counted ([`ClientMetrics::duplicates`]) | `faults::a_cancelled_running_task_is_stopped_by_its_worker` |
 //! | `cancel()` of a waiting task | the handle reports `Cancelled`; no worker ever starts it | `faults::a_cancelled_pending_task_never_starts` |
-//! | `cancel()` of a running task | the handle reports `Cancelled`; its worker kills it (within a heartbeat) | `faults::a_cancelled_running_task_is_stopped_by_its_worker` |
+//! | `cancel()` of a running task | the handle reports `Cancelled`; its worker kills it (within a heartbeat). `cancel_pending()` does the same on these handles: the client cannot tell whether a worker has started the task | `faults::a_cancelled_running_task_is_stopped_by_its_worker` |
 //! | task past its deadline ([`TaskDef::with_timeout`], [`ClusterBuilder::task_timeout`]) | killed, `TimedOut` | `faults::a_task_past_its_deadline_times_out` |
 //! | unknown name / other argument or result types | never run; `PoolFailed` naming the problem, within one delivery | `basic::an_unknown_name_or_other_types_get_a_clear_error` |
 //! | argument over the size limit (64 MiB default) | refused at submit ([`SubmitError::TooLarge`]), argument handed back; 16 MiB each way works | `basic::sixteen_mib_each_way_and_the_size_limit` |

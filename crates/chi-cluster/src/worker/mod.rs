@@ -98,9 +98,10 @@ impl WorkerBuilder {
     /// processes idle, this one, at its next heartbeat, hands back to the queue as many of
     /// its waiting tasks as the others have idle processes (only tasks that have not started;
     /// the attempt count is unchanged), and takes no more than its own idle processes while
-    /// that lasts. So a task taken ahead waits behind a long one here while another worker
-    /// idles only until the heartbeat after that worker found the queue empty, not for the
-    /// whole long task.
+    /// that lasts. Each idle process of another worker so gets one waiting task per heartbeat:
+    /// a task taken ahead waits behind a long one here, while another worker idles, for about
+    /// one heartbeat per task ahead of it (divided by the idle processes), not for the whole
+    /// long task.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;
         self

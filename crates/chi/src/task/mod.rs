@@ -183,7 +183,8 @@ impl<T> Task<T> {
     /// never runs; its outcome is then [`TaskError::Cancelled`]. For a thread-pool task this is
     /// [`cancel`](Self::cancel). A process-pool task queued in the pool, or sent to a worker
     /// process that has not taken it yet, is taken back, while one its worker has begun runs
-    /// on (where `cancel` would kill that worker). (A process-pool task taken back from a
+    /// on (where `cancel` would kill that worker). (A task put back in the queue because its
+    /// worker died before taking it still counts as running, and returns false.) (A process-pool task taken back from a
     /// worker after it was marked running reports `running()` until the worker's skip comes
     /// back, and `cancelled()` false; its outcome is `Cancelled` all the same.) A task
     /// completed from outside (a [`Completer`](crate::Completer)'s) counts as started only once

@@ -79,10 +79,6 @@ fn cancel_pending_racing_the_dispatcher_is_true_exactly_for_the_tasks_that_never
             tasks[k - 1].wait_timeout(NEVER);
             taken[k] = tasks[k].cancel_pending();
         }
-        eprintln!(
-            "DEBUG {in_flight} taken {}",
-            taken.iter().filter(|x| **x).count()
-        );
         let ran: std::collections::HashSet<u64> = {
             for t in &tasks {
                 t.wait_timeout(NEVER);
