@@ -3,10 +3,9 @@
 //! dead workers (`XAUTOCLAIM`), and starts each one in the local pool, or answers it at once
 //! when it must not run (cancelled, unknown, wrong types, out of attempts). A read that finds
 //! the queue empty while processes are idle says so in `chi:{q}:idle`, for workers that
-//! prefetch (see `lease`); while some peer is idle, a prefetching worker reads only for its own
-//! idle processes. A slot is a local
-//! process (or thread): it is free again the moment its run ends, while the answer is still
-//! on its way to Redis.
+//! prefetch (see `lease`); while some peer is idle, a prefetching worker reads only for its
+//! own idle processes. A slot is a local process (or thread): it is free again the moment its
+//! run ends, while the answer is still on its way to Redis.
 
 use super::reply::{Dead, Reply, ReplyTo};
 use super::{Held, Shared, Stop, lease};
@@ -86,7 +85,7 @@ fn wait_free(s: &Shared, max: Duration) -> (usize, usize) {
         .changed
         .wait_timeout_while(st, max, |st| st.readable(s.prefetch) == 0 && !s.stopping())
         .unwrap_or_else(|e| e.into_inner());
-    (st.readable(s.prefetch), st.free.saturating_sub(s.prefetch))
+    (st.readable(s.prefetch), st.idle_processes(s.prefetch))
 }
 
 /// Reads up to `ARGV[3]` new entries of stream `KEYS[1]` for consumer `ARGV[2]` of group

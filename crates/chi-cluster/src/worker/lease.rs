@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 /// The heartbeat thread: runs until the worker stops.
 pub(super) fn heartbeat(s: &Shared) {
     let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(5));
+    let peers_script = redis::Script::new(PEERS_IDLE);
     for n in 0u64.. {
-        beat(s, &mut link);
+        beat(s, &mut link, &peers_script);
         if n % 20 == 0 {
             forget_silent(s, &mut link);
         }
@@ -86,22 +87,13 @@ return {sum, got}
 
 /// Tasks this worker could hand to idle peers: the ones waiting beyond its own idle processes.
 fn waiting(s: &Shared, st: &super::State) -> usize {
-    let waiting = st
-        .held
-        .values()
-        .filter(|h| {
-            h.stop == super::Stop::Serve
-                && h.local
-                    .as_ref()
-                    .is_some_and(|l| !l.running() && !l.cancelled())
-        })
-        .count();
-    waiting.saturating_sub(st.free.saturating_sub(s.prefetch))
+    let waiting = st.held.values().filter(|h| h.waits()).count();
+    waiting.saturating_sub(st.idle_processes(s.prefetch))
 }
 
 /// One beat: the time, the lease refresh of held entries, and their cancel marks; for a worker
 /// that prefetches, also the idle processes of its peers (see [`PEERS_IDLE`]).
-fn beat(s: &Shared, link: &mut Link) {
+fn beat(s: &Shared, link: &mut Link, peers_script: &redis::Script) {
     let (held, want, busy): (Vec<(String, String)>, usize, bool) = {
         let st = lock(&s.state);
         let held = st
@@ -109,9 +101,8 @@ fn beat(s: &Shared, link: &mut Link) {
             .iter()
             .map(|(e, h)| (e.clone(), h.task_id.clone()))
             .collect();
-        (held, waiting(s, &st), st.free <= s.prefetch)
+        (held, waiting(s, &st), st.idle_processes(s.prefetch) == 0)
     };
-    let peers_script = redis::Script::new(PEERS_IDLE);
     let deadline = Some(Instant::now() + s.heartbeat);
     let got = link.call(deadline, |c| {
         let mut pipe = redis::pipe();
@@ -163,8 +154,8 @@ fn beat(s: &Shared, link: &mut Link) {
     } else {
         None
     };
-    let mut v = v.iter();
-    let marks = if held.is_empty() { None } else { v.next() };
+    // The one reply not ignored: the cancel marks, when something is held.
+    let marks = v.first();
     let mut st = lock(&s.state);
     if let Some(marks) = marks {
         for ((entry, _), mark) in held.iter().zip(conn::items(marks)) {

@@ -302,10 +302,15 @@ impl State {
     /// processes are idle while another worker has idle ones too.
     pub(crate) fn readable(&self, prefetch: usize) -> usize {
         if self.peers_idle > 0 {
-            self.free.saturating_sub(prefetch)
+            self.idle_processes(prefetch)
         } else {
             self.free
         }
+    }
+
+    /// Processes with nothing to run: held tasks take processes before prefetch slots.
+    pub(crate) fn idle_processes(&self, prefetch: usize) -> usize {
+        self.free.saturating_sub(prefetch)
     }
 
     /// Takes the slot entry `entry` holds, if it still holds one: true exactly once per task.
@@ -327,6 +332,17 @@ pub(crate) struct Held {
     /// moment it ends (the process is free), before its answer reaches Redis; whichever of
     /// that and the answer comes first releases it, exactly once.
     pub(crate) slot: bool,
+}
+
+impl Held {
+    /// Held and not started: it may still be handed back.
+    pub(crate) fn waits(&self) -> bool {
+        self.stop == Stop::Serve
+            && self
+                .local
+                .as_ref()
+                .is_some_and(|l| !l.running() && !l.cancelled())
+    }
 }
 
 /// What a stopping worker does with a task it holds.

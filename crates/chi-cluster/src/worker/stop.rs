@@ -36,10 +36,7 @@ pub(super) fn hand_back(st: &mut State, limit: usize) -> usize {
     let mut waiting: Vec<(u64, u64, &mut Held)> = st
         .held
         .iter_mut()
-        .filter(|(_, h)| {
-            let waits = |l: &super::Local| !l.running() && !l.cancelled();
-            h.stop == Stop::Serve && h.local.as_ref().is_some_and(waits)
-        })
+        .filter(|(_, h)| h.waits())
         .map(|(e, h)| {
             let (ms, seq) = e.split_once('-').unwrap_or((e, "0"));
             (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0), h)

@@ -180,15 +180,17 @@ impl<T> Task<T> {
 
     /// Cancels the task only if it has not started, and never stops a running one, like
     /// Python's `Future.cancel()`. Returns true if the task is cancelled (now or before) and
-    /// never runs; its outcome is then [`TaskError::Cancelled`]. For a thread-pool task this is
-    /// [`cancel`](Self::cancel). A process-pool task queued in the pool, or sent to a worker
-    /// process that has not taken it yet, is taken back, while one its worker has begun runs
-    /// on (where `cancel` would kill that worker). (A task put back in the queue because its
-    /// worker died before taking it still counts as running, and returns false.) (A process-pool task taken back from a
-    /// worker after it was marked running reports `running()` until the worker's skip comes
-    /// back, and `cancelled()` false; its outcome is `Cancelled` all the same.) A task
-    /// completed from outside (a [`Completer`](crate::Completer)'s) counts as started only once
-    /// its producer marks it running; before that this is `cancel`, cancel hook included.
+    /// never runs; its outcome is then [`TaskError::Cancelled`].
+    ///
+    /// - Thread pool: the same as [`cancel`](Self::cancel).
+    /// - Process pool: a task queued in the pool, or sent to a worker process that has not
+    ///   taken it yet, is taken back; one its worker has begun runs on (where `cancel` would
+    ///   kill that worker). A task put back in the queue because its worker died before taking
+    ///   it still counts as running, and gives false. A task taken back after it was marked
+    ///   running reports `running()` until the worker's skip comes back, and `cancelled()`
+    ///   false; its outcome is `Cancelled` all the same.
+    /// - A [`Completer`](crate::Completer)'s task counts as started only once its producer
+    ///   marks it running; before that this is `cancel`, cancel hook included.
     pub fn cancel_pending(&self) -> bool {
         self.cell.cancel_pending()
     }
