@@ -9,6 +9,8 @@
 //! cargo bench -p chi-bench --bench process_pool                 # full run, about a minute
 //! cargo bench -p chi-bench --bench process_pool -- --quick      # smoke test, seconds
 //! cargo bench -p chi-bench --bench process_pool -- --no-python  # Rust peers only
+//! cargo bench -p chi-bench --bench process_pool -- --cpu-profile 5  # 50 µs scenarios only,
+//!                                      # with CPU and context switches per task, per role
 //! ```
 //!
 //! Scenarios (2 workers everywhere):
@@ -87,6 +89,155 @@ fn rss_kib(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+// ===== where the CPU goes =====
+
+/// CPU time (ns, from `schedstat`) and context switches (voluntary, involuntary) of one
+/// thread or process, read from its `/proc` directory.
+#[derive(Clone, Copy, Default, Debug)]
+struct Usage {
+    cpu_ns: f64,
+    vcs: f64,
+    ivcs: f64,
+}
+
+impl Usage {
+    fn read(dir: &str) -> Option<Usage> {
+        let sched = std::fs::read_to_string(format!("{dir}/schedstat")).ok()?;
+        let cpu_ns = sched.split_whitespace().next()?.parse().ok()?;
+        let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
+        let field = |name: &str| -> Option<f64> {
+            let l = status.lines().find(|l| l.starts_with(name))?;
+            l.split_whitespace().nth(1)?.parse().ok()
+        };
+        Some(Usage {
+            cpu_ns,
+            vcs: field("voluntary_ctxt_switches:")?,
+            ivcs: field("nonvoluntary_ctxt_switches:")?,
+        })
+    }
+
+    fn add(&mut self, o: Usage) {
+        self.cpu_ns += o.cpu_ns;
+        self.vcs += o.vcs;
+        self.ivcs += o.ivcs;
+    }
+
+    fn minus(self, o: Usage) -> Usage {
+        Usage {
+            cpu_ns: self.cpu_ns - o.cpu_ns,
+            vcs: self.vcs - o.vcs,
+            ivcs: self.ivcs - o.ivcs,
+        }
+    }
+}
+
+/// This process's threads grouped by role (the pool's supervisors, the caller, others), and
+/// the pool's worker processes (their threads summed: `/proc/<pid>` counts only the main
+/// thread's switches, so each task directory is read).
+fn usage_by_role(workers: &[u32]) -> std::collections::BTreeMap<&'static str, Usage> {
+    let mut m = std::collections::BTreeMap::new();
+    let me = std::process::id();
+    let mut read_tasks = |pid: u32, role_of: &dyn Fn(&str, bool) -> &'static str| {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let d = e.path().display().to_string();
+            let comm = std::fs::read_to_string(format!("{d}/comm")).unwrap_or_default();
+            let main = e.file_name().to_str() == Some(&pid.to_string());
+            if let Some(u) = Usage::read(&d) {
+                m.entry(role_of(comm.trim(), main))
+                    .or_insert_with(Usage::default)
+                    .add(u);
+            }
+        }
+    };
+    read_tasks(me, &|comm, main| {
+        if main {
+            "caller"
+        } else if comm.starts_with("chi-proc") {
+            "supervisors"
+        } else {
+            "other parent threads"
+        }
+    });
+    for &w in workers {
+        read_tasks(w, &|_, _| "workers");
+    }
+    m
+}
+
+/// Runs `f` and returns, per role, its CPU µs and context switches per task over `tasks`.
+fn measure(workers: &[u32], tasks: u64, f: impl FnOnce()) -> Map<String, Value> {
+    let before = usage_by_role(workers);
+    f();
+    let after = usage_by_role(workers);
+    let mut out = Map::new();
+    for (role, a) in after {
+        let d = a.minus(before.get(role).copied().unwrap_or_default());
+        let n = tasks as f64;
+        out.insert(
+            role.into(),
+            json!({
+                "cpu_us_per_task": d.cpu_ns / 1e3 / n,
+                "voluntary_switches_per_task": d.vcs / n,
+                "involuntary_switches_per_task": d.ivcs / n,
+            }),
+        );
+    }
+    out
+}
+
+/// `--cpu-profile [reps]`: only the two 50 µs scenarios, each repeated, with where the CPU
+/// went (per role: caller, supervisor threads, worker processes) and context switches per
+/// task. Prints one JSON object per repetition, then the medians.
+fn cpu_profile(s: &Sizes, reps: usize) {
+    let pool = chi_pool();
+    let workers = pool.worker_pids();
+    let ideal = s.cpu_n as f64 * 50e-6 / WORKERS as f64;
+    let mut submit_x = Vec::new();
+    let mut map_x = Vec::new();
+    let mut runs = Vec::new();
+    for _ in 0..reps {
+        let mut wall = 0.0;
+        let submit = measure(&workers, s.cpu_n, || {
+            let t = Instant::now();
+            let tasks: Vec<_> = (0..s.cpu_n)
+                .map(|_| pool.submit(spin, 50).unwrap())
+                .collect();
+            for task in tasks {
+                task.result().unwrap();
+            }
+            wall = t.elapsed().as_secs_f64() / ideal;
+        });
+        submit_x.push(wall);
+        let map = measure(&workers, s.cpu_n, || {
+            let t = Instant::now();
+            let n = pool
+                .map(spin, std::iter::repeat_n(50, s.cpu_n as usize))
+                .chunksize(250)
+                .map(Result::unwrap)
+                .count();
+            assert_eq!(n as u64, s.cpu_n);
+            wall = t.elapsed().as_secs_f64() / ideal;
+        });
+        map_x.push(wall);
+        let run = json!({
+            "submit_x_ideal": submit_x.last(),
+            "submit": submit,
+            "map_x_ideal": map_x.last(),
+            "map": map,
+        });
+        println!("{run}");
+        runs.push(run);
+    }
+    println!(
+        "median × ideal: per-task submit {:.3}, chunked map {:.3} ({reps} reps)",
+        median(submit_x),
+        median(map_x)
+    );
 }
 
 // ===== chi =====
@@ -441,6 +592,11 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let no_python = args.iter().any(|a| a == "--no-python");
     let s = Sizes::new(quick);
+    if let Some(i) = args.iter().position(|a| a == "--cpu-profile") {
+        let reps = args.get(i + 1).and_then(|r| r.parse().ok()).unwrap_or(5);
+        cpu_profile(&s, reps);
+        return;
+    }
 
     let mut all = Map::new();
     eprintln!("== pipe ping-pong");
