@@ -34,8 +34,13 @@ use std::time::{Duration, Instant};
 
 /// Claim slots per worker: the most messages one worker can have in flight.
 pub(crate) const RING_SLOTS: usize = crate::limits::MAX_IN_FLIGHT;
-/// How much queued work (in nanoseconds of measured time per message) a worker is given.
-const TARGET_QUEUED_NS: u64 = 200_000;
+/// How much queued work (in nanoseconds of measured time per message) a worker is given:
+/// 1 ms, so that with the doorbell rung at half of it one supervisor wake-up serves about
+/// 0.5 ms of results (BENCHMARKS.md §2 measured 200 µs, 600 µs, 1 ms and 2 ms).
+const TARGET_QUEUED_NS: u64 = 1_000_000;
+/// The least pipelining depth at which a supervisor sleeps on the doorbell (rung at half of
+/// it): below it a wake-up would serve a single result anyway.
+const BELL_MIN_DEPTH: usize = 4;
 /// First delay after a failed start; doubles per consecutive failure.
 const BACKOFF_FIRST: Duration = Duration::from_millis(10);
 /// Longest delay between start attempts.
@@ -267,6 +272,7 @@ impl State {
                 continue;
             }
             timed |= job.limit(cfg.task_timeout).is_some();
+            link.ring.bell().sent_one();
             slot.next_seq += 1;
             slot.sent += 1;
             sent += 1;
@@ -613,6 +619,11 @@ impl Shared {
             let mut st = self.lock();
             let now = Instant::now();
             let s = &mut st.slots[i];
+            // The messages answered since the last batch shared the time since then (several
+            // answers arrive together when the supervisor slept on the doorbell).
+            let answered = batch.len().min(s.in_flight.len()).max(1) as u128;
+            let sample = (now.saturating_duration_since(s.head_since).as_nanos() / answered)
+                .min(u128::from(u64::MAX)) as u64;
             for (h, range) in batch {
                 match s.in_flight.front() {
                     Some(f) if f.seq == h.seq => {}
@@ -627,10 +638,6 @@ impl Shared {
                 let Some(f) = s.in_flight.pop_front() else {
                     break;
                 };
-                let sample = now
-                    .saturating_duration_since(s.head_since)
-                    .as_nanos()
-                    .min(u128::from(u64::MAX)) as u64;
                 s.ewma_ns = if s.ewma_ns == 0 {
                     sample.max(1)
                 } else {
@@ -657,8 +664,10 @@ impl Shared {
     }
 
     /// Timeouts and closing for slot `i`, once per supervisor wake-up. Returns how long the
-    /// supervisor may sleep before the next timeout check.
-    pub(crate) fn tick(&self, i: usize, link: &Link) -> Option<Duration> {
+    /// supervisor may sleep before the next timeout check, and whether it may sleep on the
+    /// doorbell: `Some(low)` when the worker has enough queued to be rung at `low` messages
+    /// left (see `bell.rs`).
+    pub(crate) fn tick(&self, i: usize, link: &Link) -> (Option<Duration>, Option<u64>) {
         let mut st = self.lock();
         let closed_idle = st.mode != Mode::Open && st.pending.is_empty();
         let s = &mut st.slots[i];
@@ -666,6 +675,15 @@ impl Shared {
             s.closing = true;
             link.send_with(|b| protocol::encode_empty(b, protocol::SHUTDOWN));
         }
+        let most = depth(s.ewma_ns).min(self.cfg.max_in_flight);
+        let low =
+            (most >= BELL_MIN_DEPTH && s.in_flight.len() > most / 2).then_some(most as u64 / 2);
+        (self.timeout_left(s, link), low)
+    }
+
+    /// The task timeout of slot `s`'s running message: kills its worker once it ran past its
+    /// limit; else how long until the limit (`None`: no limit to watch).
+    fn timeout_left(&self, s: &mut Slot, link: &Link) -> Option<Duration> {
         let head = s.in_flight.front_mut()?;
         let limit = head.job.limit(self.cfg.task_timeout)?;
         if head.timed_out {

@@ -1,7 +1,7 @@
 //! The worker entry: how a re-started copy of the program becomes a worker.
 //!
 //! The pool starts `std::env::current_exe()` with the marker variable [`MARKER`] set to
-//! `v1:<parent pid>:<socket fd>:<ring fd>:<stdout fd>:<slots>` (a [`Marker`]), with standard input from
+//! `v2:<parent pid>:<socket fd>:<ring fd>:<stdout fd>:<bell fd>:<slots>` (a [`Marker`]), with standard input from
 //! `/dev/null`, standard output sent to `/dev/null` until the worker restores the real one
 //! (so a test harness's "running 1 test" banner is not printed once per worker), and these
 //! arguments, which a test binary's harness reads as "run only the hidden entry test":

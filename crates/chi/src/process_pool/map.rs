@@ -135,7 +135,9 @@ where
 
     /// How many items go to a worker in one message (Python's `chunksize`; 0 counts as 1).
     /// Default 1. Larger chunks amortise the round trip for small tasks; a failure (a panic,
-    /// an item that does not encode) stays confined to its own item.
+    /// an item that does not encode) stays confined to its own item. When the input's length
+    /// is known (an exact `size_hint`, as for ranges and vectors), the last chunks are
+    /// smaller, so that the workers finish together.
     pub fn chunksize(mut self, items: usize) -> Self {
         self.chunksize = items.clamp(1, u32::MAX as usize);
         self
@@ -158,11 +160,26 @@ where
         self
     }
 
+    /// How many items the next chunk takes: `chunksize`, except near the end of an input
+    /// whose length is known (an exact `size_hint`), where chunks shrink to a share of what
+    /// is left (never under an eighth of `chunksize`), so that the workers finish together
+    /// instead of one running a whole last chunk alone (OpenMP's "guided" schedule).
+    fn next_chunk_len(&self) -> usize {
+        match self.input.size_hint() {
+            (lo, Some(hi)) if lo == hi => {
+                let share = lo.div_ceil(2 * self.pool.max_workers().max(1));
+                self.chunksize.min(share.max(self.chunksize / 8).max(1))
+            }
+            _ => self.chunksize,
+        }
+    }
+
     /// Encodes and queues the next chunk; false when the input is exhausted.
     fn submit_chunk(&mut self) -> bool {
         let mut items = Vec::new();
         let mut count = 0u32;
-        while (count as usize) < self.chunksize {
+        let len = self.next_chunk_len();
+        while (count as usize) < len {
             let Some(a) = self.input.next() else {
                 self.input_done = true;
                 break;

@@ -79,6 +79,7 @@
 //! [`TaskError::TimedOut`]: crate::TaskError::TimedOut
 //! [`TaskError::Cancelled`]: crate::TaskError::Cancelled
 
+mod bell;
 mod builder;
 mod cell;
 mod dispatch;

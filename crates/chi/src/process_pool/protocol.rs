@@ -623,27 +623,29 @@ pub(crate) fn decode_stream(data: &[u8], max: usize) -> usize {
 }
 
 /// What the marker variable (`CHI_PROCESS_POOL_WORKER`) tells a worker: its parent and the
-/// descriptors it inherited. Encoded as `v1:<parent>:<sock>:<ring>:<stdout>:<slots>`.
+/// descriptors it inherited. Encoded as `v2:<parent>:<sock>:<ring>:<stdout>:<bell>:<slots>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Marker {
     pub(crate) parent: u32,
     pub(crate) sock: RawFd,
     pub(crate) ring: RawFd,
     pub(crate) stdout: RawFd,
+    /// The doorbell: an eventfd the worker writes to wake its supervisor.
+    pub(crate) bell: RawFd,
     pub(crate) slots: usize,
 }
 
 impl Marker {
     pub(crate) fn encode(&self) -> String {
         format!(
-            "v1:{}:{}:{}:{}:{}",
-            self.parent, self.sock, self.ring, self.stdout, self.slots
+            "v2:{}:{}:{}:{}:{}:{}",
+            self.parent, self.sock, self.ring, self.stdout, self.bell, self.slots
         )
     }
 
     pub(crate) fn parse(s: &str) -> Option<Marker> {
         let mut it = s.split(':');
-        if it.next()? != "v1" {
+        if it.next()? != "v2" {
             return None;
         }
         let m = Marker {
@@ -651,6 +653,7 @@ impl Marker {
             sock: it.next()?.parse().ok()?,
             ring: it.next()?.parse().ok()?,
             stdout: it.next()?.parse().ok()?,
+            bell: it.next()?.parse().ok()?,
             slots: it.next()?.parse().ok()?,
         };
         it.next().is_none().then_some(m)

@@ -12,6 +12,7 @@
 //! The words live in shared memory ([`SharedWords`], a `memfd` both processes map); this
 //! file is the algorithm only and has no `unsafe` code.
 
+use super::bell::{self, Bell};
 use super::sys::monotonic_ns;
 use super::sys::shm::SharedWords;
 use crate::loom::interprocess::{AtomicU64, Ordering};
@@ -52,14 +53,24 @@ pub(crate) struct Claim {
 impl Ring {
     /// A new zeroed ring of `slots` slots (parent side). Its descriptor is close-on-exec.
     pub(crate) fn create(slots: usize) -> io::Result<Ring> {
-        let mem = SharedWords::create(c"chi-claims", slots * WORDS_PER_SLOT)?;
+        let mem = SharedWords::create(c"chi-claims", Self::words(slots))?;
         Ok(Ring { mem, slots })
     }
 
     /// Maps a ring the parent created (worker side), after checking its size.
     pub(crate) fn attach(fd: OwnedFd, slots: usize) -> io::Result<Ring> {
-        let mem = SharedWords::attach(fd, slots * WORDS_PER_SLOT)?;
+        let mem = SharedWords::attach(fd, Self::words(slots))?;
         Ok(Ring { mem, slots })
+    }
+
+    /// Words in the mapping: the claim slots, then the doorbell's.
+    fn words(slots: usize) -> usize {
+        slots * WORDS_PER_SLOT + bell::WORDS
+    }
+
+    /// The doorbell between the parent and this worker (see `bell.rs`).
+    pub(crate) fn bell(&self) -> Bell<'_> {
+        Bell::over(&self.mem.words()[self.slots * WORDS_PER_SLOT..])
     }
 
     /// The descriptor to hand to the worker (parent side, until [`Ring::close_fd`]).

@@ -99,11 +99,17 @@ fn spawn(shared: &Shared, i: usize) -> Result<Arc<Link>, String> {
     // A close-on-exec copy of our stdout that the worker makes its own stdout after the test
     // harness (if any) has printed its banner to /dev/null.
     let out = std::io::stdout().as_fd().try_clone_to_owned().ok();
+    // The worker rings this slot's wake-up eventfd (see `bell.rs`); a close-on-exec copy.
+    let bell = shared.wakers[i]
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| io_err("share the doorbell", e))?;
     let marker = Marker {
         parent: std::process::id(),
         sock: theirs.as_raw_fd(),
         ring: ring.raw_fd(),
         stdout: out.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        bell: bell.as_raw_fd(),
         slots: RING_SLOTS,
     };
     let mut cmd = Command::new(&cfg.program);
@@ -124,7 +130,7 @@ fn spawn(shared: &Shared, i: usize) -> Result<Arc<Link>, String> {
     }
     process::prepare_worker(
         &mut cmd,
-        [marker.sock, marker.ring, marker.stdout],
+        [marker.sock, marker.ring, marker.stdout, marker.bell],
         marker.parent,
     );
     let child = cmd.spawn().map_err(|e| {
@@ -136,6 +142,7 @@ fn spawn(shared: &Shared, i: usize) -> Result<Arc<Link>, String> {
     shared.spawned();
     drop(theirs);
     drop(out);
+    drop(bell);
     ring.close_fd();
     let pidfd = process::pidfd_open(child.id()).ok();
     Ok(Arc::new(Link::new(
@@ -335,16 +342,20 @@ fn start(shared: &Shared, i: usize) -> Result<(Arc<Link>, FrameBuf), String> {
 /// Runs slot `i`'s worker until it is gone. `Some(why)` if it broke the protocol.
 fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<String> {
     let wake = &shared.wakers[i];
+    let bell = link.ring.bell();
     let mut batch = Vec::new();
-    let mut timeout = shared.tick(i, link);
+    let (mut timeout, mut low) = shared.tick(i, link);
     loop {
-        let mut fds = vec![
-            fd::watch(link.sock(), true, link.wants_write()),
+        // With several messages queued on the worker, sleep on the doorbell rather than on
+        // the socket: the worker rings once it is down to `low` (see `bell.rs`). Only with a
+        // pidfd, which reports the worker's death that a silent bell would not.
+        let armed = link.pidfd().is_some() && low.is_some_and(|l| bell.arm(l));
+        let mut fds = [
+            fd::watch(link.sock(), !armed, link.wants_write()),
             fd::watch(wake.as_fd(), true, false),
+            fd::watch(link.pidfd().unwrap_or(wake.as_fd()), true, false),
         ];
-        if let Some(p) = link.pidfd() {
-            fds.push(fd::watch(p, true, false));
-        }
+        let n = if link.pidfd().is_some() { 3 } else { 2 };
         // Without a pidfd an exit that leaves the socket open (a forked grandchild holds it)
         // is noticed by polling the status.
         let wait = if link.pidfd().is_some() {
@@ -354,7 +365,11 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
                 t.min(Duration::from_millis(50))
             }))
         };
-        if let Err(e) = fd::poll(&mut fds, wait) {
+        let polled = fd::poll(&mut fds[..n], wait);
+        if armed {
+            bell.disarm();
+        }
+        if let Err(e) = polled {
             return Some(format!("poll failed: {e}"));
         }
         if fds[1].readable() {
@@ -363,11 +378,13 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
         if fds[0].writable() {
             link.flush();
         }
-        let exited = match fds.get(2) {
-            Some(p) => p.readable(),
-            None => link.try_status().is_some(),
+        let exited = if n == 3 {
+            fds[2].readable()
+        } else {
+            link.try_status().is_some()
         };
-        let eof = (fds[0].readable() || exited) && read_available(link, &mut inbuf);
+        // Armed, the socket was not watched: whatever woke us, read what arrived.
+        let eof = (fds[0].readable() || exited || armed) && read_available(link, &mut inbuf);
         loop {
             match inbuf.next_frame() {
                 Ok(Some(r)) => match protocol::decode_from_worker(inbuf.get(r.clone())) {
@@ -386,7 +403,7 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
                 return Some(why);
             }
         }
-        timeout = shared.tick(i, link);
+        (timeout, low) = shared.tick(i, link);
         if eof || exited {
             if exited && !eof {
                 // The process is gone but something else holds its socket open: take what

@@ -247,15 +247,16 @@ fn marker_round_trip_and_rejects_garbage() {
         sock: 3,
         ring: 4,
         stdout: -1,
+        bell: 5,
         slots: 32,
     };
     assert_eq!(Marker::parse(&m.encode()), Some(m));
     for bad in [
         "",
+        "v1:1:2:3:4:5",
         "v2:1:2:3:4:5",
-        "v1:1:2:3:4",
-        "v1:1:2:3:4:5:6",
-        "v1:x:2:3:4:5",
+        "v2:1:2:3:4:5:6:7",
+        "v2:x:2:3:4:5:6",
     ] {
         assert_eq!(Marker::parse(bad), None, "{bad:?}");
     }

@@ -7,13 +7,14 @@
 //! computed are never lost to a later crash. While a write waits for room it keeps reading, so
 //! parent and worker can never both be stuck writing.
 
+use super::bell::Bell;
 use super::func::{self, Call, SameBuild};
 use super::protocol::{
     self, ARG_CODEC, DONE, DoneHeader, DoneStatus, FrameBuf, HANDSHAKE_MAX, HELLO, Hello,
     INIT_FAILED, Items, Marker, PROTOCOL_VERSION, READY, RESULT_CODEC, RunHeader, ToWorker,
 };
 use super::ring::{REVOKED, Ring};
-use super::sys::fd::{self, Ready};
+use super::sys::fd::{self, EventFd, Ready};
 use super::sys::image::Image;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -84,31 +85,52 @@ impl Conn {
     }
 }
 
+/// The worker's side of the doorbell (see `bell.rs`): the shared words and the eventfd.
+#[derive(Clone, Copy)]
+struct Doorbell<'a> {
+    words: Bell<'a>,
+    fd: &'a EventFd,
+}
+
 /// Writes all of `data`, reading input into `spill` whenever the socket is full. Returns
-/// false if the parent is gone.
-fn send_all(sock: &OwnedFd, data: &[u8], spill: &mut Vec<u8>) -> bool {
+/// false if the parent is gone. Before waiting for room it rings `bell`, if the supervisor
+/// sleeps on it (and would otherwise never read).
+fn send_all(sock: &OwnedFd, data: &[u8], spill: &mut Vec<u8>, bell: Option<Doorbell<'_>>) -> bool {
     let mut off = 0;
-    while off < data.len() {
+    let mut blocked = false;
+    let sent = loop {
+        if off >= data.len() {
+            break true;
+        }
         match fd::send_nonblocking(sock.as_fd(), &data[off..]) {
             Ok(n) => off += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Some(b) = bell {
+                    blocked = true;
+                    if b.words.blocking() {
+                        b.fd.notify();
+                    }
+                }
                 let mut fds = [fd::watch(sock.as_fd(), true, true)];
                 if fd::poll(&mut fds, None).is_err() {
-                    return false;
+                    break false;
                 }
                 if fds[0].readable() {
                     match fd::recv_into(sock.as_fd(), spill, 1 << 20, false) {
-                        Ok(0) => return false,
+                        Ok(0) => break false,
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => return false,
+                        Err(_) => break false,
                     }
                 }
             }
-            Err(_) => return false,
+            Err(_) => break false,
         }
+    };
+    if blocked && let Some(b) = bell {
+        b.words.unblocked();
     }
-    true
+    sent
 }
 
 fn serve(m: Marker) -> Result<(), Stop> {
@@ -116,6 +138,9 @@ fn serve(m: Marker) -> Result<(), Stop> {
         fd::adopt_inherited_fd(m.sock).map_err(|e| startup("the socket from the pool", e))?;
     let ring_fd =
         fd::adopt_inherited_fd(m.ring).map_err(|e| startup("the claim ring from the pool", e))?;
+    let bell_fd = EventFd::adopt(
+        fd::adopt_inherited_fd(m.bell).map_err(|e| startup("the doorbell from the pool", e))?,
+    );
     if m.stdout >= 0 {
         let out =
             fd::adopt_inherited_fd(m.stdout).map_err(|e| startup("stdout from the pool", e))?;
@@ -144,7 +169,7 @@ fn serve(m: Marker) -> Result<(), Stop> {
     let mut out = Vec::new();
     protocol::encode_frame(&mut out, HELLO, &hello, HANDSHAKE_MAX)
         .map_err(|e| startup("encoding HELLO", e))?;
-    if !send_all(&conn.sock, &out, &mut conn.spill) {
+    if !send_all(&conn.sock, &out, &mut conn.spill, None) {
         return Ok(());
     }
     // The WELCOME may carry a large initializer argument: accept up to 4 GiB here, the
@@ -162,6 +187,10 @@ fn serve(m: Marker) -> Result<(), Stop> {
     let max = usize::try_from(welcome.max_frame).unwrap_or(usize::MAX);
     conn.inbuf.set_max(max.saturating_add(64));
     let ring = Ring::attach(ring_fd, m.slots).map_err(|e| startup("mapping the claim ring", e))?;
+    let bell = Doorbell {
+        words: ring.bell(),
+        fd: &bell_fd,
+    };
     let image = func::image();
 
     // Initializer → READY | INIT_FAILED
@@ -173,12 +202,12 @@ fn serve(m: Marker) -> Result<(), Stop> {
         };
         if let Err(msg) = ran {
             let _ = protocol::encode_frame(&mut out, INIT_FAILED, &msg, HANDSHAKE_MAX);
-            send_all(&conn.sock, &out, &mut conn.spill);
+            send_all(&conn.sock, &out, &mut conn.spill, None);
             return Err(Stop(EXIT_INIT, None));
         }
     }
     protocol::encode_empty(&mut out, READY);
-    if !send_all(&conn.sock, &out, &mut conn.spill) {
+    if !send_all(&conn.sock, &out, &mut conn.spill, None) {
         return Ok(());
     }
 
@@ -210,8 +239,13 @@ fn serve(m: Marker) -> Result<(), Stop> {
             }
             Err(e) => return Err(Stop(EXIT_PROTOCOL, Some(e.to_string()))),
         }
-        if !send_all(&conn.sock, &out, &mut conn.spill) {
+        if !send_all(&conn.sock, &out, &mut conn.spill, Some(bell)) {
             return Ok(());
+        }
+        // The results are in the socket: ring if the supervisor sleeps on the bell and the
+        // worker is down to its low mark.
+        if bell.words.due() {
+            bell.fd.notify();
         }
     }
 }
@@ -232,6 +266,7 @@ fn run_message(
     out: &mut Vec<u8>,
 ) -> Result<bool, Stop> {
     let slot = h.slot as usize;
+    ctx.ring.bell().took_one();
     if slot >= ctx.ring.slots() {
         return Err(Stop(
             EXIT_PROTOCOL,
@@ -300,4 +335,57 @@ fn run_message(
             .map_err(|e| Stop(EXIT_PROTOCOL, Some(e.to_string())))?;
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loom::interprocess::AtomicU64;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    /// A worker whose socket is full while its supervisor sleeps on the doorbell (not reading)
+    /// rings the bell before it waits for room; once the peer reads, the write completes and
+    /// the worker is no longer marked as waiting.
+    #[test]
+    fn a_write_that_waits_for_room_rings_an_armed_bell() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let ours = OwnedFd::from(ours);
+        let words: [AtomicU64; super::super::bell::WORDS] =
+            std::array::from_fn(|_| AtomicU64::new(0));
+        let bell = Bell::over(&words);
+        for _ in 0..3 {
+            bell.sent_one();
+        }
+        assert!(bell.arm(0), "the supervisor sleeps on the bell");
+        let fd = EventFd::new().unwrap();
+        let data = vec![7u8; 8 << 20]; // far more than a socket buffer holds
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut spill = Vec::new();
+                send_all(
+                    &ours,
+                    &data,
+                    &mut spill,
+                    Some(Doorbell {
+                        words: bell,
+                        fd: &fd,
+                    }),
+                )
+            });
+            let rang = fd::wait_readable(fd.as_fd(), Some(Duration::from_secs(60))).unwrap();
+            // Read it all either way, so that a failure ends the writer too.
+            let mut got = 0;
+            let mut buf = vec![0u8; 1 << 20];
+            while got < data.len() {
+                let n = theirs.read(&mut buf).unwrap();
+                assert!(n > 0 && buf[..n].iter().all(|&b| b == 7));
+                got += n;
+            }
+            assert!(writer.join().unwrap(), "the write went through");
+            assert!(rang, "the blocked writer never rang");
+        });
+        assert!(bell.arm(0), "no longer marked as waiting for room");
+    }
 }

@@ -164,3 +164,31 @@ fn max_in_flight_is_checked() {
         assert_eq!(get(pool.submit(square, 3).unwrap()), Ok(9));
     }
 }
+
+/// A worker with many messages queued sleeps its supervisor on the doorbell (the socket is
+/// not watched meanwhile). If its results then overfill the socket, the worker must ring
+/// before it waits for room, or both would wait for each other: every result still arrives.
+#[test]
+fn big_results_from_a_deep_pipeline_get_through_while_the_supervisor_sleeps_on_the_doorbell() {
+    let pool = pool(1);
+    // Measured as tiny, so the next messages are sent up to the ring's size ahead.
+    let warm: Vec<_> = (0..2000).map(|i| pool.submit(square, i).unwrap()).collect();
+    for (i, t) in warm.into_iter().enumerate() {
+        assert_eq!(get(t), Ok((i * i) as u64));
+    }
+    // A few of these fill the socket; each is quick to make, so many stay queued. The
+    // worker must happen to fill the socket while the supervisor sleeps on the bell: several
+    // rounds make that likely (with the ring switched off, 2 of 5 runs hung here; the unit
+    // test in `worker.rs` checks the ring itself every time).
+    const LEN: usize = 64 << 10;
+    let expected = pattern(LEN, 7).0;
+    for _ in 0..5 {
+        let big: Vec<_> = (0..512)
+            .map(|_| pool.submit(make_blob, LEN).unwrap())
+            .collect();
+        for t in big {
+            assert_eq!(get(t).expect("a blob").0, expected);
+        }
+    }
+    assert_serves(&pool);
+}

@@ -29,6 +29,37 @@ fn map_is_ordered_chunked_and_lazy() {
     assert_eq!(v[24], 576);
 }
 
+/// With a known input length the last chunks shrink to a share of what is left (never under
+/// an eighth of the chunksize), so the workers finish together; with an unknown length every
+/// chunk is full. Counted with the pool's message counter.
+#[test]
+fn map_shrinks_its_last_chunks_only_when_the_input_length_is_known() {
+    let pool = pool(2);
+    let expected: Vec<u64> = (0..1000u64).map(|x| x * x).collect();
+    let before = pool.metrics().messages;
+    let v: Vec<u64> = pool
+        .map(square, 0..1000u64)
+        .chunksize(100)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(v, expected);
+    // 7 × 100 while a quarter of what is left is at least 100, then 75 57 42 32 24 18 13,
+    // then the floor of 12 (12 12 12) and the last 3.
+    assert_eq!(pool.metrics().messages - before, 18);
+    let before = pool.metrics().messages;
+    let v: Vec<u64> = pool
+        .map(square, (0..1000u64).filter(|_| true))
+        .chunksize(100)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(v, expected);
+    assert_eq!(
+        pool.metrics().messages - before,
+        10,
+        "unknown length: full chunks"
+    );
+}
+
 #[test]
 fn map_unordered_chunked_gives_every_result_once() {
     let pool = pool(2);

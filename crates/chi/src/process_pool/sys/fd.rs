@@ -116,6 +116,11 @@ impl EventFd {
         Ok(EventFd(fd))
     }
 
+    /// An eventfd this process inherited (the worker's end of its doorbell).
+    pub(crate) fn adopt(fd: OwnedFd) -> EventFd {
+        EventFd(fd)
+    }
+
     /// Wakes the poller.
     pub(crate) fn notify(&self) {
         // A full counter (EAGAIN) already means "wake up", so the result is irrelevant.

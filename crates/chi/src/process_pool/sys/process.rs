@@ -47,7 +47,7 @@ pub(crate) fn exited_unreaped(pid: u32) -> bool {
 /// (`setpgid(0, 0)` before exec), so that the processes its tasks start can be killed with it
 /// ([`kill_group`]); a consequence is that a terminal's Ctrl-C no longer reaches it directly
 /// (the parent's death signal and EOF on its socket still end it).
-pub(crate) fn prepare_worker(cmd: &mut Command, keep: [RawFd; 3], parent_pid: u32) {
+pub(crate) fn prepare_worker(cmd: &mut Command, keep: [RawFd; 4], parent_pid: u32) {
     cmd.process_group(0);
     let closure = move || -> io::Result<()> {
         for fd in keep {

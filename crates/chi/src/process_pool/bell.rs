@@ -1,0 +1,294 @@
+//! The doorbell: a worker wakes its supervisor only when the supervisor asked for it, so a
+//! busy worker's results do not cost the parent a wake-up each.
+//!
+//! Results still go to the socket the moment a message finishes (a later crash loses none of
+//! them). What changes is when the supervisor looks: while its worker has several messages
+//! queued, the supervisor may sleep *without* watching the socket for input, after asking to
+//! be rung once the worker is down to `low` messages it has not taken yet. It then reads every
+//! result that arrived meanwhile in one go and tops the worker up. One wake-up serves about
+//! `depth - low` results instead of one.
+//!
+//! Four words in the claim ring's shared memory:
+//!
+//! | word | written by | meaning |
+//! |---|---|---|
+//! | `want` | supervisor (arm, disarm), worker (takes it when ringing) | 0: not asleep on the bell; `low + 1`: ring me once at most `low` messages wait |
+//! | `sent` | parent | messages sent to this worker |
+//! | `taken` | worker | messages it has taken (started or skipped) |
+//! | `blocked` | worker | 1 while it waits for room to write its results |
+//!
+//! No lost wake-up: the supervisor stores `want` and then reads `taken` and `blocked`; the
+//! worker stores `taken` (or `blocked`) and then reads `want`, with a `SeqCst` fence between
+//! the store and the load on each side, so of each pair at least one side sees the other's
+//! store (the store-buffer case of Dekker's algorithm): either the supervisor sees the worker
+//! at or below `low` (or blocked) and does not sleep on the bell, or the worker sees the
+//! request and rings. Modelled by loom in `loom_models` below (without the supervisor's fence
+//! loom finds the lost wake-up). A worker that dies rings nothing; the supervisor also watches
+//! the process itself (a pidfd), and sleeps on the bell only when it has one.
+
+use crate::loom::interprocess::{AtomicU64, Ordering};
+
+/// One shared word, as the bell uses it. Implemented for the shared-memory atomics and, under
+/// loom, for loom's (the same algorithm, modelled in one process).
+pub(crate) trait Word {
+    fn get(&self) -> u64;
+    fn set(&self, v: u64);
+    fn take(&self) -> u64;
+    fn bump(&self);
+    /// A `SeqCst` fence of the same kind (std's, or loom's under loom).
+    fn fence();
+}
+
+macro_rules! word_impl {
+    ($t:ty, $fence:path) => {
+        impl Word for $t {
+            // ORDERING: SeqCst throughout, and a SeqCst fence between each side's store and
+            // its load of the other side's word: the bell is a store-then-load handshake
+            // (Dekker), which weaker orderings do not make safe. (The fence is what the C++
+            // model, and loom, guarantee this with; SeqCst accesses alone are not modelled
+            // that way by loom.)
+            fn fence() {
+                $fence(Ordering::SeqCst);
+            }
+            fn get(&self) -> u64 {
+                self.load(Ordering::SeqCst)
+            }
+            fn set(&self, v: u64) {
+                self.store(v, Ordering::SeqCst)
+            }
+            fn take(&self) -> u64 {
+                self.swap(0, Ordering::SeqCst)
+            }
+            fn bump(&self) {
+                self.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    };
+}
+
+word_impl!(AtomicU64, std::sync::atomic::fence);
+#[cfg(chi_loom)]
+word_impl!(
+    crate::loom::sync::atomic::AtomicU64,
+    crate::loom::sync::atomic::fence
+);
+
+/// Words the bell needs after the claim slots.
+pub(crate) const WORDS: usize = 4;
+
+/// A view of the four words (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Bell<'a, W: Word = AtomicU64> {
+    want: &'a W,
+    sent: &'a W,
+    taken: &'a W,
+    blocked: &'a W,
+}
+
+// By hand: a derive would ask `W: Copy`, and atomics are not.
+impl<W: Word> Clone for Bell<'_, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<W: Word> Copy for Bell<'_, W> {}
+
+impl<'a, W: Word> Bell<'a, W> {
+    /// The bell over `words` (at least [`WORDS`] long).
+    pub(crate) fn over(words: &'a [W]) -> Bell<'a, W> {
+        Bell {
+            want: &words[0],
+            sent: &words[1],
+            taken: &words[2],
+            blocked: &words[3],
+        }
+    }
+
+    /// Messages sent and not taken yet. (A worker that wrote nonsense into `taken` makes this
+    /// 0, which only means "ring now": it can cost wake-ups, never a lost one.)
+    fn waiting(&self) -> u64 {
+        let d = self.sent.get().wrapping_sub(self.taken.get());
+        if d > u64::MAX / 2 { 0 } else { d }
+    }
+
+    // ===== parent =====
+
+    /// Parent: one more message is on its way to the worker (before its bytes are sent).
+    pub(crate) fn sent_one(&self) {
+        self.sent.bump();
+    }
+
+    /// Supervisor, before it sleeps: asks to be rung once at most `low` messages wait. False
+    /// when that is already the case, or the worker is waiting for room to write: then it
+    /// must watch the socket as usual (nothing was armed).
+    pub(crate) fn arm(&self, low: u64) -> bool {
+        self.want.set(low.saturating_add(1));
+        W::fence();
+        if self.waiting() <= low || self.blocked.get() != 0 {
+            self.want.take();
+            return false;
+        }
+        true
+    }
+
+    /// Supervisor, after it woke up (for any reason): no ring is needed while it is awake.
+    pub(crate) fn disarm(&self) {
+        self.want.take();
+    }
+
+    // ===== worker =====
+
+    /// Worker: it took the next message (to run it or skip it).
+    pub(crate) fn took_one(&self) {
+        self.taken.bump();
+    }
+
+    /// Worker, after writing a message's results: true if it must ring now (the supervisor
+    /// is asleep on the bell and at most its `low` messages wait). The request is used up.
+    pub(crate) fn due(&self) -> bool {
+        W::fence();
+        let want = self.want.get();
+        want != 0 && self.waiting() < want && self.want.take() != 0
+    }
+
+    /// Worker, before it waits for room to write: true if it must ring now (the supervisor
+    /// sleeps without reading, so the room would never come). Follow with [`Bell::unblocked`].
+    pub(crate) fn blocking(&self) -> bool {
+        self.blocked.set(1);
+        W::fence();
+        self.want.take() != 0
+    }
+
+    /// Worker: the write went through.
+    pub(crate) fn unblocked(&self) {
+        self.blocked.set(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words() -> [AtomicU64; WORDS] {
+        std::array::from_fn(|_| AtomicU64::new(0))
+    }
+
+    #[test]
+    fn arm_refuses_when_few_enough_wait_or_the_worker_is_blocked() {
+        let w = words();
+        let b = Bell::over(&w);
+        for _ in 0..4 {
+            b.sent_one();
+        }
+        assert!(!b.arm(4), "4 waiting is at the low mark");
+        assert!(b.arm(3));
+        b.disarm();
+        b.unblocked();
+        assert!(!b.blocking(), "nobody armed");
+        assert!(!b.arm(1), "a blocked worker needs the socket watched");
+        b.unblocked();
+        assert!(b.arm(1));
+    }
+
+    #[test]
+    fn the_worker_rings_once_at_the_low_mark() {
+        let w = words();
+        let b = Bell::over(&w);
+        for _ in 0..5 {
+            b.sent_one();
+        }
+        assert!(b.arm(2));
+        b.took_one();
+        assert!(!b.due(), "4 wait");
+        b.took_one();
+        assert!(!b.due(), "3 wait");
+        b.took_one();
+        assert!(b.due(), "2 wait: ring");
+        b.took_one();
+        assert!(!b.due(), "rung once; the request is used up");
+    }
+
+    #[test]
+    fn a_blocked_worker_rings_an_armed_supervisor() {
+        let w = words();
+        let b = Bell::over(&w);
+        for _ in 0..5 {
+            b.sent_one();
+        }
+        assert!(b.arm(1));
+        assert!(b.blocking());
+        b.unblocked();
+        assert!(!b.blocking(), "used up");
+    }
+
+    #[test]
+    fn nonsense_counts_ring_early_never_late() {
+        let w = words();
+        let b = Bell::over(&w);
+        b.sent_one();
+        w[2].store(5, Ordering::SeqCst); // taken ahead of sent
+        assert!(!b.arm(0), "0 waiting: no sleeping on the bell");
+    }
+}
+
+#[cfg(all(test, chi_loom))]
+mod loom_models {
+    use super::*;
+    use crate::loom::sync::Arc;
+    use crate::loom::sync::atomic::AtomicU64 as LoomU64;
+
+    fn words() -> Arc<[LoomU64; WORDS]> {
+        Arc::new(std::array::from_fn(|_| LoomU64::new(0)))
+    }
+
+    /// The supervisor arms while the worker takes and finishes its messages: whenever the
+    /// supervisor went to sleep on the bell, the worker rang it.
+    #[test]
+    fn an_armed_supervisor_is_always_rung() {
+        for low in 0..2u64 {
+            loom::model(move || {
+                let w = words();
+                let b = Bell::over(&w[..]);
+                b.sent_one();
+                b.sent_one();
+                let w2 = w.clone();
+                let worker = loom::thread::spawn(move || {
+                    let b = Bell::over(&w2[..]);
+                    let mut rang = false;
+                    for _ in 0..2 {
+                        b.took_one();
+                        rang |= b.due();
+                    }
+                    rang
+                });
+                let armed = b.arm(low);
+                let rang = worker.join().unwrap();
+                assert!(!armed || rang, "armed at low {low} and never rung");
+            });
+        }
+    }
+
+    /// A worker that must wait for room to write rings a supervisor that sleeps on the bell.
+    #[test]
+    fn a_blocked_worker_never_waits_on_a_sleeping_supervisor() {
+        loom::model(|| {
+            let w = words();
+            let b = Bell::over(&w[..]);
+            for _ in 0..3 {
+                b.sent_one();
+            }
+            let w2 = w.clone();
+            let worker = loom::thread::spawn(move || {
+                let b = Bell::over(&w2[..]);
+                b.took_one();
+                b.blocking()
+            });
+            let armed = b.arm(0);
+            let rang = worker.join().unwrap();
+            assert!(
+                !armed || rang,
+                "the supervisor slept while its worker waited for room"
+            );
+        });
+    }
+}
