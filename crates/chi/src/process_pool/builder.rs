@@ -157,8 +157,9 @@ impl ProcessPoolBuilder {
 
     /// The most messages (a `submit`, or one `map` chunk) sent ahead to one worker process,
     /// the one it runs included. By default the pool measures the time per message and keeps
-    /// about 200 µs of work queued on each worker (2 to 32 messages), so a worker never waits
-    /// for the parent between short tasks; this caps that number. `1` sends a message only to
+    /// about 1 ms of work queued on each worker (2 to 32 messages; after tasks of 30 µs or
+    /// less, up to 31 can wait behind one that turns out long), so a worker never waits for
+    /// the parent between short tasks; this caps that number. `1` sends a message only to
     /// an idle worker: no task ever waits inside a worker behind another one, even while the
     /// other workers are busy or restarting (after a crash, a timeout or a cancel), at the
     /// price of one round trip to the parent between messages. At least 1, at most

@@ -7,7 +7,7 @@
 //! after the lock is released.
 //!
 //! Pipelining: a worker gets up to `depth` messages ahead, so it never waits for the parent
-//! between tasks; `depth` follows the measured time per message (about 200 µs of queued work,
+//! between tasks; `depth` follows the measured time per message (about 1 ms of queued work,
 //! between 2 and the ring size, and at most the pool's `max_in_flight` when set), so slow
 //! tasks do not sit behind each other on one worker while another is idle. With
 //! `max_in_flight` 1 a message goes only to an idle worker. The worker runs messages in order,
@@ -649,6 +649,16 @@ impl Shared {
                     next.job.cell.mark_running();
                 }
                 done.push((f.job, h.status, range.clone()));
+            }
+            // Answers can be read well after they were written (the supervisor slept on the
+            // doorbell), so the new first message may have started long ago: its timeout
+            // counts from its real start.
+            if let (Some(next), Some(link)) = (s.in_flight.front(), &s.link)
+                && let Some(c) = link.ring.observe(next.slot, next.seq)
+                && c.state == STARTED
+            {
+                let ran = sys::monotonic_ns().saturating_sub(link.ring.started_ns(next.slot));
+                s.head_since = now.checked_sub(Duration::from_nanos(ran)).unwrap_or(now);
             }
             st.dispatch(&self.cfg, &mut out);
             st.notify_if_waiting(&self.changed);

@@ -162,7 +162,7 @@ where
 
     /// How many items the next chunk takes: `chunksize`, except near the end of an input
     /// whose length is known (an exact `size_hint`), where chunks shrink to a share of what
-    /// is left (never under an eighth of `chunksize`), so that the workers finish together
+    /// is left (never under `chunksize / 8`, rounded down, nor under 1), so that the workers finish together
     /// instead of one running a whole last chunk alone (OpenMP's "guided" schedule).
     fn next_chunk_len(&self) -> usize {
         match self.input.size_hint() {

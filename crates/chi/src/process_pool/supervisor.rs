@@ -33,6 +33,10 @@ use std::time::{Duration, Instant};
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How much one wake-up reads before it processes what it has.
 const READ_BATCH: usize = 4 << 20;
+/// The longest sleep on the doorbell. A worker rings only after finishing messages; if it is
+/// inside a long one, the results it finished before it are read after this, not when the
+/// long one ends (and the next sleep watches the socket again).
+const BELL_MAX_SLEEP: Duration = Duration::from_millis(2);
 
 thread_local! {
     /// Set on supervisor threads: `shutdown` called from a done-callback must not wait for
@@ -345,11 +349,14 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
     let bell = link.ring.bell();
     let mut batch = Vec::new();
     let (mut timeout, mut low) = shared.tick(i, link);
+    // The last sleep on the bell ended with nothing to report: the worker is in a long
+    // message, so watch the socket until it answers.
+    let mut stalled = false;
     loop {
         // With several messages queued on the worker, sleep on the doorbell rather than on
         // the socket: the worker rings once it is down to `low` (see `bell.rs`). Only with a
         // pidfd, which reports the worker's death that a silent bell would not.
-        let armed = link.pidfd().is_some() && low.is_some_and(|l| bell.arm(l));
+        let armed = !stalled && link.pidfd().is_some() && low.is_some_and(|l| bell.arm(l));
         let mut fds = [
             fd::watch(link.sock(), !armed, link.wants_write()),
             fd::watch(wake.as_fd(), true, false),
@@ -358,7 +365,9 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
         let n = if link.pidfd().is_some() { 3 } else { 2 };
         // Without a pidfd an exit that leaves the socket open (a forked grandchild holds it)
         // is noticed by polling the status.
-        let wait = if link.pidfd().is_some() {
+        let wait = if armed {
+            Some(timeout.map_or(BELL_MAX_SLEEP, |t| t.min(BELL_MAX_SLEEP)))
+        } else if link.pidfd().is_some() {
             timeout
         } else {
             Some(timeout.map_or(Duration::from_millis(50), |t| {
@@ -372,6 +381,7 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
         if let Err(e) = polled {
             return Some(format!("poll failed: {e}"));
         }
+        stalled = armed && !fds[..n].iter().any(|f| f.readable() || f.writable());
         if fds[1].readable() {
             wake.drain();
         }

@@ -192,3 +192,70 @@ fn big_results_from_a_deep_pipeline_get_through_while_the_supervisor_sleeps_on_t
     }
     assert_serves(&pool);
 }
+
+/// A one-worker pool measured on tiny tasks, so that it sends up to its ring size ahead and
+/// its supervisor sleeps on the doorbell.
+fn deep_pool() -> ProcessPool {
+    let pool = pool(1);
+    let warm: Vec<_> = (0..2000).map(|i| pool.submit(square, i).unwrap()).collect();
+    for (i, t) in warm.into_iter().enumerate() {
+        assert_eq!(get(t), Ok((i * i) as u64));
+    }
+    pool
+}
+
+/// Results a worker finished before it started a long task reach their handles while the
+/// long task still runs: a supervisor asleep on the doorbell (which rings only after a task
+/// ends) wakes up on its own and reads them.
+#[test]
+fn results_finished_before_a_long_task_are_not_held_until_it_ends() {
+    let pool = deep_pool();
+    let before: Vec<_> = (0..10u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect();
+    let h = Holder::new();
+    let long = pool.submit(hold, h.arg()).unwrap();
+    let after: Vec<_> = (0..21u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect();
+    h.wait_started();
+    for (i, t) in before.into_iter().enumerate() {
+        assert_eq!(
+            get(t),
+            Ok((i * i) as u64),
+            "answered while the long task is held"
+        );
+    }
+    h.release();
+    assert!(get(long).is_ok());
+    for (i, t) in after.into_iter().enumerate() {
+        assert_eq!(get(t), Ok((i * i) as u64));
+    }
+}
+
+/// A task's own timeout is enforced even when it runs behind messages without one, on a
+/// worker whose supervisor sleeps on the doorbell. (The supervisor may have armed the bell
+/// while the first message in flight, without a limit, was the one it timed; its sleep on
+/// the bell is bounded, and the next first message's timeout counts from its real start.
+/// This test hits that order only when the timing falls so.)
+#[test]
+fn a_timeout_behind_untimed_tasks_in_a_deep_pipeline_is_enforced() {
+    let pool = deep_pool();
+    let before: Vec<_> = (0..10u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect();
+    let h = Holder::new();
+    let limit = Duration::from_millis(100);
+    let stuck = pool.submit_with_timeout(hold, h.arg(), limit).unwrap();
+    let after: Vec<_> = (0..21u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect();
+    assert_eq!(get(stuck), Err(TaskError::TimedOut(limit)));
+    for (i, t) in before.into_iter().enumerate() {
+        assert_eq!(get(t), Ok((i * i) as u64));
+    }
+    // The worker was killed for the timeout; what it had not started runs on its successor.
+    for (i, t) in after.into_iter().enumerate() {
+        assert_eq!(get(t), Ok((i * i) as u64));
+    }
+}
