@@ -190,9 +190,10 @@ fn measure(workers: &[u32], tasks: u64, f: impl FnOnce()) -> Map<String, Value> 
     out
 }
 
-/// `--cpu-profile [reps]`: only the two 50 µs scenarios, each repeated, with where the CPU
-/// went (per role: caller, supervisor threads, worker processes) and context switches per
-/// task. Prints one JSON object per repetition, then the medians.
+/// `--cpu-profile [reps]`: only chi, the two 50 µs scenarios, tiny tasks submit → result and
+/// the idle round trip, each repeated, with where the CPU went (per role: caller, supervisor
+/// threads, worker processes) and context switches per task. Prints one JSON object per
+/// repetition, then the medians.
 fn cpu_profile(s: &Sizes, reps: usize) {
     let pool = chi_pool();
     let workers = pool.worker_pids();
@@ -224,7 +225,28 @@ fn cpu_profile(s: &Sizes, reps: usize) {
             wall = t.elapsed().as_secs_f64() / ideal;
         });
         map_x.push(wall);
+        let mut tiny_rate = 0.0;
+        let tiny = measure(&workers, s.tiny_n, || {
+            let t = Instant::now();
+            let tasks: Vec<_> = (0..s.tiny_n)
+                .map(|i| pool.submit(inc, i).unwrap())
+                .collect();
+            for (i, task) in tasks.into_iter().enumerate() {
+                assert_eq!(task.result(), Ok(i as u64 + 1));
+            }
+            tiny_rate = s.tiny_n as f64 / t.elapsed().as_secs_f64();
+        });
+        let mut rt: Vec<f64> = (0..s.round_trips)
+            .map(|i| {
+                let t = Instant::now();
+                pool.submit(inc, i as u64).unwrap().result().unwrap();
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
         let run = json!({
+            "tiny_submit_per_s": tiny_rate,
+            "tiny": tiny,
+            "round_trip_us": percentile(&mut rt, 0.5),
             "submit_x_ideal": submit_x.last(),
             "submit": submit,
             "map_x_ideal": map_x.last(),
