@@ -41,6 +41,11 @@ const TARGET_QUEUED_NS: u64 = 1_000_000;
 /// The least pipelining depth at which a supervisor sleeps on the doorbell (rung at half of
 /// it): below it a wake-up would serve a single result anyway.
 const BELL_MIN_DEPTH: usize = 4;
+/// The least measured work a worker must still have queued when it rings: less, and it could
+/// run dry before its supervisor is back with more (a wake-up on a busy machine takes tens of
+/// microseconds). Tasks of a few microseconds do without the bell: their supervisor finds
+/// several answers per wake-up anyway.
+const BELL_MIN_SLACK_NS: u64 = 250_000;
 /// First delay after a failed start; doubles per consecutive failure.
 const BACKOFF_FIRST: Duration = Duration::from_millis(10);
 /// Longest delay between start attempts.
@@ -107,6 +112,7 @@ pub(crate) struct Counters {
     pub(crate) died: u64,
     pub(crate) start_failures: u64,
     pub(crate) messages: u64,
+    pub(crate) wakeups: u64,
 }
 
 #[derive(Debug)]
@@ -679,6 +685,7 @@ impl Shared {
     /// left (see `bell.rs`).
     pub(crate) fn tick(&self, i: usize, link: &Link) -> (Option<Duration>, Option<u64>) {
         let mut st = self.lock();
+        st.counters.wakeups += 1;
         let closed_idle = st.mode != Mode::Open && st.pending.is_empty();
         let s = &mut st.slots[i];
         if !s.closing && s.in_flight.is_empty() && (s.retiring || closed_idle) {
@@ -686,8 +693,11 @@ impl Shared {
             link.send_with(|b| protocol::encode_empty(b, protocol::SHUTDOWN));
         }
         let most = depth(s.ewma_ns).min(self.cfg.max_in_flight);
-        let low =
-            (most >= BELL_MIN_DEPTH && s.in_flight.len() > most / 2).then_some(most as u64 / 2);
+        let low = (most / 2) as u64;
+        let low = (most >= BELL_MIN_DEPTH
+            && s.in_flight.len() > most / 2
+            && low.saturating_mul(s.ewma_ns) >= BELL_MIN_SLACK_NS)
+            .then_some(low);
         (self.timeout_left(s, link), low)
     }
 

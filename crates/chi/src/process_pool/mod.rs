@@ -151,6 +151,10 @@ pub struct Metrics {
     pub start_failures: u64,
     /// Messages sent to workers so far.
     pub messages: u64,
+    /// Times a supervisor thread woke up to handle its worker so far (answers, timeouts,
+    /// cancels, room to write). While workers are busy with short tasks, well under one per
+    /// message: a worker rings its supervisor once per batch of answers.
+    pub wakeups: u64,
 }
 
 impl fmt::Debug for ProcessPool {
@@ -405,6 +409,7 @@ impl ProcessPool {
             died: c.died,
             start_failures: c.start_failures,
             messages: c.messages,
+            wakeups: c.wakeups,
         }
     }
 

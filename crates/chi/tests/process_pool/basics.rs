@@ -170,12 +170,7 @@ fn max_in_flight_is_checked() {
 /// before it waits for room, or both would wait for each other: every result still arrives.
 #[test]
 fn big_results_from_a_deep_pipeline_get_through_while_the_supervisor_sleeps_on_the_doorbell() {
-    let pool = pool(1);
-    // Measured as tiny, so the next messages are sent up to the ring's size ahead.
-    let warm: Vec<_> = (0..2000).map(|i| pool.submit(square, i).unwrap()).collect();
-    for (i, t) in warm.into_iter().enumerate() {
-        assert_eq!(get(t), Ok((i * i) as u64));
-    }
+    let pool = deep_pool();
     // A few of these fill the socket; each is quick to make, so many stay queued. The
     // worker must happen to fill the socket while the supervisor sleeps on the bell: several
     // rounds make that likely (with the ring switched off, 2 of 5 runs hung here; the unit
@@ -193,15 +188,42 @@ fn big_results_from_a_deep_pipeline_get_through_while_the_supervisor_sleeps_on_t
     assert_serves(&pool);
 }
 
-/// A one-worker pool measured on tiny tasks, so that it sends up to its ring size ahead and
-/// its supervisor sleeps on the doorbell.
+/// A one-worker pool measured on 40 µs tasks, so that it sends about 1 ms of them ahead
+/// and its supervisor sleeps on the doorbell.
 fn deep_pool() -> ProcessPool {
     let pool = pool(1);
-    let warm: Vec<_> = (0..2000).map(|i| pool.submit(square, i).unwrap()).collect();
-    for (i, t) in warm.into_iter().enumerate() {
-        assert_eq!(get(t), Ok((i * i) as u64));
+    let warm: Vec<_> = (0..200)
+        .map(|_| pool.submit(spins_us, 40).unwrap())
+        .collect();
+    for t in warm {
+        assert_eq!(get(t), Ok(40));
     }
     pool
+}
+
+/// While a worker is busy with a queue of short tasks, its supervisor wakes once per batch of
+/// answers (the worker rings it), not once per answer.
+#[test]
+fn a_busy_worker_costs_its_supervisor_fewer_wakeups_than_messages() {
+    let pool = deep_pool();
+    let before = pool.metrics();
+    let tasks: Vec<_> = (0..500)
+        .map(|_| pool.submit(spins_us, 40).unwrap())
+        .collect();
+    for t in tasks {
+        assert_eq!(get(t), Ok(40));
+    }
+    let after = pool.metrics();
+    let (messages, wakeups) = (
+        after.messages - before.messages,
+        after.wakeups - before.wakeups,
+    );
+    assert_eq!(messages, 500);
+    // About one per 12 here; one per answer without the bell.
+    assert!(
+        wakeups * 2 < messages,
+        "{wakeups} supervisor wake-ups for {messages} messages"
+    );
 }
 
 /// Results a worker finished before it started a long task reach their handles while the
@@ -210,26 +232,23 @@ fn deep_pool() -> ProcessPool {
 #[test]
 fn results_finished_before_a_long_task_are_not_held_until_it_ends() {
     let pool = deep_pool();
-    let before: Vec<_> = (0..10u64)
-        .map(|i| pool.submit(square, i).unwrap())
+    let before: Vec<_> = (0..10)
+        .map(|_| pool.submit(spins_us, 40).unwrap())
         .collect();
     let h = Holder::new();
     let long = pool.submit(hold, h.arg()).unwrap();
-    let after: Vec<_> = (0..21u64)
-        .map(|i| pool.submit(square, i).unwrap())
+    // Enough behind it that the worker, inside the long task, is above its ring mark.
+    let after: Vec<_> = (0..30)
+        .map(|_| pool.submit(spins_us, 40).unwrap())
         .collect();
     h.wait_started();
-    for (i, t) in before.into_iter().enumerate() {
-        assert_eq!(
-            get(t),
-            Ok((i * i) as u64),
-            "answered while the long task is held"
-        );
+    for t in before {
+        assert_eq!(get(t), Ok(40), "answered while the long task is held");
     }
     h.release();
     assert!(get(long).is_ok());
-    for (i, t) in after.into_iter().enumerate() {
-        assert_eq!(get(t), Ok((i * i) as u64));
+    for t in after {
+        assert_eq!(get(t), Ok(40));
     }
 }
 
@@ -241,21 +260,22 @@ fn results_finished_before_a_long_task_are_not_held_until_it_ends() {
 #[test]
 fn a_timeout_behind_untimed_tasks_in_a_deep_pipeline_is_enforced() {
     let pool = deep_pool();
-    let before: Vec<_> = (0..10u64)
-        .map(|i| pool.submit(square, i).unwrap())
+    let before: Vec<_> = (0..10)
+        .map(|_| pool.submit(spins_us, 40).unwrap())
         .collect();
     let h = Holder::new();
     let limit = Duration::from_millis(100);
     let stuck = pool.submit_with_timeout(hold, h.arg(), limit).unwrap();
-    let after: Vec<_> = (0..21u64)
-        .map(|i| pool.submit(square, i).unwrap())
+    // Enough behind it that the worker, inside the long task, is above its ring mark.
+    let after: Vec<_> = (0..30)
+        .map(|_| pool.submit(spins_us, 40).unwrap())
         .collect();
     assert_eq!(get(stuck), Err(TaskError::TimedOut(limit)));
-    for (i, t) in before.into_iter().enumerate() {
-        assert_eq!(get(t), Ok((i * i) as u64));
+    for t in before {
+        assert_eq!(get(t), Ok(40));
     }
     // The worker was killed for the timeout; what it had not started runs on its successor.
-    for (i, t) in after.into_iter().enumerate() {
-        assert_eq!(get(t), Ok((i * i) as u64));
+    for t in after {
+        assert_eq!(get(t), Ok(40));
     }
 }

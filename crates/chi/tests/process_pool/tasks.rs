@@ -73,6 +73,15 @@ pub(crate) fn append((path, id): (String, u64)) -> u64 {
     id
 }
 
+/// Burns `us` microseconds of CPU (a worker busy with a short task, not asleep).
+pub(crate) fn spins_us(us: u64) -> u64 {
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_micros(us) {
+        std::hint::spin_loop();
+    }
+    us
+}
+
 pub(crate) fn sleeps_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
