@@ -20,8 +20,8 @@
 
 use super::link::Link;
 use super::protocol::{self, ARG_CODEC, Items, OK, PANICKED, RESULT_CODEC};
-use crate::loom::sync::Mutex;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::loom::sync::{Mutex, MutexGuard};
 use crate::task::{Core, TaskCell};
 use crate::{Cause, TaskError};
 use serde::de::DeserializeOwned;
@@ -124,20 +124,22 @@ impl<T: Send> ProcCell<T> {
         }
     }
 
-    fn placement(&self) -> Option<Placement> {
-        self.placement
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn lock_placement(&self) -> MutexGuard<'_, Option<Placement>> {
+        self.placement.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn set_placement(&self, at: Option<Placement>) {
-        *self.placement.lock().unwrap_or_else(|e| e.into_inner()) = at;
+        *self.lock_placement() = at;
     }
 
     /// Stops the message wherever it is: revoked if not started, else its worker killed.
+    ///
+    /// Under the placement lock: a message that failed to encode gives its claim slot and
+    /// sequence number to the next message, but only after its placement is cleared (which
+    /// waits for this lock), so the slot revoked here is never another task's.
     fn stop_in_worker(&self) {
-        if let Some(p) = self.placement()
+        let g = self.lock_placement();
+        if let Some(p) = g.as_ref()
             && let Some(link) = p.link.upgrade()
         {
             link.revoke_or_kill(p.slot, p.seq);
@@ -179,7 +181,7 @@ impl<T: Send> TaskCell<T> for ProcCell<T> {
         // the supervisor clears its placement before completing) under the same lock, so the
         // placement read here stays true until the cancel is settled.
         let won = {
-            let mut g = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+            let mut g = self.lock_placement();
             match g.as_ref() {
                 Some(p) => {
                     // Sent to a worker: only if the worker has not claimed it yet.
@@ -227,7 +229,7 @@ impl<T: Send> JobCell for ProcCell<T> {
     }
 
     fn place(&self, at: Option<Placement>) -> bool {
-        let mut g = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.lock_placement();
         if at.is_some() && self.is_cancelled() {
             return false;
         }
@@ -275,27 +277,37 @@ impl<T: Send> JobCell for ProcCell<T> {
 
     fn cancel_unstarted(&self) -> bool {
         use crate::task::TransitionToCancelled as C;
-        if let Some(p) = self.placement() {
-            match p.link.upgrade() {
-                Some(link) if link.revoke(p.slot, p.seq) => {}
-                _ => return false, // started, finished, or its worker is gone
+        // The whole decision under the placement lock, as in `cancel_pending`: a placement
+        // read outside it could be stale (the message requeued after its worker died and sent
+        // to another one, or its slot reused after an encode failure), and revoking the stale
+        // slot would report "cancelled" for a message that then runs.
+        let won = {
+            let mut g = self.lock_placement();
+            if let Some(p) = g.as_ref()
+                && !p.link.upgrade().is_some_and(|l| l.revoke(p.slot, p.seq))
+            {
+                return false; // started, finished, or its worker is gone
             }
+            // The worker will never start it (or it is still queued): cancel the task itself.
+            match self.core.try_cancel() {
+                C::Success => {
+                    *g = None;
+                    true
+                }
+                C::AlreadyCancelled => return false,
+                C::TooLate => {
+                    // Marked running (the first in flight, or requeued after its worker
+                    // died) but not started: the skip that comes back, or the dispatcher
+                    // that sees the request, completes it as cancelled.
+                    // ORDERING: as in `cancel`.
+                    return self.flags.fetch_or(CANCEL_REQ, Ordering::AcqRel) & COMPLETING == 0;
+                }
+            }
+        };
+        if won {
+            self.core.complete(Err(TaskError::Cancelled));
         }
-        // The worker will never start it (or it is still queued): cancel the task itself.
-        match self.core.try_cancel() {
-            C::Success => {
-                self.set_placement(None);
-                self.core.complete(Err(TaskError::Cancelled));
-                true
-            }
-            C::AlreadyCancelled => false,
-            C::TooLate => {
-                // Marked running as the first in flight, but revoked: the skip that comes back
-                // completes it, as cancelled.
-                // ORDERING: as in `cancel`.
-                self.flags.fetch_or(CANCEL_REQ, Ordering::AcqRel) & COMPLETING == 0
-            }
-        }
+        won
     }
 }
 
