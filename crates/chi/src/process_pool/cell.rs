@@ -252,13 +252,19 @@ impl<T: Send> JobCell for ProcCell<T> {
 
     fn deliver(&self, d: Delivery<'_>) {
         self.mark_running();
-        self.set_placement(None);
-        // ORDERING: Relaxed: see `mark_running`; we hold the `Job`.
-        if self.flags.load(Ordering::Relaxed) & OWNED == 0 {
-            return; // a canceller won try_cancel and completes the task itself
-        }
-        // ORDERING: AcqRel: one total order with the canceller's `fetch_or(CANCEL_REQ)`.
-        let prev = self.flags.fetch_or(COMPLETING, Ordering::AcqRel);
+        // The placement is cleared and COMPLETING set under one lock: `cancel_unstarted`
+        // (which decides under it) then sees a task that has no placement either before
+        // delivery began, or with COMPLETING, never a finished task that looks unsent.
+        let prev = {
+            let mut g = self.lock_placement();
+            *g = None;
+            // ORDERING: Relaxed: see `mark_running`; we hold the `Job`.
+            if self.flags.load(Ordering::Relaxed) & OWNED == 0 {
+                return; // a canceller won try_cancel and completes the task itself
+            }
+            // ORDERING: AcqRel: one total order with the canceller's `fetch_or(CANCEL_REQ)`.
+            self.flags.fetch_or(COMPLETING, Ordering::AcqRel)
+        };
         let outcome = if prev & CANCEL_REQ != 0 {
             Err(TaskError::Cancelled)
         } else {
@@ -299,8 +305,10 @@ impl<T: Send> JobCell for ProcCell<T> {
                     // Marked running (the first in flight, or requeued after its worker
                     // died) but not started: the skip that comes back, or the dispatcher
                     // that sees the request, completes it as cancelled.
+                    // True only for the call that asked first (a user's `cancel` may have).
                     // ORDERING: as in `cancel`.
-                    return self.flags.fetch_or(CANCEL_REQ, Ordering::AcqRel) & COMPLETING == 0;
+                    let prev = self.flags.fetch_or(CANCEL_REQ, Ordering::AcqRel);
+                    return prev & (COMPLETING | CANCEL_REQ) == 0;
                 }
             }
         };

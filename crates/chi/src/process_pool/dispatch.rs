@@ -99,8 +99,13 @@ struct Slot {
     retiring: bool,
     /// SHUTDOWN was sent.
     closing: bool,
-    /// When the first message in flight became first (earliest it can have started).
+    /// When the first message in flight became first (the last read of answers, or the send
+    /// to an idle worker): the time base of the per-message average.
     head_since: Instant,
+    /// When the first message in flight started, as best known (for its task timeout): the
+    /// read of the batch before it, or the claim ring's start stamp when that is earlier.
+    /// Kept apart from `head_since`, whose intervals must not overlap (they time messages).
+    head_started: Instant,
     /// Moving average of the time per message, ns (0: not measured yet).
     ewma_ns: u64,
 }
@@ -285,6 +290,7 @@ impl State {
             counters.messages += 1;
             if slot.in_flight.is_empty() {
                 slot.head_since = now;
+                slot.head_started = now;
                 job.cell.mark_running();
             }
             slot.in_flight.push_back(InFlight {
@@ -328,6 +334,7 @@ impl Shared {
                 retiring: false,
                 closing: false,
                 head_since: now,
+                head_started: now,
                 ewma_ns: 0,
             })
             .collect();
@@ -651,6 +658,7 @@ impl Shared {
                 }
                 .max(1);
                 s.head_since = now;
+                s.head_started = now;
                 if let Some(next) = s.in_flight.front() {
                     next.job.cell.mark_running();
                 }
@@ -664,7 +672,7 @@ impl Shared {
                 && c.state == STARTED
             {
                 let ran = sys::monotonic_ns().saturating_sub(link.ring.started_ns(next.slot));
-                s.head_since = now.checked_sub(Duration::from_nanos(ran)).unwrap_or(now);
+                s.head_started = now.checked_sub(Duration::from_nanos(ran)).unwrap_or(now);
             }
             st.dispatch(&self.cfg, &mut out);
             st.notify_if_waiting(&self.changed);
@@ -711,7 +719,7 @@ impl Shared {
         }
         let now = Instant::now();
         // A limit past the clock's range is never reached.
-        let due = s.head_since.checked_add(limit)?;
+        let due = s.head_started.checked_add(limit)?;
         if now < due {
             return Some(due - now);
         }
@@ -727,16 +735,16 @@ impl Shared {
                         link.kill();
                         return None;
                     }
-                    s.head_since = now; // it just finished; its result is on the way
+                    s.head_started = now; // it just finished; its result is on the way
                 } else {
-                    s.head_since = now - ran;
+                    s.head_started = now - ran;
                 }
             }
             // Not started yet (its bytes are still arriving), or finished: check again later.
-            _ => s.head_since = now,
+            _ => s.head_started = now,
         }
         Some(
-            s.head_since
+            s.head_started
                 .checked_add(limit)?
                 .saturating_duration_since(now),
         )
