@@ -190,6 +190,53 @@ fn measure(workers: &[u32], tasks: u64, f: impl FnOnce()) -> Map<String, Value> 
     out
 }
 
+/// 20,000 × 50 µs tasks by per-task submit, each result taken in order: wall over ideal.
+fn cpu_submit_x_ideal(pool: &ProcessPool, s: &Sizes) -> f64 {
+    let ideal = s.cpu_n as f64 * 50e-6 / WORKERS as f64;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..s.cpu_n)
+        .map(|_| pool.submit(spin, 50).unwrap())
+        .collect();
+    for task in tasks {
+        task.result().unwrap();
+    }
+    t.elapsed().as_secs_f64() / ideal
+}
+
+/// The same work through `map` with chunksize 250: wall over ideal.
+fn cpu_map_x_ideal(pool: &ProcessPool, s: &Sizes) -> f64 {
+    let ideal = s.cpu_n as f64 * 50e-6 / WORKERS as f64;
+    let t = Instant::now();
+    let n = pool
+        .map(spin, std::iter::repeat_n(50, s.cpu_n as usize))
+        .chunksize(250)
+        .map(Result::unwrap)
+        .count();
+    assert_eq!(n as u64, s.cpu_n);
+    t.elapsed().as_secs_f64() / ideal
+}
+
+/// `n` tiny tasks submitted, every handle kept, then each result taken in order: tasks/s.
+fn tiny_submit_rate(pool: &ProcessPool, n: u64) -> f64 {
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..n).map(|i| pool.submit(inc, i).unwrap()).collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        assert_eq!(task.result(), Ok(i as u64 + 1));
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `n` round trips of one tiny task on a warm pool, each in µs.
+fn round_trips_us(pool: &ProcessPool, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let t = Instant::now();
+            pool.submit(inc, i as u64).unwrap().result().unwrap();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
+}
+
 /// `--cpu-profile [reps]`: only chi, the two 50 µs scenarios, tiny tasks submit → result and
 /// the idle round trip, each repeated, with where the CPU went (per role: caller, supervisor
 /// threads, worker processes) and context switches per task. Prints one JSON object per
@@ -197,52 +244,19 @@ fn measure(workers: &[u32], tasks: u64, f: impl FnOnce()) -> Map<String, Value> 
 fn cpu_profile(s: &Sizes, reps: usize) {
     let pool = chi_pool();
     let workers = pool.worker_pids();
-    let ideal = s.cpu_n as f64 * 50e-6 / WORKERS as f64;
     let mut submit_x = Vec::new();
     let mut map_x = Vec::new();
-    let mut runs = Vec::new();
     for _ in 0..reps {
-        let mut wall = 0.0;
-        let submit = measure(&workers, s.cpu_n, || {
-            let t = Instant::now();
-            let tasks: Vec<_> = (0..s.cpu_n)
-                .map(|_| pool.submit(spin, 50).unwrap())
-                .collect();
-            for task in tasks {
-                task.result().unwrap();
-            }
-            wall = t.elapsed().as_secs_f64() / ideal;
-        });
-        submit_x.push(wall);
-        let map = measure(&workers, s.cpu_n, || {
-            let t = Instant::now();
-            let n = pool
-                .map(spin, std::iter::repeat_n(50, s.cpu_n as usize))
-                .chunksize(250)
-                .map(Result::unwrap)
-                .count();
-            assert_eq!(n as u64, s.cpu_n);
-            wall = t.elapsed().as_secs_f64() / ideal;
-        });
-        map_x.push(wall);
+        let mut x = 0.0;
+        let submit = measure(&workers, s.cpu_n, || x = cpu_submit_x_ideal(&pool, s));
+        submit_x.push(x);
+        let map = measure(&workers, s.cpu_n, || x = cpu_map_x_ideal(&pool, s));
+        map_x.push(x);
         let mut tiny_rate = 0.0;
         let tiny = measure(&workers, s.tiny_n, || {
-            let t = Instant::now();
-            let tasks: Vec<_> = (0..s.tiny_n)
-                .map(|i| pool.submit(inc, i).unwrap())
-                .collect();
-            for (i, task) in tasks.into_iter().enumerate() {
-                assert_eq!(task.result(), Ok(i as u64 + 1));
-            }
-            tiny_rate = s.tiny_n as f64 / t.elapsed().as_secs_f64();
+            tiny_rate = tiny_submit_rate(&pool, s.tiny_n)
         });
-        let mut rt: Vec<f64> = (0..s.round_trips)
-            .map(|i| {
-                let t = Instant::now();
-                pool.submit(inc, i as u64).unwrap().result().unwrap();
-                t.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
+        let mut rt = round_trips_us(&pool, s.round_trips);
         let run = json!({
             "tiny_submit_per_s": tiny_rate,
             "tiny": tiny,
@@ -253,7 +267,6 @@ fn cpu_profile(s: &Sizes, reps: usize) {
             "map": map,
         });
         println!("{run}");
-        runs.push(run);
     }
     println!(
         "median × ideal: per-task submit {:.3}, chunked map {:.3} ({reps} reps)",
@@ -296,28 +309,11 @@ fn bench_chi(s: &Sizes) -> Map<String, Value> {
         json!(rss.iter().sum::<f64>() / rss.len().max(1) as f64),
     );
 
-    let mut rt: Vec<f64> = (0..s.round_trips)
-        .map(|i| {
-            let t = Instant::now();
-            pool.submit(inc, i as u64).unwrap().result().unwrap();
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
+    let mut rt = round_trips_us(&pool, s.round_trips);
     out.insert("round_trip_us".into(), json!(percentile(&mut rt, 0.5)));
     out.insert("round_trip_p99_us".into(), json!(percentile(&mut rt, 0.99)));
 
-    let rates: Vec<f64> = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            let tasks: Vec<_> = (0..s.tiny_n)
-                .map(|i| pool.submit(inc, i).unwrap())
-                .collect();
-            for (i, task) in tasks.into_iter().enumerate() {
-                assert_eq!(task.result(), Ok(i as u64 + 1));
-            }
-            s.tiny_n as f64 / t.elapsed().as_secs_f64()
-        })
-        .collect();
+    let rates: Vec<f64> = (0..3).map(|_| tiny_submit_rate(&pool, s.tiny_n)).collect();
     out.insert("tiny_submit_per_s".into(), json!(median(rates)));
 
     let rates: Vec<f64> = (0..3)
@@ -334,29 +330,11 @@ fn bench_chi(s: &Sizes) -> Map<String, Value> {
         .collect();
     out.insert("tiny_map_per_s".into(), json!(median(rates)));
 
-    let ideal = s.cpu_n as f64 * 50e-6 / WORKERS as f64;
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..s.cpu_n)
-        .map(|_| pool.submit(spin, 50).unwrap())
-        .collect();
-    for task in tasks {
-        task.result().unwrap();
-    }
     out.insert(
         "cpu_submit_x_ideal".into(),
-        json!(t.elapsed().as_secs_f64() / ideal),
+        json!(cpu_submit_x_ideal(&pool, s)),
     );
-    let t = Instant::now();
-    let n = pool
-        .map(spin, std::iter::repeat_n(50, s.cpu_n as usize))
-        .chunksize(250)
-        .map(Result::unwrap)
-        .count();
-    assert_eq!(n as u64, s.cpu_n);
-    out.insert(
-        "cpu_map_x_ideal".into(),
-        json!(t.elapsed().as_secs_f64() / ideal),
-    );
+    out.insert("cpu_map_x_ideal".into(), json!(cpu_map_x_ideal(&pool, s)));
     out
 }
 
