@@ -9,7 +9,7 @@
 /// Always std's, also under loom: loom cannot model another process, and no loom model
 /// touches these words.
 pub(crate) mod interprocess {
-    pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicU64, Ordering, fence};
 }
 
 /// std's `Arc` and `Mutex` for values that only travel inside an error (a panic payload): never

@@ -66,7 +66,7 @@ macro_rules! word_impl {
     };
 }
 
-word_impl!(AtomicU64, std::sync::atomic::fence);
+word_impl!(AtomicU64, crate::loom::interprocess::fence);
 #[cfg(chi_loom)]
 word_impl!(
     crate::loom::sync::atomic::AtomicU64,
