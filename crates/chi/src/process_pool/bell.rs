@@ -22,8 +22,8 @@
 //! the store and the load on each side, so of each pair at least one side sees the other's
 //! store (the store-buffer case of Dekker's algorithm): either the supervisor sees the worker
 //! at or below `low` (or blocked) and does not sleep on the bell, or the worker sees the
-//! request and rings. Modelled by loom in `loom_models` below (without the supervisor's fence
-//! loom finds the lost wake-up). A worker that dies rings nothing; the supervisor also watches
+//! request and rings. Modelled by loom in `loom_models` below, including a supervisor that
+//! wakes, sends more and arms again (without either side's fence loom finds a lost wake-up). A worker that dies rings nothing; the supervisor also watches
 //! the process itself (a pidfd), and sleeps on the bell only when it has one.
 
 use crate::loom::interprocess::{AtomicU64, Ordering};
@@ -236,6 +236,7 @@ mod loom_models {
     use super::*;
     use crate::loom::sync::Arc;
     use crate::loom::sync::atomic::AtomicU64 as LoomU64;
+    use crate::loom::sync::atomic::Ordering::SeqCst;
 
     fn words() -> Arc<[LoomU64; WORDS]> {
         Arc::new(std::array::from_fn(|_| LoomU64::new(0)))
@@ -266,6 +267,45 @@ mod loom_models {
                 assert!(!armed || rang, "armed at low {low} and never rung");
             });
         }
+    }
+
+    /// The supervisor wakes, sends one more message, and sleeps on the bell again, while the
+    /// worker takes and finishes messages: if the *last* arm succeeded, a ring came after it
+    /// (a ring used up by an earlier arm does not count), at the real low mark of 1.
+    #[test]
+    fn a_rearmed_supervisor_is_rung_for_its_last_arm() {
+        loom::model(|| {
+            let w = words();
+            let epoch = Arc::new(LoomU64::new(0));
+            let rung = Arc::new(LoomU64::new(0));
+            let b = Bell::over(&w[..]);
+            for _ in 0..3 {
+                b.sent_one();
+            }
+            let (w2, e2, r2) = (w.clone(), epoch.clone(), rung.clone());
+            let worker = loom::thread::spawn(move || {
+                let b = Bell::over(&w2[..]);
+                for _ in 0..4 {
+                    b.took_one();
+                    if b.due() {
+                        // The arm this ring answers (or a later one).
+                        r2.store(e2.load(SeqCst), SeqCst);
+                    }
+                }
+            });
+            epoch.store(1, SeqCst);
+            b.arm(1);
+            // Woken (by the ring or otherwise): one more message, then sleep again.
+            b.disarm();
+            b.sent_one();
+            epoch.store(2, SeqCst);
+            let last = b.arm(1);
+            worker.join().unwrap();
+            assert!(
+                !last || rung.load(SeqCst) == 2,
+                "the last arm was never rung"
+            );
+        });
     }
 
     /// A worker that must wait for room to write rings a supervisor that sleeps on the bell.
