@@ -178,7 +178,7 @@ impl<T: Send> TaskCell<T> for ProcCell<T> {
     fn cancel_pending(&self) -> bool {
         use crate::task::TransitionToCancelled as C;
         // The whole decision under the placement lock: the dispatcher places a message (and
-        // the supervisor clears its placement before completing) under the same lock, so the
+        // a delivery clears the placement and sets COMPLETING) under the same lock, so the
         // placement read here stays true until the cancel is settled.
         let won = {
             let mut g = self.lock_placement();
@@ -196,9 +196,8 @@ impl<T: Send> TaskCell<T> for ProcCell<T> {
                         C::AlreadyCancelled => return true,
                         C::TooLate => {
                             // Marked running as the first in flight, but revoked: the skip
-                            // that comes back completes it as cancelled. The supervisor has
-                            // not set COMPLETING: it clears the placement (under this lock)
-                            // first.
+                            // that comes back completes it as cancelled. No delivery has set
+                            // COMPLETING: it would have cleared the placement with it.
                             // ORDERING: as in `cancel`.
                             self.flags.fetch_or(CANCEL_REQ, Ordering::AcqRel);
                             return true;
@@ -206,7 +205,9 @@ impl<T: Send> TaskCell<T> for ProcCell<T> {
                     }
                 }
                 // In the pool's queue: a won `try_cancel` keeps the dispatcher from placing it
-                // (`place` re-checks under this lock); too late means it is being sent or runs.
+                // (`place` re-checks under this lock). Too late: being delivered, or requeued
+                // after its worker died (marked running, never started); the latter could be
+                // cancelled as `cancel_unstarted` does, but is left alone here (false).
                 None => match self.core.try_cancel() {
                     C::Success => true,
                     C::AlreadyCancelled => return true,

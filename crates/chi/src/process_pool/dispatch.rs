@@ -102,8 +102,9 @@ struct Slot {
     /// When the first message in flight became first (the last read of answers, or the send
     /// to an idle worker): the time base of the per-message average.
     head_since: Instant,
-    /// When the first message in flight started, as best known (for its task timeout): the
-    /// read of the batch before it, or the claim ring's start stamp when that is earlier.
+    /// When the first message in flight started, as best known (for its task timeout): its
+    /// send to an idle worker, the read of the batch before it, or the claim ring's start
+    /// stamp once it is seen started (also rewritten by `timeout_left`).
     /// Kept apart from `head_since`, whose intervals must not overlap (they time messages).
     head_started: Instant,
     /// Moving average of the time per message, ns (0: not measured yet).
@@ -737,7 +738,9 @@ impl Shared {
                     }
                     s.head_started = now; // it just finished; its result is on the way
                 } else {
-                    s.head_started = now - ran;
+                    // A worker's stamp is not trusted to be sane (a task can scribble on
+                    // shared memory): never panic on it.
+                    s.head_started = now.checked_sub(ran).unwrap_or(now);
                 }
             }
             // Not started yet (its bytes are still arriving), or finished: check again later.
