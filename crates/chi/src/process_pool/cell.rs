@@ -176,49 +176,62 @@ impl<T: Send> TaskCell<T> for ProcCell<T> {
     }
 
     fn cancel_pending(&self) -> bool {
+        !matches!(self.cancel_if_unstarted(), Unstarted::No)
+    }
+}
+
+/// What [`ProcCell::cancel_if_unstarted`] did.
+enum Unstarted {
+    /// Cancelled now, and completed as such.
+    Won,
+    /// Cancel requested now for a message no worker started (the first in flight, revoked, or
+    /// requeued after its worker died): the skip, or the dispatcher, completes it cancelled.
+    Requested,
+    /// Someone cancelled (or asked to) before.
+    Already,
+    /// Started, finished, being delivered, or its worker is gone: left alone.
+    No,
+}
+
+impl<T: Send> ProcCell<T> {
+    /// Cancels the task only if no worker has started it (`cancel_pending`, and the pool's
+    /// `shutdown_now`). The whole decision is under the placement lock: the dispatcher
+    /// places a message, and a delivery clears the placement and sets COMPLETING, under the
+    /// same lock, so the placement read here stays true until the cancel is settled. (Read
+    /// outside it, it could be stale: the message requeued after its worker died and sent to
+    /// another one, or its slot reused after an encode failure, and revoking the stale slot
+    /// would report "cancelled" for a message that then runs.)
+    fn cancel_if_unstarted(&self) -> Unstarted {
         use crate::task::TransitionToCancelled as C;
-        // The whole decision under the placement lock: the dispatcher places a message (and
-        // a delivery clears the placement and sets COMPLETING) under the same lock, so the
-        // placement read here stays true until the cancel is settled.
-        let won = {
-            let mut g = self.lock_placement();
-            match g.as_ref() {
-                Some(p) => {
-                    // Sent to a worker: only if the worker has not claimed it yet.
-                    if !p.link.upgrade().is_some_and(|l| l.revoke(p.slot, p.seq)) {
-                        return false;
-                    }
-                    match self.core.try_cancel() {
-                        C::Success => {
-                            *g = None;
-                            true
-                        }
-                        C::AlreadyCancelled => return true,
-                        C::TooLate => {
-                            // Marked running as the first in flight, but revoked: the skip
-                            // that comes back completes it as cancelled. No delivery has set
-                            // COMPLETING: it would have cleared the placement with it.
-                            // ORDERING: as in `cancel`.
-                            self.flags.fetch_or(CANCEL_REQ, Ordering::AcqRel);
-                            return true;
-                        }
-                    }
-                }
-                // In the pool's queue: a won `try_cancel` keeps the dispatcher from placing it
-                // (`place` re-checks under this lock). Too late: being delivered, or requeued
-                // after its worker died (marked running, never started); the latter could be
-                // cancelled as `cancel_unstarted` does, but is left alone here (false).
-                None => match self.core.try_cancel() {
-                    C::Success => true,
-                    C::AlreadyCancelled => return true,
-                    C::TooLate => return false,
-                },
-            }
-        };
-        if won {
-            self.core.complete(Err(TaskError::Cancelled));
+        let mut g = self.lock_placement();
+        if let Some(p) = g.as_ref()
+            && !p.link.upgrade().is_some_and(|l| l.revoke(p.slot, p.seq))
+        {
+            return Unstarted::No; // started, finished, or its worker is gone
         }
-        won
+        // The worker will never start it (or it is still queued): cancel the task itself.
+        match self.core.try_cancel() {
+            C::Success => {
+                *g = None;
+                drop(g);
+                self.core.complete(Err(TaskError::Cancelled));
+                Unstarted::Won
+            }
+            C::AlreadyCancelled => Unstarted::Already,
+            C::TooLate => {
+                // Marked running but not started: the first in flight (revoked above), or
+                // requeued after its worker died; or being delivered (COMPLETING set).
+                // ORDERING: as in `cancel`.
+                let prev = self.flags.fetch_or(CANCEL_REQ, Ordering::AcqRel);
+                if prev & COMPLETING != 0 {
+                    Unstarted::No
+                } else if prev & CANCEL_REQ != 0 {
+                    Unstarted::Already
+                } else {
+                    Unstarted::Requested
+                }
+            }
+        }
     }
 }
 
@@ -283,40 +296,11 @@ impl<T: Send> JobCell for ProcCell<T> {
     }
 
     fn cancel_unstarted(&self) -> bool {
-        use crate::task::TransitionToCancelled as C;
-        // The whole decision under the placement lock, as in `cancel_pending`: a placement
-        // read outside it could be stale (the message requeued after its worker died and sent
-        // to another one, or its slot reused after an encode failure), and revoking the stale
-        // slot would report "cancelled" for a message that then runs.
-        let won = {
-            let mut g = self.lock_placement();
-            if let Some(p) = g.as_ref()
-                && !p.link.upgrade().is_some_and(|l| l.revoke(p.slot, p.seq))
-            {
-                return false; // started, finished, or its worker is gone
-            }
-            // The worker will never start it (or it is still queued): cancel the task itself.
-            match self.core.try_cancel() {
-                C::Success => {
-                    *g = None;
-                    true
-                }
-                C::AlreadyCancelled => return false,
-                C::TooLate => {
-                    // Marked running (the first in flight, or requeued after its worker
-                    // died) but not started: the skip that comes back, or the dispatcher
-                    // that sees the request, completes it as cancelled.
-                    // True only for the call that asked first (a user's `cancel` may have).
-                    // ORDERING: as in `cancel`.
-                    let prev = self.flags.fetch_or(CANCEL_REQ, Ordering::AcqRel);
-                    return prev & (COMPLETING | CANCEL_REQ) == 0;
-                }
-            }
-        };
-        if won {
-            self.core.complete(Err(TaskError::Cancelled));
-        }
-        won
+        // True only for the call that cancelled it (`shutdown_now` counts them).
+        matches!(
+            self.cancel_if_unstarted(),
+            Unstarted::Won | Unstarted::Requested
+        )
     }
 }
 
