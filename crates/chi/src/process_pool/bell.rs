@@ -34,7 +34,7 @@ pub(crate) trait Word {
     fn get(&self) -> u64;
     fn set(&self, v: u64);
     fn take(&self) -> u64;
-    fn bump(&self);
+    fn add(&self, n: u64);
     /// A `SeqCst` fence of the same kind (std's, or loom's under loom).
     fn fence();
 }
@@ -59,8 +59,8 @@ macro_rules! word_impl {
             fn take(&self) -> u64 {
                 self.swap(0, Ordering::SeqCst)
             }
-            fn bump(&self) {
-                self.fetch_add(1, Ordering::SeqCst);
+            fn add(&self, n: u64) {
+                self.fetch_add(n, Ordering::SeqCst);
             }
         }
     };
@@ -113,9 +113,10 @@ impl<'a, W: Word> Bell<'a, W> {
 
     // ===== parent =====
 
-    /// Parent: one more message is on its way to the worker (before its bytes are sent).
-    pub(crate) fn sent_one(&self) {
-        self.sent.bump();
+    /// Parent: `n` more messages are on their way to the worker (before their bytes are
+    /// sent).
+    pub(crate) fn sent(&self, n: u64) {
+        self.sent.add(n);
     }
 
     /// Supervisor, before it sleeps: asks to be rung once at most `low` messages wait. False
@@ -140,7 +141,7 @@ impl<'a, W: Word> Bell<'a, W> {
 
     /// Worker: it took the next message (to run it or skip it).
     pub(crate) fn took_one(&self) {
-        self.taken.bump();
+        self.taken.add(1);
     }
 
     /// Worker, after writing a message's results: true if it must ring now (the supervisor
@@ -178,7 +179,7 @@ mod tests {
         let w = words();
         let b = Bell::over(&w);
         for _ in 0..4 {
-            b.sent_one();
+            b.sent(1);
         }
         assert!(!b.arm(4), "4 waiting is at the low mark");
         assert!(b.arm(3));
@@ -195,7 +196,7 @@ mod tests {
         let w = words();
         let b = Bell::over(&w);
         for _ in 0..5 {
-            b.sent_one();
+            b.sent(1);
         }
         assert!(b.arm(2));
         b.took_one();
@@ -213,7 +214,7 @@ mod tests {
         let w = words();
         let b = Bell::over(&w);
         for _ in 0..5 {
-            b.sent_one();
+            b.sent(1);
         }
         assert!(b.arm(1));
         assert!(b.blocking());
@@ -225,7 +226,7 @@ mod tests {
     fn nonsense_counts_ring_early_never_late() {
         let w = words();
         let b = Bell::over(&w);
-        b.sent_one();
+        b.sent(1);
         w[2].store(5, Ordering::SeqCst); // taken ahead of sent
         assert!(!b.arm(0), "0 waiting: no sleeping on the bell");
     }
@@ -250,8 +251,8 @@ mod loom_models {
             loom::model(move || {
                 let w = words();
                 let b = Bell::over(&w[..]);
-                b.sent_one();
-                b.sent_one();
+                b.sent(1);
+                b.sent(1);
                 let w2 = w.clone();
                 let worker = loom::thread::spawn(move || {
                     let b = Bell::over(&w2[..]);
@@ -280,7 +281,7 @@ mod loom_models {
             let rung = Arc::new(LoomU64::new(0));
             let b = Bell::over(&w[..]);
             for _ in 0..3 {
-                b.sent_one();
+                b.sent(1);
             }
             let (w2, e2, r2) = (w.clone(), epoch.clone(), rung.clone());
             let worker = loom::thread::spawn(move || {
@@ -297,7 +298,7 @@ mod loom_models {
             b.arm(1);
             // Woken (by the ring or otherwise): one more message, then sleep again.
             b.disarm();
-            b.sent_one();
+            b.sent(1);
             epoch.store(2, SeqCst);
             let last = b.arm(1);
             worker.join().unwrap();
@@ -315,7 +316,7 @@ mod loom_models {
             let w = words();
             let b = Bell::over(&w[..]);
             for _ in 0..3 {
-                b.sent_one();
+                b.sent(1);
             }
             let w2 = w.clone();
             let worker = loom::thread::spawn(move || {

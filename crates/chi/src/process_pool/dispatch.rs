@@ -284,7 +284,6 @@ impl State {
                 continue;
             }
             timed |= job.limit(cfg.task_timeout).is_some();
-            link.ring.bell().sent_one();
             slot.next_seq += 1;
             slot.sent += 1;
             sent += 1;
@@ -305,6 +304,8 @@ impl State {
                 break;
             }
         }
+        // Counted for the doorbell once per batch (a shared cache line), before the bytes go.
+        link.ring.bell().sent(sent as u64);
         link.flush_locked(&mut o);
         if was_idle && sent > 0 && timed {
             // The supervisor may be asleep with no deadline: it must start timing this one.

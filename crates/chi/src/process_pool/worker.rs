@@ -355,9 +355,7 @@ mod tests {
         let words: [AtomicU64; super::super::bell::WORDS] =
             std::array::from_fn(|_| AtomicU64::new(0));
         let bell = Bell::over(&words);
-        for _ in 0..3 {
-            bell.sent_one();
-        }
+        bell.sent(3);
         assert!(bell.arm(0), "the supervisor sleeps on the bell");
         let fd = EventFd::new().unwrap();
         let data = vec![7u8; 8 << 20]; // far more than a socket buffer holds
