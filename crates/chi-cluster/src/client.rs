@@ -8,7 +8,7 @@ use crate::error::{ClusterError, SubmitError};
 use crate::keys::QueueKeys;
 use crate::map::ClusterMap;
 use crate::reader;
-use crate::shared::{Admit, BOUNDED_ADD, Config, Counters, Inner, Pending, PendingSet};
+use crate::shared::{Admit, BOUNDED_ADD, Config, Counters, Inner, Pending, PendingSet, TAKE_BACK};
 use chi::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -194,6 +194,7 @@ impl Cluster {
             stop_reader: AtomicBool::new(false),
             counters: Counters::default(),
             bounded_add: redis::Script::new(BOUNDED_ADD),
+            take_back: redis::Script::new(TAKE_BACK),
         });
         let for_reader = inner.clone();
         let reader = thread::Builder::new()

@@ -97,6 +97,7 @@ pub(crate) struct Inner {
     pub(crate) stop_reader: AtomicBool,
     pub(crate) counters: Counters,
     pub(crate) bounded_add: redis::Script,
+    pub(crate) take_back: redis::Script,
 }
 
 /// The client's counters.
@@ -115,6 +116,27 @@ pub(crate) enum Admit {
     Now,
     Until(Option<Instant>),
 }
+
+/// Takes task entry `ARGV[1]` out of stream `KEYS[1]` if no worker has read it (it is not in
+/// group `ARGV[2]`'s pending entries), and marks task `ARGV[3]` cancelled in `KEYS[2]` (score
+/// `ARGV[4]`): 1 if taken back, 0 if a worker may have started it. An entry found gone but
+/// marked was taken back by an earlier try whose answer was lost, so a retry also answers 1.
+pub(crate) const TAKE_BACK: &str = r"
+local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #e == 0 then
+  if redis.call('ZSCORE', KEYS[2], ARGV[3]) then return 1 end
+  return 0
+end
+local ok, p = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[2], ARGV[1], ARGV[1], 1)
+if ok then
+  if #p > 0 then return 0 end
+elseif not string.find(tostring(p.err), 'NOGROUP') then
+  return redis.error_reply(tostring(p.err))
+end
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+return 1
+";
 
 pub(crate) const BOUNDED_ADD: &str = "if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end \
      return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))";
@@ -175,7 +197,11 @@ impl Inner {
         // ORDERING: only uniqueness matters.
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let weak = Arc::downgrade(self);
-        let (completer, task) = Completer::with_cancel_hook(move || cancel_remote(&weak, seq));
+        let weak2 = weak.clone();
+        let (completer, task) = Completer::with_cancel_hooks(
+            move || cancel_remote(&weak, seq),
+            move || take_back_remote(&weak2, seq),
+        );
         let finish = Box::new(move |outcome: Outcome, count: &dyn Fn(bool)| {
             let result = match outcome {
                 Ok(bytes) => codec::decode::<R>(&bytes).map_err(|e| {
@@ -371,8 +397,53 @@ impl Inner {
     }
 }
 
-/// The cancel hook of task `seq`: marks it cancelled in Redis so that no worker starts it and
-/// the one running it stops it.
+/// The take-back hook of task `seq` (what `cancel_pending` asks first): true if its entry was
+/// still waiting in the queue, unread by any worker, and is now deleted. False when a worker
+/// has read it (it may have started), when the entry is not known yet or no longer where it
+/// was added (a worker put it back under a new id, or Redis restarted), or Redis is out of
+/// reach: the task is then left alone.
+fn take_back_remote(weak: &Weak<Inner>, seq: u64) -> bool {
+    let Some(inner) = weak.upgrade() else {
+        return false;
+    };
+    let Some(entry) = lock(&inner.pending)
+        .tasks
+        .get(&seq)
+        .and_then(|p| p.entry.clone())
+    else {
+        return false;
+    };
+    let id = inner.task_id(seq);
+    let keys = &inner.cfg.keys;
+    let deadline = Some(Instant::now() + inner.cfg.broker_timeout);
+    let r = lock(&inner.link).call(deadline, |c| {
+        inner
+            .take_back
+            .key(&keys.tasks)
+            .key(&keys.cancel)
+            .arg(&entry)
+            .arg(keys::GROUP)
+            .arg(&id)
+            .arg(conn::now_ms())
+            .invoke::<i64>(c)
+    });
+    match r {
+        Ok(Ok(1)) => true,
+        Ok(Ok(_)) => false,
+        Ok(Err(e)) => {
+            tracing::warn!(task = %id, "chi-cluster: taking a task back failed: {e}");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(task = %id, "chi-cluster: taking a task back failed: {}", e.0);
+            false
+        }
+    }
+}
+
+/// The cancel hook of task `seq` (called once its handle is cancelled): marks it cancelled in
+/// Redis so that no worker starts it and the one running it stops it, and stops waiting for
+/// it (a worker's answer, if one comes, is dropped and counted as a duplicate).
 fn cancel_remote(weak: &Weak<Inner>, seq: u64) -> bool {
     let Some(inner) = weak.upgrade() else {
         return false;
@@ -395,5 +466,9 @@ fn cancel_remote(weak: &Weak<Inner>, seq: u64) -> bool {
             .ignore()
             .query::<()>(c)
     });
+    // The handle is already cancelled: its completer, dropped here (outside the lock),
+    // finishes nothing.
+    let gone = lock(&inner.pending).tasks.remove(&seq);
+    drop(gone);
     matches!(r, Ok(Ok(())))
 }

@@ -128,6 +128,63 @@ fn a_cancelled_pending_task_never_starts() {
 }
 
 #[test]
+fn cancel_pending_takes_back_a_task_no_worker_has_read() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("cancel-pending-take-back");
+    let task = client.submit(&GATED, (dir.str(), "p".into())).unwrap();
+    let kept = client.submit(&SQUARE, 4).unwrap();
+    assert_eq!(redis.int(&["XLEN", "chi:{default}:tasks"]), 2);
+    assert!(task.cancel_pending());
+    assert!(task.cancel_pending(), "asking again still answers true");
+    assert_eq!(task.result(), Err(TaskError::Cancelled));
+    // Its entry is gone from the queue, and the client no longer waits for it.
+    assert_eq!(redis.int(&["XLEN", "chi:{default}:tasks"]), 1);
+    assert_eq!(client.metrics().pending, 1);
+    let _w = WorkerSpec::new(&redis.url()).spawn();
+    assert_eq!(kept.result(), Ok(16));
+    assert_eq!(client.submit(&SQUARE, 3).unwrap().result(), Ok(9));
+    assert!(started_by(&dir, "p").is_empty(), "the cancelled task ran");
+    assert_eq!(client.metrics().duplicates, 0);
+}
+
+#[test]
+fn cancel_pending_leaves_a_started_task_alone() {
+    let Some((_redis, _w, client)) = common::with_worker() else {
+        return;
+    };
+    let dir = TempDir::new("cancel-pending-running");
+    let task = client.submit(&GATED, (dir.str(), "r".into())).unwrap();
+    eventually("the task started", || !started_by(&dir, "r").is_empty());
+    assert!(!task.cancel_pending(), "a worker has it: not cancelled");
+    assert!(!task.done() && !task.cancelled());
+    open(&dir, &["r"]);
+    assert_eq!(task.result(), Ok(started_by(&dir, "r")[0]));
+}
+
+#[test]
+fn shutdown_does_not_wait_for_a_cancelled_task() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // No worker: the cancelled task is never answered.
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("cancel-shutdown");
+    let task = client.submit(&GATED, (dir.str(), "c".into())).unwrap();
+    assert!(task.cancel());
+    assert_eq!(client.metrics().pending, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        client.shutdown();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("shutdown returned without waiting for the cancelled task");
+}
+
+#[test]
 fn a_cancelled_running_task_is_stopped_by_its_worker() {
     let Some((_redis, _w, client)) = common::with_worker() else {
         return;

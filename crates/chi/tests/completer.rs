@@ -156,6 +156,67 @@ fn completer_cancel_pending_never_asks_the_hook_to_stop_a_running_task() {
 }
 
 #[test]
+fn completer_cancel_pending_asks_the_producer_to_take_the_task_back_first() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let make = |answer: bool| {
+        let (c, h) = (calls.clone(), hooks.clone());
+        Completer::<u8>::with_cancel_hooks(
+            move || {
+                h.fetch_add(1, Ordering::SeqCst);
+                true
+            },
+            move || {
+                c.fetch_add(1, Ordering::SeqCst);
+                answer
+            },
+        )
+    };
+    // The producer could not withdraw it: left alone, and it finishes normally.
+    let (c, t) = make(false);
+    assert!(!t.cancel_pending());
+    assert!(!t.done() && !t.cancelled());
+    assert_eq!(
+        (calls.load(Ordering::SeqCst), hooks.load(Ordering::SeqCst)),
+        (1, 0)
+    );
+    assert!(c.set_result(4));
+    assert_eq!(t.result(), Ok(4));
+    // Withdrawn: cancelled, the cancel hook told, a later outcome dropped; asking again
+    // answers true without asking the producer.
+    let (c, t) = make(true);
+    assert!(t.cancel_pending());
+    assert!(t.cancel_pending());
+    assert_eq!(
+        (calls.load(Ordering::SeqCst), hooks.load(Ordering::SeqCst)),
+        (2, 1)
+    );
+    assert!(!c.set_result(1));
+    assert_eq!(t.result(), Err(TaskError::Cancelled));
+    // Running or finished: not asked.
+    let (c, t) = make(true);
+    assert!(c.set_running());
+    assert!(!t.cancel_pending());
+    assert!(c.set_result(2));
+    assert!(!t.cancel_pending());
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A plain cancel does not ask either.
+    let (_c, t) = make(false);
+    assert!(t.cancel());
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(t.result(), Err(TaskError::Cancelled));
+}
+
+#[test]
+fn completer_panicking_take_back_hook_counts_as_refusal() {
+    let (c, t) = Completer::<u8>::with_cancel_hooks(|| true, || panic!("take-back boom"));
+    assert!(!t.cancel_pending());
+    assert!(!t.done());
+    assert!(c.set_result(7));
+    assert_eq!(t.result(), Ok(7));
+}
+
+#[test]
 fn completer_panicking_hook_counts_as_refusal() {
     let (c, t) = Completer::<u8>::with_cancel_hook(|| panic!("hook boom"));
     assert!(c.set_running());

@@ -13,27 +13,34 @@ use crate::{TaskError, unwind};
 use std::fmt;
 use std::sync::Arc;
 
-/// What `Task::cancel` calls on a completable task (see [`Completer::with_cancel_hook`]).
+/// What `Task::cancel` calls on a completable task (see [`Completer::with_cancel_hook`]), and
+/// what `Task::cancel_pending` asks first (see [`Completer::with_cancel_hooks`]).
 type CancelHook = Box<dyn Fn() -> bool + Send + Sync>;
 
-/// The allocation behind a completable task: the core plus an optional cancel hook.
+/// The allocation behind a completable task: the core plus optional hooks.
 struct HookCell<T> {
     core: Core<T>,
     hook: Option<CancelHook>,
+    take_back: Option<CancelHook>,
 }
 
 impl<T> HookCell<T> {
-    /// Calls the hook; a panic in it counts as "could not cancel" and is logged.
+    /// Calls the cancel hook; a panic in it counts as "could not cancel" and is logged.
     fn call_hook(&self) -> bool {
-        let Some(hook) = &self.hook else {
-            return false;
-        };
-        match unwind::catch(hook) {
-            Ok(stopped) => stopped,
-            Err(panic) => {
-                tracing::error!(%panic, "a completable task's cancel hook panicked");
-                false
-            }
+        call(self.hook.as_ref(), "cancel hook")
+    }
+}
+
+/// Calls `hook` if there is one; a panic in it counts as false and is logged.
+fn call(hook: Option<&CancelHook>, what: &str) -> bool {
+    let Some(hook) = hook else {
+        return false;
+    };
+    match unwind::catch(hook) {
+        Ok(answer) => answer,
+        Err(panic) => {
+            tracing::error!(%panic, "a completable task's {what} panicked");
+            false
         }
     }
 }
@@ -48,6 +55,20 @@ impl<T: Send> TaskCell<T> for HookCell<T> {
     }
 
     fn cancel_pending(&self) -> bool {
+        if self.take_back.is_some() {
+            // The producer alone knows whether a pending task has started somewhere: ask it
+            // to withdraw the task first, and leave the task alone if it cannot.
+            let snap = self.core.snapshot();
+            if snap.is_cancelled() {
+                return true;
+            }
+            if snap.is_running() || snap.is_complete() {
+                return false;
+            }
+            if !call(self.take_back.as_ref(), "take-back hook") {
+                return false;
+            }
+        }
         self.cancel_unless(false)
     }
 }
@@ -107,7 +128,7 @@ impl<T: Send + 'static> Completer<T> {
     /// A pending task and the completer that finishes it.
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> (Completer<T>, Task<T>) {
-        Self::make(None)
+        Self::make(None, None)
     }
 
     /// Like [`new`](Completer::new), with a hook that [`Task::cancel`] calls:
@@ -123,13 +144,43 @@ impl<T: Send + 'static> Completer<T> {
     pub fn with_cancel_hook(
         hook: impl Fn() -> bool + Send + Sync + 'static,
     ) -> (Completer<T>, Task<T>) {
-        Self::make(Some(Box::new(hook)))
+        Self::make(Some(Box::new(hook)), None)
     }
 
-    fn make(hook: Option<CancelHook>) -> (Completer<T>, Task<T>) {
+    /// Like [`with_cancel_hook`](Completer::with_cancel_hook), for a producer that may start
+    /// the task without being able to say so first (on another machine, say), but can try to
+    /// withdraw it. [`Task::cancel_pending`] on the pending task calls `take_back` first:
+    ///
+    /// - true means "withdrawn: it will never start"; the task is then cancelled as by
+    ///   `cancel` (it reports [`TaskError::Cancelled`] and `hook` is called), and
+    ///   `cancel_pending` returns true;
+    /// - false means "it may have started"; `cancel_pending` returns false and the task is
+    ///   left alone, to finish with whatever the producer sends.
+    ///
+    /// `take_back` is not called once the task is running, finished or cancelled, nor by
+    /// `cancel`. A panic in it is caught and logged, and counts as false.
+    ///
+    /// ```
+    /// use chi::{Completer, TaskError};
+    ///
+    /// let (_completer, task) = Completer::<u32>::with_cancel_hooks(|| true, || false);
+    /// assert!(!task.cancel_pending()); // the producer could not withdraw it
+    /// assert!(!task.done());
+    /// assert!(task.cancel()); // a plain cancel does not ask
+    /// assert_eq!(task.result(), Err(TaskError::Cancelled));
+    /// ```
+    pub fn with_cancel_hooks(
+        hook: impl Fn() -> bool + Send + Sync + 'static,
+        take_back: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> (Completer<T>, Task<T>) {
+        Self::make(Some(Box::new(hook)), Some(Box::new(take_back)))
+    }
+
+    fn make(hook: Option<CancelHook>, take_back: Option<CancelHook>) -> (Completer<T>, Task<T>) {
         let cell = Arc::new(HookCell {
             core: Core::new(),
             hook,
+            take_back,
         });
         let task = Task::from_cell(cell.clone());
         (Completer { cell: Some(cell) }, task)

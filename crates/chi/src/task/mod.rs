@@ -190,7 +190,11 @@ impl<T> Task<T> {
     ///   running reports `running()` until the worker's skip comes back, and `cancelled()`
     ///   false; its outcome is `Cancelled` all the same.
     /// - A [`Completer`](crate::Completer)'s task counts as started only once its producer
-    ///   marks it running; before that this is `cancel`, cancel hook included.
+    ///   marks it running; before that this is `cancel`, cancel hook included. A producer
+    ///   that gave a take-back hook ([`Completer::with_cancel_hooks`](crate::Completer::with_cancel_hooks))
+    ///   is asked first, and a false answer ("it may have started") gives false and leaves
+    ///   the task alone. A `chi-cluster` handle is such a task: it is cancelled only while
+    ///   no worker has read it from the queue.
     pub fn cancel_pending(&self) -> bool {
         self.cell.cancel_pending()
     }
