@@ -23,7 +23,10 @@
 //!   wall time over the ideal (N × 50 µs / 2), per-task submit and chunked map;
 //! - `idle_worker_rss_kib`: resident memory of an idle worker process;
 //! - `pipe_pingpong_us`: one byte back and forth between two processes over pipes, p50, on
-//!   one CPU and placed by the scheduler.
+//!   one CPU and placed by the scheduler;
+//! - `floor.spin_x_ideal`: the 50 µs scenarios' floor, the same 20,000 spins on two bare
+//!   threads with no pool (median of 3): what the machine itself adds to "ideal" (clock
+//!   reads, timer interrupts, the hypervisor, other load).
 
 use chi::ProcessPool;
 use serde_json::{Map, Value, json};
@@ -190,6 +193,19 @@ fn measure(workers: &[u32], tasks: u64, f: impl FnOnce()) -> Map<String, Value> 
     out
 }
 
+/// The same 20,000 × 50 µs spins on two plain threads, no pool: wall over ideal.
+fn bare_spin_x_ideal(s: &Sizes) -> f64 {
+    let ideal = s.cpu_n as f64 * 50e-6 / WORKERS as f64;
+    let per_thread = s.cpu_n / WORKERS as u64;
+    let t = Instant::now();
+    std::thread::scope(|sc| {
+        for _ in 0..WORKERS {
+            sc.spawn(|| (0..per_thread).map(|_| spin(50)).sum::<u64>());
+        }
+    });
+    t.elapsed().as_secs_f64() / ideal
+}
+
 /// 20,000 × 50 µs tasks by per-task submit, each result taken in order: wall over ideal.
 fn cpu_submit_x_ideal(pool: &ProcessPool, s: &Sizes) -> f64 {
     let ideal = s.cpu_n as f64 * 50e-6 / WORKERS as f64;
@@ -246,6 +262,7 @@ fn cpu_profile(s: &Sizes, reps: usize) {
     let workers = pool.worker_pids();
     let mut submit_x = Vec::new();
     let mut map_x = Vec::new();
+    let mut floor_x = Vec::new();
     for _ in 0..reps {
         let mut x = 0.0;
         let submit = measure(&workers, s.cpu_n, || x = cpu_submit_x_ideal(&pool, s));
@@ -257,7 +274,10 @@ fn cpu_profile(s: &Sizes, reps: usize) {
             tiny_rate = tiny_submit_rate(&pool, s.tiny_n)
         });
         let mut rt = round_trips_us(&pool, s.round_trips);
+        let floor = bare_spin_x_ideal(s);
+        floor_x.push(floor);
         let run = json!({
+            "floor_spin_x_ideal": floor,
             "tiny_submit_per_s": tiny_rate,
             "tiny": tiny,
             "round_trip_us": percentile(&mut rt, 0.5),
@@ -269,9 +289,11 @@ fn cpu_profile(s: &Sizes, reps: usize) {
         println!("{run}");
     }
     println!(
-        "median × ideal: per-task submit {:.3}, chunked map {:.3} ({reps} reps)",
+        "median × ideal: per-task submit {:.3}, chunked map {:.3}, bare threads (floor) {:.3} \
+         ({reps} reps)",
         median(submit_x),
-        median(map_x)
+        median(map_x),
+        median(floor_x)
     );
 }
 
@@ -531,6 +553,11 @@ fn report(all: &Value) -> String {
         pipe.map_or("—".into(), |x| format!("{x:.1}")),
         pipe1.map_or("—".into(), |x| format!("{x:.1}"))
     ));
+    let floor = get(all, "floor", "spin_x_ideal");
+    s.push_str(&format!(
+        "Floor of the 50 µs scenarios, the same spins on two bare threads (no pool): {} × ideal.\n",
+        floor.map_or("—".into(), |x| format!("{x:.3}"))
+    ));
     s.push_str("\nTargets (issue 4):\n");
     let check = |ok: Option<bool>| match ok {
         Some(true) => "met",
@@ -575,6 +602,15 @@ fn report(all: &Value) -> String {
         cm.unwrap_or(f64::NAN),
         check(cm.map(|x| x <= 1.03))
     ));
+    if let Some(f) = floor {
+        let over =
+            |x: Option<f64>| x.map_or("—".into(), |x| format!("{:+.1} %", (x / f - 1.0) * 100.0));
+        s.push_str(&format!(
+            "  (over the floor of {f:.3}: per-task submit {}, chunked map {})\n",
+            over(cs),
+            over(cm)
+        ));
+    }
     s
 }
 
@@ -610,6 +646,9 @@ fn main() {
         unpin(old);
     }
     all.insert("pipe".into(), Value::Object(pipe));
+    eprintln!("== floor: 50 µs spins on bare threads");
+    let floor = median((0..3).map(|_| bare_spin_x_ideal(&s)).collect());
+    all.insert("floor".into(), json!({ "spin_x_ideal": floor }));
     eprintln!("== chi");
     all.insert("chi".into(), Value::Object(bench_chi(&s)));
     eprintln!("== procspawn");
