@@ -152,23 +152,36 @@ fn check(
     let deadline = Some(Instant::now() + Duration::from_secs(5));
     let mut found = Vec::new();
     let mut missing = Vec::new();
+    let mut withdrawn = Vec::new();
     for chunk in suspects.chunks(500) {
         let r = link.call(deadline, |c| {
             let mut pipe = redis::pipe();
-            for (_, entry) in chunk {
+            for (seq, entry) in chunk {
                 pipe.cmd("XRANGE").arg(tasks).arg(entry).arg(entry);
+                pipe.cmd("ZSCORE")
+                    .arg(&inner.cfg.keys.cancel)
+                    .arg(inner.task_id(*seq));
             }
             pipe.query::<Vec<Value>>(c)
         });
         let Ok(Ok(replies)) = r else { return None };
-        for ((seq, _), v) in chunk.iter().zip(&replies) {
+        for ((seq, _), v) in chunk.iter().zip(replies.chunks(2)) {
             // The same entry id on a fresh server could only be another task: compare ids.
             let id = inner.task_id(*seq);
-            let here = conn::items(v)
+            let here = conn::items(&v[0])
                 .first()
                 .and_then(conn::entry)
                 .is_some_and(|e| e.text(keys::task::ID) == Some(id.as_str()));
-            if here { &mut found } else { &mut missing }.push(*seq);
+            // Gone but marked cancelled: taken back (by a `cancel_pending` whose answer was
+            // lost), not lost.
+            let marked = !matches!(v.get(1), None | Some(Value::Nil));
+            if here {
+                found.push(*seq);
+            } else if marked {
+                withdrawn.push(*seq);
+            } else {
+                missing.push(*seq);
+            }
         }
     }
     // Read every result there is now, then fail what is still unanswered.
@@ -194,6 +207,9 @@ fn check(
                 t.server = server.clone();
             }
         }
+    }
+    for seq in withdrawn {
+        inner.complete(seq, Err(WireError::Cancelled), &|_| {});
     }
     for seq in missing {
         let msg = format!(

@@ -117,21 +117,28 @@ pub(crate) enum Admit {
     Until(Option<Instant>),
 }
 
-/// Takes task entry `ARGV[1]` out of stream `KEYS[1]` if no worker has read it (it is not in
-/// group `ARGV[2]`'s pending entries), and marks task `ARGV[3]` cancelled in `KEYS[2]` (score
-/// `ARGV[4]`): 1 if taken back, 0 if a worker may have started it. An entry found gone but
-/// marked was taken back by an earlier try whose answer was lost, so a retry also answers 1.
+/// Takes task entry `ARGV[1]` out of stream `KEYS[1]` if it is task `ARGV[3]`'s and no worker
+/// has read it (it is not in group `ARGV[2]`'s pending entries), and marks the task cancelled
+/// in `KEYS[2]` (score `ARGV[4]`): 1 if taken back, 0 if a worker may have started it (or the
+/// entry is another task's: ids restart on a fresh stream). An entry found gone but marked
+/// was taken back by an earlier try whose answer was lost, so a retry also answers 1.
 pub(crate) const TAKE_BACK: &str = r"
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #e == 0 then
   if redis.call('ZSCORE', KEYS[2], ARGV[3]) then return 1 end
   return 0
 end
+local f, mine = e[1][2], false
+for i = 1, #f, 2 do
+  if f[i] == 'id' then mine = f[i + 1] == ARGV[3] end
+end
+if not mine then return 0 end
 local ok, p = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[2], ARGV[1], ARGV[1], 1)
 if ok then
   if #p > 0 then return 0 end
-elseif not string.find(tostring(p.err), 'NOGROUP') then
-  return redis.error_reply(tostring(p.err))
+else
+  local msg = type(p) == 'table' and p.err or tostring(p)
+  if not string.find(msg, 'NOGROUP') then return redis.error_reply(msg) end
 end
 redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
@@ -198,9 +205,13 @@ impl Inner {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let weak = Arc::downgrade(self);
         let weak2 = weak.clone();
+        // Set when the take-back withdrew the task (and marked it): the cancel hook that
+        // follows has nothing left to tell Redis.
+        let withdrawn = Arc::new(AtomicBool::new(false));
+        let withdrawn2 = withdrawn.clone();
         let (completer, task) = Completer::with_cancel_hooks(
-            move || cancel_remote(&weak, seq),
-            move || take_back_remote(&weak2, seq),
+            move || cancel_remote(&weak, seq, &withdrawn),
+            move || take_back_remote(&weak2, seq, &withdrawn2),
         );
         let finish = Box::new(move |outcome: Outcome, count: &dyn Fn(bool)| {
             let result = match outcome {
@@ -398,11 +409,16 @@ impl Inner {
 }
 
 /// The take-back hook of task `seq` (what `cancel_pending` asks first): true if its entry was
-/// still waiting in the queue, unread by any worker, and is now deleted. False when a worker
-/// has read it (it may have started), when the entry is not known yet or no longer where it
-/// was added (a worker put it back under a new id, or Redis restarted), or Redis is out of
-/// reach: the task is then left alone.
-fn take_back_remote(weak: &Weak<Inner>, seq: u64) -> bool {
+/// still waiting in the queue, unread by any worker, and is now deleted (`withdrawn` is then
+/// set). False when a worker has read it (it may have started), or the entry is not known yet
+/// or no longer where it was added (a worker put it back under a new id, or Redis restarted):
+/// the task is then left alone.
+///
+/// False too when Redis cannot be reached within the broker timeout, but then the script may
+/// have run without its answer coming back: the task is marked for the reader to check once
+/// Redis answers again, and if its entry is gone and marked cancelled, the handle completes
+/// with `Cancelled` then (never waits forever).
+fn take_back_remote(weak: &Weak<Inner>, seq: u64, withdrawn: &AtomicBool) -> bool {
     let Some(inner) = weak.upgrade() else {
         return false;
     };
@@ -428,26 +444,50 @@ fn take_back_remote(weak: &Weak<Inner>, seq: u64) -> bool {
             .invoke::<i64>(c)
     });
     match r {
-        Ok(Ok(1)) => true,
+        Ok(Ok(1)) => {
+            // ORDERING: read by the cancel hook this same thread calls next.
+            withdrawn.store(true, Ordering::Relaxed);
+            true
+        }
         Ok(Ok(_)) => false,
         Ok(Err(e)) => {
             tracing::warn!(task = %id, "chi-cluster: taking a task back failed: {e}");
             false
         }
         Err(e) => {
-            tracing::warn!(task = %id, "chi-cluster: taking a task back failed: {}", e.0);
+            tracing::warn!(
+                task = %id,
+                "chi-cluster: taking a task back got no answer ({}); the reader checks it later",
+                e.0
+            );
+            let mut p = lock(&inner.pending);
+            if let Some(t) = p.tasks.get_mut(&seq) {
+                t.server = Arc::from(UNKNOWN_SERVER);
+            }
+            p.recheck = true;
             false
         }
     }
 }
 
+/// The server name of a task whose entry's fate is unknown (a take-back without an answer):
+/// never a real `run_id`, so the reader's next check looks the task up.
+pub(crate) const UNKNOWN_SERVER: &str = "?";
+
 /// The cancel hook of task `seq` (called once its handle is cancelled): marks it cancelled in
-/// Redis so that no worker starts it and the one running it stops it, and stops waiting for
-/// it (a worker's answer, if one comes, is dropped and counted as a duplicate).
-fn cancel_remote(weak: &Weak<Inner>, seq: u64) -> bool {
+/// Redis so that no worker starts it and the one running it stops it (unless the take-back
+/// already did), and stops waiting for it (a worker's answer, if one comes, is dropped and
+/// counted as a duplicate).
+fn cancel_remote(weak: &Weak<Inner>, seq: u64, withdrawn: &AtomicBool) -> bool {
     let Some(inner) = weak.upgrade() else {
         return false;
     };
+    // ORDERING: set by the take-back on this same thread.
+    if withdrawn.load(Ordering::Relaxed) {
+        let gone = lock(&inner.pending).tasks.remove(&seq);
+        drop(gone);
+        return true;
+    }
     let id = inner.task_id(seq);
     let key = inner.cfg.keys.cancel.clone();
     let now = conn::now_ms();

@@ -66,7 +66,8 @@ impl<T: Send> TaskCell<T> for HookCell<T> {
                 return false;
             }
             if !call(self.take_back.as_ref(), "take-back hook") {
-                return false;
+                // A `cancel` on another thread may have won meanwhile.
+                return self.core.snapshot().is_cancelled();
             }
         }
         self.cancel_unless(false)
@@ -158,7 +159,9 @@ impl<T: Send + 'static> Completer<T> {
     ///   left alone, to finish with whatever the producer sends.
     ///
     /// `take_back` is not called once the task is running, finished or cancelled, nor by
-    /// `cancel`. A panic in it is caught and logged, and counts as false.
+    /// `cancel`. A panic in it is caught and logged, and counts as false. If the producer
+    /// finishes the task between a true answer and the cancel, the task keeps that outcome
+    /// and `cancel_pending` returns false.
     ///
     /// ```
     /// use chi::{Completer, TaskError};
