@@ -62,7 +62,7 @@ struct WorkerArgs {
     #[arg(long, value_name = "N", value_parser = units::workers)]
     threads: Option<usize>,
     /// Tasks taken beyond the free processes (fewer round trips for tiny tasks). Waiting ones
-    /// go back to the queue at the next heartbeat when another worker has idle processes.
+    /// go back to the queue as soon as another worker shows idle processes.
     #[arg(long, value_name = "N", default_value_t = 0)]
     prefetch: usize,
     /// How often the worker tells Redis it is alive.

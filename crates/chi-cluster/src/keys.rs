@@ -9,6 +9,7 @@
 //! | `chi:{q}:res:<client>` | stream | results for one client, trimmed as it reads, expiring when it goes away |
 //! | `chi:{q}:workers` | hash | worker id → last heartbeat (Unix ms) |
 //! | `chi:{q}:idle` | hash | worker id → processes it has idle, while it finds the queue empty |
+//! | `chi:{q}:idle-signal` | list, capped, expiring | one entry each time a worker newly shows idle processes, popped by workers that prefetch |
 //! | `chi:{q}:cancel` | sorted set | cancelled task ids, scored by cancel time (Unix ms) |
 //! | `chi:{q}:dead` | stream, capped | dead-lettered tasks (past `max_attempts`) |
 //! | `chi:{q}:seq` | counter | client and worker ids |
@@ -22,6 +23,12 @@ pub const DEAD_LETTER_MAX: usize = 10_000;
 
 /// How long (seconds) a per-second throughput counter lives.
 pub const DONE_COUNTER_TTL: u64 = 120;
+
+/// How many entries the idle-signal list keeps (each wakes one prefetching worker).
+pub const IDLE_SIGNAL_MAX: usize = 16;
+
+/// How long (ms) an idle-signal list nobody pops lives after its last push.
+pub const IDLE_SIGNAL_TTL_MS: u64 = 60_000;
 
 /// How long (ms) a cancel mark is kept: a task cancelled longer ago than this is forgotten.
 pub const CANCEL_KEEP_MS: u64 = 24 * 3600 * 1000;
@@ -40,6 +47,8 @@ pub struct QueueKeys {
     pub workers: String,
     /// Workers with idle processes and nothing to read: id → how many processes.
     pub idle: String,
+    /// Pushed to when a worker newly shows idle processes (woken on by prefetching workers).
+    pub idle_signal: String,
     /// The set of cancelled task ids.
     pub cancel: String,
     /// The dead-letter stream.
@@ -57,6 +66,7 @@ impl QueueKeys {
             tasks: format!("{p}:tasks"),
             workers: format!("{p}:workers"),
             idle: format!("{p}:idle"),
+            idle_signal: format!("{p}:idle-signal"),
             cancel: format!("{p}:cancel"),
             dead: format!("{p}:dead"),
             seq: format!("{p}:seq"),
@@ -142,7 +152,15 @@ mod tests {
     #[test]
     fn every_key_of_a_queue_shares_its_hash_tag() {
         let k = QueueKeys::new("q1");
-        for key in [&k.tasks, &k.workers, &k.idle, &k.cancel, &k.dead, &k.seq] {
+        for key in [
+            &k.tasks,
+            &k.workers,
+            &k.idle,
+            &k.idle_signal,
+            &k.cancel,
+            &k.dead,
+            &k.seq,
+        ] {
             assert!(key.starts_with("chi:{q1}:"), "{key}");
         }
         assert_eq!(k.results("7"), "chi:{q1}:res:7");

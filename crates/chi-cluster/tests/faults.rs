@@ -306,11 +306,27 @@ fn a_prefetching_worker_takes_tasks_beyond_its_free_slots() {
 
 #[test]
 fn a_prefetching_worker_hands_its_waiting_tasks_to_an_idle_one() {
+    hand_back_to_an_idle_worker(WorkerSpec::new, common::NEVER);
+}
+
+/// The same, with a heartbeat far longer than the test may take: only the idle signal can
+/// make the prefetching worker hand its tasks back in time.
+#[test]
+fn an_idle_worker_signals_a_prefetching_one_without_waiting_for_its_heartbeat() {
+    hand_back_to_an_idle_worker(
+        |url| WorkerSpec::new(url).heartbeat_ms(300_000),
+        Duration::from_secs(30),
+    );
+}
+
+/// Worker A (`spec`), one process with three more tasks taken ahead, runs a long task; an
+/// idle worker B starts and must get the three within `bound` each.
+fn hand_back_to_an_idle_worker(spec: fn(&str) -> WorkerSpec, bound: Duration) {
     let Some(redis) = RedisServer::start() else {
         return;
     };
     // Worker A: one process, three more tasks taken ahead, queued behind a long one.
-    let a = WorkerSpec::new(&redis.url()).prefetch(3).spawn();
+    let a = spec(&redis.url()).prefetch(3).spawn();
     wait_workers(&redis, "default", 1);
     let status = || chi_cluster::status(&redis.url(), "default").unwrap();
     let idle = |st: &chi_cluster::QueueStatus| st.workers.iter().map(|w| w.idle).sum::<u64>();
@@ -330,7 +346,7 @@ fn a_prefetching_worker_hands_its_waiting_tasks_to_an_idle_one() {
     // hands it the three that wait, not counted as runs.
     let b = WorkerSpec::new(&redis.url()).spawn();
     for t in queued {
-        let pid = t.result_timeout(common::NEVER).ok();
+        let pid = t.result_timeout(bound).ok();
         assert_eq!(pid, Some(b.pid()), "answered by the idle worker");
     }
     assert!(!long.done());

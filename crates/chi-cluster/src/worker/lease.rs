@@ -9,6 +9,45 @@ use crate::keys::{FORGET_WORKER_MS, GROUP};
 use redis::Value;
 use std::time::{Duration, Instant};
 
+/// The idle-signal thread of a worker that prefetches: waits (`BLPOP`) on the queue's
+/// idle-signal list, which a worker pushes to when its read newly finds the queue empty with
+/// processes idle, and offers that worker its waiting tasks at once (see [`offer`]), rather
+/// than at the next heartbeat. The heartbeat still offers too, so a signal lost (Redis
+/// unreachable, popped by another prefetching worker with nothing waiting) costs at most one
+/// beat. Returns once the worker stops (within one wait).
+pub(super) fn watch_idle(s: &Shared) {
+    let wait = s
+        .heartbeat
+        .clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut link = Link::new(
+        s.target.clone(),
+        &s.keys.tasks,
+        wait + Duration::from_secs(5),
+    );
+    let peers_script = redis::Script::new(PEERS_IDLE);
+    while !s.stopping() {
+        let got = link.call(Some(Instant::now() + wait), |c| {
+            redis::cmd("BLPOP")
+                .arg(&s.keys.idle_signal)
+                .arg(wait.as_secs_f64())
+                .query::<Option<(String, String)>>(c)
+        });
+        match got {
+            Ok(Ok(Some(_))) if !s.stopping() => offer(s, &mut link, &peers_script),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(worker = %s.id, "BLPOP on the idle signal: {e}");
+                let st = lock(&s.state);
+                let _ = s
+                    .changed
+                    .wait_timeout_while(st, wait, |_| !s.stopping())
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            Err(e) => tracing::debug!(worker = %s.id, "Redis unreachable: {}", e.0),
+        }
+    }
+}
+
 /// The heartbeat thread: runs until the worker stops.
 pub(super) fn heartbeat(s: &Shared) {
     let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(5));
@@ -94,14 +133,14 @@ fn waiting(s: &Shared, st: &super::State) -> usize {
 /// One beat: the time, the lease refresh of held entries, and their cancel marks; for a worker
 /// that prefetches, also the idle processes of its peers (see [`PEERS_IDLE`]).
 fn beat(s: &Shared, link: &mut Link, peers_script: &redis::Script) {
-    let (held, want, busy): (Vec<(String, String)>, usize, bool) = {
+    let (held, busy): (Vec<(String, String)>, bool) = {
         let st = lock(&s.state);
         let held = st
             .held
             .iter()
             .map(|(e, h)| (e.clone(), h.task_id.clone()))
             .collect();
-        (held, waiting(s, &st), st.idle_processes(s.prefetch) == 0)
+        (held, st.idle_processes(s.prefetch) == 0)
     };
     let deadline = Some(Instant::now() + s.heartbeat);
     let got = link.call(deadline, |c| {
@@ -134,30 +173,9 @@ fn beat(s: &Shared, link: &mut Link, peers_script: &redis::Script) {
         pipe.query::<Vec<Value>>(c)
     });
     let Ok(Ok(v)) = got else { return };
-    // Apart, as a script of its own (a script cannot be loaded on demand inside a pipeline),
-    // and only once the beat went through: what it reserves is handed back just below.
-    let peers = if s.prefetch > 0 {
-        let got = link.call(deadline, |c| {
-            peers_script
-                .key(&s.keys.idle)
-                .key(&s.keys.workers)
-                .arg(&s.id)
-                .arg(conn::now_ms())
-                .arg(s.lease.as_millis() as u64)
-                .arg(want)
-                .invoke::<(u64, u64)>(c)
-        });
-        match got {
-            Ok(Ok((sum, got))) => Some((sum as usize, got as usize)),
-            _ => None,
-        }
-    } else {
-        None
-    };
     // The one reply not ignored: the cancel marks, when something is held.
-    let marks = v.first();
-    let mut st = lock(&s.state);
-    if let Some(marks) = marks {
+    if let Some(marks) = v.first() {
+        let st = lock(&s.state);
         for ((entry, _), mark) in held.iter().zip(conn::items(marks)) {
             if matches!(mark, Value::Nil) {
                 continue;
@@ -167,16 +185,41 @@ fn beat(s: &Shared, link: &mut Link, peers_script: &redis::Script) {
             }
         }
     }
-    if let Some((sum, reserved)) = peers {
-        if sum != st.peers_idle {
-            st.peers_idle = sum;
-            s.changed.notify_all(); // the fetch loop may take more, or must take fewer
-        }
-        if reserved > 0 {
-            let n = super::stop::hand_back(&mut st, reserved);
-            if n > 0 {
-                tracing::info!(worker = %s.id, "handing back {n} waiting tasks: other workers have {sum} idle processes");
-            }
+    // Only once the beat went through (a worker that cannot beat hands nothing to others).
+    if s.prefetch > 0 {
+        offer(s, link, peers_script);
+    }
+}
+
+/// For a worker that prefetches: reserves idle processes of live peers (see [`PEERS_IDLE`]),
+/// as many as it has tasks waiting beyond its own idle processes, and hands that many back to
+/// the queue, where the idle peers' reads take them. Also records how many processes its
+/// peers have idle, which limits its own reads while any peer idles. A script of its own, not
+/// in the beat's pipeline: a script cannot be loaded on demand inside a pipeline.
+fn offer(s: &Shared, link: &mut Link, peers_script: &redis::Script) {
+    let want = waiting(s, &lock(&s.state));
+    let deadline = Some(Instant::now() + s.heartbeat);
+    let got = link.call(deadline, |c| {
+        peers_script
+            .key(&s.keys.idle)
+            .key(&s.keys.workers)
+            .arg(&s.id)
+            .arg(conn::now_ms())
+            .arg(s.lease.as_millis() as u64)
+            .arg(want)
+            .invoke::<(u64, u64)>(c)
+    });
+    let Ok(Ok((sum, reserved))) = got else { return };
+    let (sum, reserved) = (sum as usize, reserved as usize);
+    let mut st = lock(&s.state);
+    if sum != st.peers_idle {
+        st.peers_idle = sum;
+        s.changed.notify_all(); // the fetch loop may take more, or must take fewer
+    }
+    if reserved > 0 {
+        let n = super::stop::hand_back(&mut st, reserved);
+        if n > 0 {
+            tracing::info!(worker = %s.id, "handing back {n} waiting tasks: other workers have {sum} idle processes");
         }
     }
 }

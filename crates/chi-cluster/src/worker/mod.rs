@@ -95,13 +95,14 @@ impl WorkerBuilder {
     /// Takes up to `n` tasks beyond its free processes (default 0): fewer round trips for many
     /// tiny tasks. They wait in the local pool's queue for whichever process is free first
     /// (never inside a busy process). When another worker of the queue finds it empty with
-    /// processes idle, this one, at its next heartbeat, hands back to the queue as many of
-    /// its waiting tasks as the others have idle processes (only tasks that have not started;
-    /// the attempt count is unchanged), and takes no more than its own idle processes while
-    /// that lasts. Each idle process of another worker so gets one waiting task per heartbeat:
-    /// a task taken ahead waits behind a long one here, while another worker idles, for about
-    /// one heartbeat per task ahead of it (divided by the idle processes), not for the whole
-    /// long task.
+    /// processes idle, it signals (a Redis list this worker waits on), and this one hands
+    /// back to the queue as many of its waiting tasks as the others have idle processes
+    /// (only tasks that have not started; the attempt count is unchanged), and takes no more
+    /// than its own idle processes while that lasts. The idle worker's read takes them at
+    /// once, and signals again when it is idle again: a task taken ahead waits behind a long
+    /// one here, while another worker idles, for a few round trips to Redis per task ahead of
+    /// it, not for the long task. The heartbeat makes the same offer, in case a signal was
+    /// lost.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;
         self
@@ -431,6 +432,17 @@ impl Worker {
                 .spawn(move || lease::heartbeat(&s))
                 .map_err(|e| ClusterError::Pool(e.to_string()))?
         };
+        let watcher = if shared.prefetch > 0 {
+            let s = shared.clone();
+            Some(
+                thread::Builder::new()
+                    .name("chi-cluster-idle".into())
+                    .spawn(move || lease::watch_idle(&s))
+                    .map_err(|e| ClusterError::Pool(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let result = fetch::run(&shared, &tx);
         // Graceful end: everything held is answered or handed back before the threads stop.
         let gave_up = stop::wind_down(&shared, &tx);
@@ -440,6 +452,9 @@ impl Worker {
         drop(tx);
         let _ = replies.join();
         let _ = beats.join();
+        if let Some(w) = watcher {
+            let _ = w.join();
+        }
         lease::leave(&shared);
         if gave_up && matches!(shared.pool, LocalPool::Thread(_)) {
             // Its threads cannot be stopped; what they run was handed back already.

@@ -408,6 +408,13 @@ impl WorkerSpec {
         self
     }
 
+    /// Heartbeat every `ms`, lease 2.5 × that (at least the default 2 s).
+    pub(crate) fn heartbeat_ms(mut self, ms: u64) -> Self {
+        self.heartbeat_ms = ms;
+        self.lease_ms = (ms * 5 / 2).max(self.lease_ms);
+        self
+    }
+
     pub(crate) fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;
         self
