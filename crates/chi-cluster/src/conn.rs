@@ -67,6 +67,15 @@ pub(crate) fn open(
     route_key: &str,
     read_timeout: Duration,
 ) -> Result<Conn, RedisError> {
+    Ok(Box::new(open_plain(target, route_key, read_timeout)?))
+}
+
+/// [`open`]'s connection as redis-rs's own type (for what needs it, such as pub/sub).
+pub(crate) fn open_plain(
+    target: &Target,
+    route_key: &str,
+    read_timeout: Duration,
+) -> Result<redis::Connection, RedisError> {
     let info = match target {
         Target::Single(url) => redis::IntoConnectionInfo::into_connection_info(url.as_str())?,
         Target::Cluster(urls) => owner_of(urls, route_key, read_timeout)?,
@@ -74,7 +83,7 @@ pub(crate) fn open(
     let conn = redis::Client::open(info)?.get_connection_with_timeout(Duration::from_secs(2))?;
     conn.set_read_timeout(Some(read_timeout))?;
     conn.set_write_timeout(Some(read_timeout))?;
-    Ok(Box::new(conn))
+    Ok(conn)
 }
 
 /// Asks the startup nodes, in turn, which node serves the slot of `key`.

@@ -9,11 +9,13 @@
 //! | `chi:{q}:res:<client>` | stream | results for one client, trimmed as it reads, expiring when it goes away |
 //! | `chi:{q}:workers` | hash | worker id → last heartbeat (Unix ms) |
 //! | `chi:{q}:idle` | hash | worker id → processes it has idle, while it finds the queue empty |
-//! | `chi:{q}:idle-signal` | list, capped, expiring | one entry each time a worker newly shows idle processes, popped by workers that prefetch |
 //! | `chi:{q}:cancel` | sorted set | cancelled task ids, scored by cancel time (Unix ms) |
 //! | `chi:{q}:dead` | stream, capped | dead-lettered tasks (past `max_attempts`) |
 //! | `chi:{q}:seq` | counter | client and worker ids |
 //! | `chi:{q}:done:<sec>` | counter, expiring | tasks answered in one second (for `status`) |
+//!
+//! One pub/sub channel: `chi:{q}:idle-signal`, on which a worker that newly shows idle
+//! processes publishes its id, for workers that prefetch to hand it their waiting tasks.
 
 /// The consumer group every worker of a queue reads the task stream with.
 pub const GROUP: &str = "workers";
@@ -23,12 +25,6 @@ pub const DEAD_LETTER_MAX: usize = 10_000;
 
 /// How long (seconds) a per-second throughput counter lives.
 pub const DONE_COUNTER_TTL: u64 = 120;
-
-/// How many entries the idle-signal list keeps (each wakes one prefetching worker).
-pub const IDLE_SIGNAL_MAX: usize = 16;
-
-/// How long (ms) an idle-signal list nobody pops lives after its last push.
-pub const IDLE_SIGNAL_TTL_MS: u64 = 60_000;
 
 /// How long (ms) a cancel mark is kept: a task cancelled longer ago than this is forgotten.
 pub const CANCEL_KEEP_MS: u64 = 24 * 3600 * 1000;
@@ -47,7 +43,8 @@ pub struct QueueKeys {
     pub workers: String,
     /// Workers with idle processes and nothing to read: id → how many processes.
     pub idle: String,
-    /// Pushed to when a worker newly shows idle processes (woken on by prefetching workers).
+    /// The pub/sub channel a worker that newly shows idle processes publishes its id on
+    /// (prefetching workers listen).
     pub idle_signal: String,
     /// The set of cancelled task ids.
     pub cancel: String,

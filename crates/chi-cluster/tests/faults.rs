@@ -372,6 +372,22 @@ fn hand_back_to_an_idle_worker(spec: fn(&str) -> WorkerSpec, bound: Duration) {
 
 #[test]
 fn two_prefetching_workers_both_hand_their_waiting_tasks_to_one_idle_worker() {
+    two_prefetchers_hand_back(WorkerSpec::new, common::NEVER);
+}
+
+/// The same with heartbeats far longer than the test may take: every prefetching worker hears
+/// the idle worker's signals (none is taken by one with nothing to give).
+#[test]
+fn every_prefetching_worker_hears_an_idle_workers_signal() {
+    two_prefetchers_hand_back(
+        |url| WorkerSpec::new(url).heartbeat_ms(300_000),
+        Duration::from_secs(30),
+    );
+}
+
+/// Workers A and C (`spec`) each run a long task with three more taken ahead; an idle worker
+/// B starts and must get all six, each within `bound`.
+fn two_prefetchers_hand_back(spec: fn(&str) -> WorkerSpec, bound: Duration) {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -386,7 +402,7 @@ fn two_prefetching_workers_both_hand_their_waiting_tasks_to_one_idle_worker() {
     let mut prefetchers = Vec::new();
     for (n, name) in ["a", "c"].into_iter().enumerate() {
         longs.push(client.submit(&GATED, (dir.str(), name.into())).unwrap());
-        prefetchers.push(WorkerSpec::new(&redis.url()).prefetch(3).spawn());
+        prefetchers.push(spec(&redis.url()).prefetch(3).spawn());
         eventually("the long task started", || {
             !started_by(&dir, name).is_empty()
         });
@@ -401,7 +417,7 @@ fn two_prefetching_workers_both_hand_their_waiting_tasks_to_one_idle_worker() {
     // tasks still run; none is run twice or counted as a retry.
     let b = WorkerSpec::new(&redis.url()).spawn();
     for t in held {
-        assert_eq!(t.result_timeout(common::NEVER).ok(), Some(b.pid()));
+        assert_eq!(t.result_timeout(bound).ok(), Some(b.pid()));
     }
     assert!(longs.iter().all(|t| !t.done()));
     open(&dir, &["a", "c"]);

@@ -94,17 +94,15 @@ fn wait_free(s: &Shared, max: Duration) -> (usize, usize) {
 /// A worker that finds nothing with `ARGV[5]` > 0 idle processes says so in the idle hash
 /// `KEYS[3]` (workers that prefetch hand it their waiting tasks); any other read clears that.
 /// Written only when it changes (no replication traffic while idle), and a refused write (a
-/// full Redis) does not fail the read. A change also pushes the worker's id on the idle-signal
-/// list `KEYS[4]` (capped at `ARGV[6]` entries, expiring `ARGV[7]` ms after the last push),
-/// on which a prefetching worker waits to hand back at once rather than at its next beat.
+/// full Redis) does not fail the read. A change also publishes the worker's id on channel
+/// `ARGV[6]`, on which prefetching workers listen to hand back at once rather than at their
+/// next beat.
 const READ_READY: &str = r"
 local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
 if not r and tonumber(ARGV[5]) > 0 then
   if redis.call('HGET', KEYS[3], ARGV[2]) ~= ARGV[5] then
     redis.pcall('HSET', KEYS[3], ARGV[2], ARGV[5])
-    redis.pcall('LPUSH', KEYS[4], ARGV[2])
-    redis.pcall('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
-    redis.pcall('PEXPIRE', KEYS[4], ARGV[7])
+    redis.pcall('PUBLISH', ARGV[6], ARGV[2])
   end
 else
   redis.pcall('HDEL', KEYS[3], ARGV[2])
@@ -141,14 +139,12 @@ fn read_new(
         .key(&s.keys.tasks)
         .key(&s.keys.cancel)
         .key(&s.keys.idle)
-        .key(&s.keys.idle_signal)
         .arg(GROUP)
         .arg(&s.id)
         .arg(free)
         .arg(keys::task::ID)
         .arg(idle)
-        .arg(keys::IDLE_SIGNAL_MAX)
-        .arg(keys::IDLE_SIGNAL_TTL_MS)
+        .arg(&s.keys.idle_signal)
         .invoke(c)?;
     if let [reply, marks] = conn::items(&ready) {
         let entries = conn::read_reply(reply);

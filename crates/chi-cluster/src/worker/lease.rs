@@ -9,43 +9,53 @@ use crate::keys::{FORGET_WORKER_MS, GROUP};
 use redis::Value;
 use std::time::{Duration, Instant};
 
-/// The idle-signal thread of a worker that prefetches: waits (`BLPOP`) on the queue's
-/// idle-signal list, which a worker pushes to when its read newly finds the queue empty with
-/// processes idle, and offers that worker its waiting tasks at once (see [`offer`]), rather
-/// than at the next heartbeat. The heartbeat still offers too, so a signal lost (Redis
-/// unreachable, popped by another prefetching worker with nothing waiting) costs at most one
-/// beat. Returns once the worker stops (within one wait).
+/// The idle-signal thread of a worker that prefetches: listens on the queue's idle-signal
+/// channel, on which a worker publishes its id when its read newly finds the queue empty with
+/// processes idle, and offers the idle processes its waiting tasks at once (see [`offer`]),
+/// rather than at the next heartbeat. Every prefetching worker hears every signal; the
+/// reservation in [`offer`] keeps them from filling one idle process twice. The heartbeat
+/// still offers too, so a signal missed (published while this thread reconnects) costs at
+/// most one beat. Returns once the worker stops (within one wait).
 pub(super) fn watch_idle(s: &Shared) {
     let wait = s
         .heartbeat
         .clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let mut link = Link::new(
-        s.target.clone(),
-        &s.keys.tasks,
-        wait + Duration::from_secs(5),
-    );
+    let mut link = Link::new(s.target.clone(), &s.keys.tasks, Duration::from_secs(5));
     let peers_script = redis::Script::new(PEERS_IDLE);
     while !s.stopping() {
-        let got = link.call(Some(Instant::now() + wait), |c| {
-            redis::cmd("BLPOP")
-                .arg(&s.keys.idle_signal)
-                .arg(wait.as_secs_f64())
-                .query::<Option<(String, String)>>(c)
-        });
-        match got {
-            Ok(Ok(Some(_))) if !s.stopping() => offer(s, &mut link, &peers_script),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(worker = %s.id, "BLPOP on the idle signal: {e}");
-                let st = lock(&s.state);
-                let _ = s
-                    .changed
-                    .wait_timeout_while(st, wait, |_| !s.stopping())
-                    .unwrap_or_else(|e| e.into_inner());
-            }
-            Err(e) => tracing::debug!(worker = %s.id, "Redis unreachable: {}", e.0),
+        if let Err(e) = listen(s, wait, &mut link, &peers_script) {
+            tracing::debug!(worker = %s.id, "idle signal: {e}; listening again");
+            let st = lock(&s.state);
+            let _ = s
+                .changed
+                .wait_timeout_while(st, wait, |_| !s.stopping())
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
+}
+
+/// [`watch_idle`]'s work on one subscription: returns when the worker stops, or with the
+/// error that broke the subscription.
+fn listen(
+    s: &Shared,
+    wait: Duration,
+    link: &mut Link,
+    peers_script: &redis::Script,
+) -> Result<(), redis::RedisError> {
+    let mut conn = conn::open_plain(&s.target, &s.keys.tasks, wait)?;
+    let mut sub = conn.as_pubsub();
+    sub.subscribe(&s.keys.idle_signal)?;
+    sub.set_read_timeout(Some(wait))?;
+    // A signal published before the subscription took hold was missed: look once now.
+    offer(s, link, peers_script);
+    while !s.stopping() {
+        match sub.get_message() {
+            Ok(_) => offer(s, link, peers_script),
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The heartbeat thread: runs until the worker stops.
@@ -71,6 +81,21 @@ pub(super) fn heartbeat(s: &Shared) {
             std::thread::sleep(s.heartbeat);
         }
     }
+}
+
+/// The worker's first heartbeat, before it reads anything: a worker that finds the queue
+/// empty at once signals idle processes, and peers count only the idle processes of workers
+/// they see alive. Best effort: if Redis does not answer within a heartbeat, the heartbeat
+/// thread's beats follow.
+pub(super) fn first_beat(s: &Shared) {
+    let mut link = Link::new(s.target.clone(), &s.keys.tasks, s.heartbeat);
+    let _ = link.call(Some(Instant::now() + s.heartbeat), |c| {
+        redis::cmd("HSET")
+            .arg(&s.keys.workers)
+            .arg(&s.id)
+            .arg(conn::now_ms())
+            .query::<()>(c)
+    });
 }
 
 /// Removes workers silent for [`FORGET_WORKER_MS`] from the heartbeat hash.

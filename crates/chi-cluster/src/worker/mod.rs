@@ -417,6 +417,7 @@ impl Worker {
     /// down.
     pub fn run(self) -> Result<(), ClusterError> {
         let shared = self.shared;
+        lease::first_beat(&shared);
         let (tx, rx) = mpsc::channel();
         let replies = {
             let s = shared.clone();
