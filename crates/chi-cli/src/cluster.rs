@@ -69,7 +69,8 @@ struct WorkerArgs {
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = units::positive_duration)]
     heartbeat: Duration,
     /// How long a silent worker keeps its tasks before live workers reclaim them (more than
-    /// twice the heartbeat).
+    /// twice the heartbeat). The reclaiming worker's lease decides: give every worker of a
+    /// queue the same heartbeat and lease.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::positive_duration)]
     lease: Duration,
     /// On SIGTERM/SIGINT: how long running tasks may take to finish before they are stopped

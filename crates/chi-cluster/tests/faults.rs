@@ -344,7 +344,9 @@ fn hand_back_to_an_idle_worker(spec: fn(&str) -> WorkerSpec, bound: Duration) {
     eventually("A holds 1 + 3 tasks", || status().running == 4);
     // B comes up idle: A, still running its long task and refreshing its leases (no reclaim),
     // hands it the three that wait, not counted as runs.
-    let b = WorkerSpec::new(&redis.url()).spawn();
+    // B with the same settings: its reclaims (lease) must not take A's long task, which A
+    // refreshes only at its beats.
+    let b = spec(&redis.url()).spawn();
     for t in queued {
         let pid = t.result_timeout(bound).ok();
         assert_eq!(pid, Some(b.pid()), "answered by the idle worker");
@@ -415,7 +417,7 @@ fn two_prefetchers_hand_back(spec: fn(&str) -> WorkerSpec, bound: Duration) {
     assert_eq!(started_by(&dir, "c"), vec![prefetchers[1].pid()]);
     // B comes up idle: the six waiting tasks all reach it, one at a time, while both long
     // tasks still run; none is run twice or counted as a retry.
-    let b = WorkerSpec::new(&redis.url()).spawn();
+    let b = spec(&redis.url()).spawn();
     for t in held {
         assert_eq!(t.result_timeout(bound).ok(), Some(b.pid()));
     }

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 /// The idle-signal thread of a worker that prefetches: listens on the queue's idle-signal
 /// channel, on which a worker publishes its id when its read newly finds the queue empty with
-/// processes idle, and offers the idle processes its waiting tasks at once (see [`offer`]),
-/// rather than at the next heartbeat. Every prefetching worker hears every signal; the
-/// reservation in [`offer`] keeps them from filling one idle process twice. The heartbeat
-/// still offers too, so a signal missed (published while this thread reconnects) costs at
-/// most one beat. Returns once the worker stops (within one wait).
+/// processes idle, and, if tasks wait here, offers the idle processes those tasks at once
+/// (see [`offer`]) rather than at the next heartbeat. Every prefetching worker hears every
+/// signal; the reservation in [`offer`] keeps them from filling one idle process twice. A
+/// burst of signals makes one offer. The heartbeat still offers too: a signal missed (sent
+/// while this thread reconnects, or while nothing waited here, or by a worker not yet seen
+/// alive) costs at most one beat. Checks for the worker's stop at least once per wait.
 pub(super) fn watch_idle(s: &Shared) {
     let wait = s
         .heartbeat
@@ -24,7 +25,7 @@ pub(super) fn watch_idle(s: &Shared) {
     let peers_script = redis::Script::new(PEERS_IDLE);
     while !s.stopping() {
         if let Err(e) = listen(s, wait, &mut link, &peers_script) {
-            tracing::debug!(worker = %s.id, "idle signal: {e}; listening again");
+            tracing::warn!(worker = %s.id, "idle signal: {e}; listening again");
             let st = lock(&s.state);
             let _ = s
                 .changed
@@ -33,6 +34,10 @@ pub(super) fn watch_idle(s: &Shared) {
         }
     }
 }
+
+/// How long the idle-signal connection may be silent before it is checked with a `PING` (a
+/// connection dropped without a word, by a NAT or a failover, would otherwise stay deaf).
+const SIGNAL_CHECK: Duration = Duration::from_secs(10);
 
 /// [`watch_idle`]'s work on one subscription: returns when the worker stops, or with the
 /// error that broke the subscription.
@@ -43,16 +48,42 @@ fn listen(
     peers_script: &redis::Script,
 ) -> Result<(), redis::RedisError> {
     let mut conn = conn::open_plain(&s.target, &s.keys.tasks, wait)?;
+    // Sent as a plain command so that a refusal (an ACL without the channel) is an error.
+    redis::cmd("SUBSCRIBE")
+        .arg(&s.keys.idle_signal)
+        .query::<Value>(&mut conn)?;
     let mut sub = conn.as_pubsub();
-    sub.subscribe(&s.keys.idle_signal)?;
-    sub.set_read_timeout(Some(wait))?;
     // A signal published before the subscription took hold was missed: look once now.
     offer(s, link, peers_script);
+    let mut quiet_since = Instant::now();
     while !s.stopping() {
-        match sub.get_message() {
-            Ok(_) => offer(s, link, peers_script),
-            Err(e) if e.is_timeout() => {}
+        let first = match sub.get_message() {
+            Ok(m) => m,
+            Err(e) if e.is_timeout() => {
+                if quiet_since.elapsed() >= SIGNAL_CHECK {
+                    sub.ping::<Value>()?;
+                    quiet_since = Instant::now();
+                }
+                continue;
+            }
             Err(e) => return Err(e),
+        };
+        quiet_since = Instant::now();
+        // Take what else is already there, so that a burst makes one offer.
+        let mut from_others = first.get_payload_bytes() != s.id.as_bytes();
+        sub.set_read_timeout(Some(Duration::from_millis(1)))?;
+        loop {
+            match sub.get_message() {
+                Ok(m) => from_others |= m.get_payload_bytes() != s.id.as_bytes(),
+                Err(e) if e.is_timeout() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        sub.set_read_timeout(Some(wait))?;
+        // Our own signal, or nothing waiting here: nothing to give (the heartbeat still
+        // refreshes what peers have idle).
+        if from_others && waiting(s, &lock(&s.state)) > 0 {
+            offer(s, link, peers_script);
         }
     }
     Ok(())
@@ -222,6 +253,7 @@ fn beat(s: &Shared, link: &mut Link, peers_script: &redis::Script) {
 /// peers have idle, which limits its own reads while any peer idles. A script of its own, not
 /// in the beat's pipeline: a script cannot be loaded on demand inside a pipeline.
 fn offer(s: &Shared, link: &mut Link, peers_script: &redis::Script) {
+    let _one_at_a_time = lock(&s.offering);
     let want = waiting(s, &lock(&s.state));
     let deadline = Some(Instant::now() + s.heartbeat);
     let got = link.call(deadline, |c| {

@@ -95,7 +95,7 @@ impl WorkerBuilder {
     /// Takes up to `n` tasks beyond its free processes (default 0): fewer round trips for many
     /// tiny tasks. They wait in the local pool's queue for whichever process is free first
     /// (never inside a busy process). When another worker of the queue finds it empty with
-    /// processes idle, it signals (a Redis list this worker waits on), and this one hands
+    /// processes idle, it signals (on a Redis pub/sub channel this worker listens on), and this one hands
     /// back to the queue as many of its waiting tasks as the others have idle processes
     /// (only tasks that have not started; the attempt count is unchanged), and takes no more
     /// than its own idle processes while that lasts. The idle worker's read takes them at
@@ -115,6 +115,9 @@ impl WorkerBuilder {
     }
 
     /// How long a silent worker keeps its tasks before live workers reclaim them (default 5 s).
+    /// The reclaiming worker's lease decides, and the holder refreshes its tasks once per
+    /// heartbeat: give every worker of a queue the same heartbeat and lease, or one with a
+    /// short lease takes tasks from a live one with a long heartbeat.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -196,6 +199,7 @@ impl WorkerBuilder {
                     given_up: HashSet::new(),
                 }),
                 changed: Condvar::new(),
+                offering: Mutex::new(()),
                 stop: AtomicBool::new(false),
                 finished: AtomicBool::new(false),
             }),
@@ -280,6 +284,10 @@ pub(crate) struct Shared {
     pub(crate) stop_grace: Duration,
     pub(crate) state: Mutex<State>,
     pub(crate) changed: Condvar,
+    /// Held through one whole offer of waiting tasks to idle peers (`lease::offer`), which
+    /// the heartbeat and the idle-signal thread both make: two at once would reserve idle
+    /// processes for the same waiting tasks.
+    pub(crate) offering: Mutex<()>,
     pub(crate) stop: AtomicBool,
     /// Set once the worker holds nothing and reads nothing: the reply thread may end.
     pub(crate) finished: AtomicBool,
@@ -288,9 +296,10 @@ pub(crate) struct Shared {
 /// Slots and held tasks.
 pub(crate) struct State {
     pub(crate) free: usize,
-    /// Idle processes on other workers that find the queue empty, at the last heartbeat
-    /// (counted only by a worker that prefetches): while there are any, this one reads no
-    /// more than it has idle processes itself.
+    /// Idle processes on other workers that find the queue empty, at the last offer (a
+    /// heartbeat, or an idle signal while tasks wait; counted only by a worker that
+    /// prefetches): while there are any, this one reads no more than it has idle processes
+    /// itself.
     pub(crate) peers_idle: usize,
     /// Entry id → the task it holds.
     pub(crate) held: HashMap<String, Held>,
@@ -435,12 +444,20 @@ impl Worker {
         };
         let watcher = if shared.prefetch > 0 {
             let s = shared.clone();
-            Some(
-                thread::Builder::new()
-                    .name("chi-cluster-idle".into())
-                    .spawn(move || lease::watch_idle(&s))
-                    .map_err(|e| ClusterError::Pool(e.to_string()))?,
-            )
+            let spawned = thread::Builder::new()
+                .name("chi-cluster-idle".into())
+                .spawn(move || lease::watch_idle(&s));
+            match spawned {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    // Nothing was read yet: stop the threads already started.
+                    shared.request_stop();
+                    drop(tx);
+                    let _ = replies.join();
+                    let _ = beats.join();
+                    return Err(ClusterError::Pool(e.to_string()));
+                }
+            }
         } else {
             None
         };
