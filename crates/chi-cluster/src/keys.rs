@@ -9,6 +9,7 @@
 //! | `chi:{q}:res:<client>` | stream | results for one client, trimmed as it reads, expiring when it goes away |
 //! | `chi:{q}:workers` | hash | worker id → last heartbeat (Unix ms) |
 //! | `chi:{q}:idle` | hash | worker id → processes it has idle, while it finds the queue empty |
+//! | `chi:{q}:prefetchers` | set | ids of the workers that prefetch (the idle signal is sent only while another one is there) |
 //! | `chi:{q}:cancel` | sorted set | cancelled task ids, scored by cancel time (Unix ms) |
 //! | `chi:{q}:dead` | stream, capped | dead-lettered tasks (past `max_attempts`) |
 //! | `chi:{q}:seq` | counter | client and worker ids |
@@ -43,6 +44,8 @@ pub struct QueueKeys {
     pub workers: String,
     /// Workers with idle processes and nothing to read: id → how many processes.
     pub idle: String,
+    /// The ids of the workers that prefetch.
+    pub prefetchers: String,
     /// The pub/sub channel a worker that newly shows idle processes publishes its id on
     /// (prefetching workers listen).
     pub idle_signal: String,
@@ -64,6 +67,7 @@ impl QueueKeys {
             workers: format!("{p}:workers"),
             idle: format!("{p}:idle"),
             idle_signal: format!("{p}:idle-signal"),
+            prefetchers: format!("{p}:prefetchers"),
             cancel: format!("{p}:cancel"),
             dead: format!("{p}:dead"),
             seq: format!("{p}:seq"),
@@ -154,6 +158,7 @@ mod tests {
             &k.workers,
             &k.idle,
             &k.idle_signal,
+            &k.prefetchers,
             &k.cancel,
             &k.dead,
             &k.seq,

@@ -94,15 +94,18 @@ fn wait_free(s: &Shared, max: Duration) -> (usize, usize) {
 /// A worker that finds nothing with `ARGV[5]` > 0 idle processes says so in the idle hash
 /// `KEYS[3]` (workers that prefetch hand it their waiting tasks); any other read clears that.
 /// Written only when it changes (no replication traffic while idle), and a refused write (a
-/// full Redis) does not fail the read. A change that was written also publishes the worker's id on channel
-/// `ARGV[6]`, on which prefetching workers listen to hand back at once rather than at their
-/// next beat.
+/// full Redis) does not fail the read. A change that was written also publishes the worker's
+/// id on channel `ARGV[6]` while another worker than this one is in the set of prefetching
+/// workers `KEYS[4]`: they listen there to hand back at once rather than at their next beat.
 const READ_READY: &str = r"
 local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
 if not r and tonumber(ARGV[5]) > 0 then
   if redis.call('HGET', KEYS[3], ARGV[2]) ~= ARGV[5] then
     local set = redis.pcall('HSET', KEYS[3], ARGV[2], ARGV[5])
-    if type(set) ~= 'table' or not set.err then redis.pcall('PUBLISH', ARGV[6], ARGV[2]) end
+    local others = redis.call('SCARD', KEYS[4]) - redis.call('SISMEMBER', KEYS[4], ARGV[2])
+    if (type(set) ~= 'table' or not set.err) and others > 0 then
+      redis.pcall('PUBLISH', ARGV[6], ARGV[2])
+    end
   end
 else
   redis.pcall('HDEL', KEYS[3], ARGV[2])
@@ -139,6 +142,7 @@ fn read_new(
         .key(&s.keys.tasks)
         .key(&s.keys.cancel)
         .key(&s.keys.idle)
+        .key(&s.keys.prefetchers)
         .arg(GROUP)
         .arg(&s.id)
         .arg(free)

@@ -121,11 +121,20 @@ pub(super) fn heartbeat(s: &Shared) {
 pub(super) fn first_beat(s: &Shared) {
     let mut link = Link::new(s.target.clone(), &s.keys.tasks, s.heartbeat);
     let _ = link.call(Some(Instant::now() + s.heartbeat), |c| {
-        redis::cmd("HSET")
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
             .arg(&s.keys.workers)
             .arg(&s.id)
             .arg(conn::now_ms())
-            .query::<()>(c)
+            .ignore();
+        if s.prefetch > 0 {
+            // Idle workers signal only while a prefetching one is there to hear it.
+            pipe.cmd("SADD")
+                .arg(&s.keys.prefetchers)
+                .arg(&s.id)
+                .ignore();
+        }
+        pipe.query::<()>(c)
     });
 }
 
@@ -152,6 +161,10 @@ fn forget_silent(s: &Shared, link: &mut Link) {
             .ignore()
             .cmd("HDEL")
             .arg(&s.keys.idle)
+            .arg(&silent)
+            .ignore()
+            .cmd("SREM")
+            .arg(&s.keys.prefetchers)
             .arg(&silent)
             .ignore()
             .query::<()>(c)
@@ -206,6 +219,13 @@ fn beat(s: &Shared, link: &mut Link, peers_script: &redis::Script) {
             .arg(&s.id)
             .arg(conn::now_ms())
             .ignore();
+        if s.prefetch > 0 {
+            // Again at every beat: the set may have been lost with a Redis restart.
+            pipe.cmd("SADD")
+                .arg(&s.keys.prefetchers)
+                .arg(&s.id)
+                .ignore();
+        }
         if busy {
             // Every process busy: not idle, even if a read's clearing of the mark was lost.
             pipe.cmd("HDEL").arg(&s.keys.idle).arg(&s.id).ignore();
@@ -372,6 +392,10 @@ pub(super) fn leave(s: &Shared) {
             .ignore()
             .cmd("HDEL")
             .arg(&s.keys.idle)
+            .arg(&s.id)
+            .ignore()
+            .cmd("SREM")
+            .arg(&s.keys.prefetchers)
             .arg(&s.id)
             .ignore()
             .query::<()>(c)?;
