@@ -122,20 +122,26 @@ pub(super) fn first_beat(s: &Shared) {
     let mut link = Link::new(s.target.clone(), &s.keys.tasks, s.heartbeat);
     let _ = link.call(Some(Instant::now() + s.heartbeat), |c| {
         let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(&s.keys.workers)
-            .arg(&s.id)
-            .arg(conn::now_ms())
-            .ignore();
-        if s.prefetch > 0 {
-            // Idle workers signal only while a prefetching one is there to hear it.
-            pipe.cmd("SADD")
-                .arg(&s.keys.prefetchers)
-                .arg(&s.id)
-                .ignore();
-        }
+        alive(s, &mut pipe);
         pipe.query::<()>(c)
     });
+}
+
+/// Adds to `pipe` what a beat says: the time in the heartbeat hash and, for a worker that
+/// prefetches, its place in the set of prefetching workers (idle workers signal only while
+/// one is there to hear it; written again at every beat, as a Redis restart may lose it).
+fn alive(s: &Shared, pipe: &mut redis::Pipeline) {
+    pipe.cmd("HSET")
+        .arg(&s.keys.workers)
+        .arg(&s.id)
+        .arg(conn::now_ms())
+        .ignore();
+    if s.prefetch > 0 {
+        pipe.cmd("SADD")
+            .arg(&s.keys.prefetchers)
+            .arg(&s.id)
+            .ignore();
+    }
 }
 
 /// Removes workers silent for [`FORGET_WORKER_MS`] from the heartbeat hash.
@@ -214,18 +220,7 @@ fn beat(s: &Shared, link: &mut Link, peers_script: &redis::Script) {
     let deadline = Some(Instant::now() + s.heartbeat);
     let got = link.call(deadline, |c| {
         let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(&s.keys.workers)
-            .arg(&s.id)
-            .arg(conn::now_ms())
-            .ignore();
-        if s.prefetch > 0 {
-            // Again at every beat: the set may have been lost with a Redis restart.
-            pipe.cmd("SADD")
-                .arg(&s.keys.prefetchers)
-                .arg(&s.id)
-                .ignore();
-        }
+        alive(s, &mut pipe);
         if busy {
             // Every process busy: not idle, even if a read's clearing of the mark was lost.
             pipe.cmd("HDEL").arg(&s.keys.idle).arg(&s.id).ignore();
