@@ -90,11 +90,37 @@ pub(crate) fn kill(pid: u32, signal: &str) {
 /// Polls until a condition holds, bounded (shared with the other test binaries).
 pub(crate) use crate::common::poll_until;
 
-/// A fresh path in the temp directory (nothing is created).
+/// A fresh path in the temp directory (nothing is created). The first call in a test binary
+/// also removes the marker files of earlier runs whose process is gone.
 pub(crate) fn temp_path(tag: &str) -> PathBuf {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(sweep_stale_markers);
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     std::env::temp_dir().join(format!("chi-pp-{}-{tag}-{n}", std::process::id()))
+}
+
+/// Removes `chi-pp-<pid>-…` files of test processes that no longer exist. A held task
+/// removes its release marker only when it reads it, so a test whose task was killed first
+/// leaves one behind; the test itself cannot remove it safely while a task might still read
+/// it.
+fn sweep_stale_markers() {
+    let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("chi-pp-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Waits for a task in a worker to create `path`, and returns its contents.
