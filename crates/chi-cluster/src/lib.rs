@@ -52,7 +52,7 @@
 //! | duplicate results (a "dead" worker was only slow) | first wins; later ones dropped and counted ([`ClientMetrics::duplicates`]) | `faults::a_cancelled_running_task_is_stopped_by_its_worker` |
 //! | `cancel()` of a waiting task | the handle reports `Cancelled`; no worker ever starts it | `faults::a_cancelled_pending_task_never_starts` |
 //! | `cancel()` of a running task | the handle reports `Cancelled`; its worker kills it (within a heartbeat) | `faults::a_cancelled_running_task_is_stopped_by_its_worker` |
-//! | `cancel_pending()` | cancels only a task still in the queue, unread by any worker (its entry is deleted); once a worker has read it (or put it back under a new entry), false, and the task runs on | `faults::cancel_pending_takes_back_a_task_no_worker_has_read`, `faults::cancel_pending_leaves_a_started_task_alone` |
+//! | `cancel_pending()` | cancels only a task still in the queue, unread by any worker (its entry is deleted); once a worker has read it (or put it back under a new entry), false, and the task runs on | `faults::cancel_pending_takes_back_a_task_no_worker_has_read`, `faults::cancel_pending_leaves_a_started_task_alone`, `faults::cancel_pending_leaves_a_task_a_prefetching_worker_holds_alone` |
 //! | `shutdown()` after a cancel | does not wait for cancelled tasks, answered or not | `faults::shutdown_does_not_wait_for_a_cancelled_task` |
 //! | task past its deadline ([`TaskDef::with_timeout`], [`ClusterBuilder::task_timeout`]) | killed, `TimedOut` | `faults::a_task_past_its_deadline_times_out` |
 //! | unknown name / other argument or result types | never run; `PoolFailed` naming the problem, within one delivery | `basic::an_unknown_name_or_other_types_get_a_clear_error` |

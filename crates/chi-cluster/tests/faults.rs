@@ -165,6 +165,31 @@ fn cancel_pending_leaves_a_started_task_alone() {
 }
 
 #[test]
+fn cancel_pending_leaves_a_task_a_prefetching_worker_holds_alone() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // One process, one task taken ahead: the second task is read (in the worker's pending
+    // entries) but waits in its pool behind the long one.
+    let _w = WorkerSpec::new(&redis.url()).prefetch(1).spawn();
+    let client = Cluster::connect(&redis.url()).unwrap();
+    let dir = TempDir::new("cancel-pending-prefetched");
+    let long = client.submit(&GATED, (dir.str(), "l".into())).unwrap();
+    eventually("the long task started", || {
+        !started_by(&dir, "l").is_empty()
+    });
+    let ahead = client.submit(&SQUARE, 7).unwrap();
+    let status = || chi_cluster::status(&redis.url(), "default").unwrap();
+    eventually("the worker holds both", || status().running == 2);
+    // A worker has read it: the client cannot know it has not started, so it is left alone.
+    assert!(!ahead.cancel_pending());
+    assert!(!ahead.done() && !ahead.cancelled());
+    open(&dir, &["l"]);
+    assert_eq!(ahead.result(), Ok(49));
+    assert!(long.result().is_ok());
+}
+
+#[test]
 fn shutdown_does_not_wait_for_a_cancelled_task() {
     let Some(redis) = RedisServer::start() else {
         return;
