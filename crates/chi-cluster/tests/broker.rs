@@ -54,6 +54,44 @@ fn with_aof_a_broker_restart_loses_nothing() {
     assert_eq!(client.submit(&SQUARE, 11).unwrap().result(), Ok(121));
 }
 
+/// A `cancel_pending` whose take-back ran in Redis but whose answer never came back leaves
+/// the task's entry deleted and its id marked cancelled. The reader's check after a restart
+/// must then end the handle with `Cancelled`, not "lost" (and never leave it waiting). The
+/// lost answer is simulated: the entry is deleted and the mark written by hand.
+#[test]
+fn a_task_taken_back_without_an_answer_ends_cancelled_not_lost() {
+    let opts = Opts {
+        aof: true,
+        ..Opts::default()
+    };
+    let Some(mut redis) = RedisServer::start_with(opts) else {
+        return;
+    };
+    let gate = Gate::new(redis.port);
+    let client = Cluster::connect(&gate.url()).unwrap();
+    let task = client.submit(&SQUARE, 3).unwrap();
+    let kept = client.submit(&SQUARE, 4).unwrap();
+    // What the take-back script does to the first task: its entry gone (the oldest of the
+    // two), its id marked.
+    assert_eq!(
+        redis.int(&["XTRIM", "chi:{default}:tasks", "MAXLEN", "1"]),
+        1
+    );
+    let id = format!("{}-1", client.id());
+    assert_eq!(redis.int(&["ZADD", "chi:{default}:cancel", "1", &id]), 1);
+    gate.down();
+    redis.restart(); // a new run_id: the reader checks the tasks it waits for
+    gate.to(redis.port);
+    let r = task.result_timeout(NEVER);
+    assert!(
+        matches!(r, Err(ResultTimeoutError::Failed(TaskError::Cancelled))),
+        "{r:?}"
+    );
+    let _w = WorkerSpec::new(&gate.url()).threads().spawn();
+    assert_eq!(kept.result_timeout(NEVER).ok(), Some(16));
+    assert_eq!(client.metrics().lost, 0);
+}
+
 /// Every handle of a task that Redis lost ends with the lost-task error, within [`NEVER`]
 /// (bounded: a hang would fail here, not block the run).
 #[track_caller]
