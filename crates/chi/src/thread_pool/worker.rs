@@ -51,7 +51,7 @@ fn main_loop(shared: &Arc<Shared>, index: usize, started_searching: bool) {
         // SEARCHING: spin a little before parking, so bursts of short tasks do not pay a
         // park/unpark per task.
         if woken || shared.sleep.start_searching(shared.alive()) {
-            woken = false;
+            let after_wake = std::mem::take(&mut woken);
             let found = search(shared, index);
             let last = shared.sleep.stop_searching();
             if last && shared.queues.has_work() {
@@ -60,6 +60,13 @@ fn main_loop(shared: &Arc<Shared>, index: usize, started_searching: bool) {
             }
             if let Some(job) = found {
                 shared.run_job(index, job);
+                if after_wake {
+                    // The job that woke this thread usually has its submitter waiting for it,
+                    // often on this very CPU (the scheduler placed the woken thread there).
+                    // Give the CPU away once before searching again, or the search's spin
+                    // keeps the waiter from seeing its result.
+                    crate::loom::thread::yield_now();
+                }
                 continue;
             }
         }
