@@ -18,17 +18,24 @@ fn __cluster_worker_entry() {
     common::worker_main();
 }
 
-#[test]
-fn with_aof_a_broker_restart_loses_nothing() {
+/// A Redis with AOF on (fsync at every write) behind a gate (so that a restart keeps the
+/// address), and a client connected through the gate; `None` without `redis-server`.
+fn with_aof() -> Option<(RedisServer, Gate, Cluster)> {
     let opts = Opts {
         aof: true,
         ..Opts::default()
     };
-    let Some(mut redis) = RedisServer::start_with(opts) else {
-        return;
-    };
+    let redis = RedisServer::start_with(opts)?;
     let gate = Gate::new(redis.port);
     let client = Cluster::connect(&gate.url()).unwrap();
+    Some((redis, gate, client))
+}
+
+#[test]
+fn with_aof_a_broker_restart_loses_nothing() {
+    let Some((mut redis, gate, client)) = with_aof() else {
+        return;
+    };
     let tasks: Vec<_> = (0..100u64)
         .map(|i| client.submit(&SQUARE, i).unwrap())
         .collect();
@@ -60,15 +67,9 @@ fn with_aof_a_broker_restart_loses_nothing() {
 /// lost answer is simulated: the entry is deleted and the mark written by hand.
 #[test]
 fn a_task_taken_back_without_an_answer_ends_cancelled_not_lost() {
-    let opts = Opts {
-        aof: true,
-        ..Opts::default()
-    };
-    let Some(mut redis) = RedisServer::start_with(opts) else {
+    let Some((mut redis, gate, client)) = with_aof() else {
         return;
     };
-    let gate = Gate::new(redis.port);
-    let client = Cluster::connect(&gate.url()).unwrap();
     let task = client.submit(&SQUARE, 3).unwrap();
     let kept = client.submit(&SQUARE, 4).unwrap();
     // What the take-back script does to the first task: its entry gone (the oldest of the
