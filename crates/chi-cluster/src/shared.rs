@@ -483,11 +483,17 @@ fn cancel_remote(weak: &Weak<Inner>, seq: u64, withdrawn: &AtomicBool) -> bool {
         return false;
     };
     // ORDERING: set by the take-back on this same thread.
-    if withdrawn.load(Ordering::Relaxed) {
-        let gone = lock(&inner.pending).tasks.remove(&seq);
-        drop(gone);
-        return true;
-    }
+    let marked = withdrawn.load(Ordering::Relaxed) || mark_cancelled(&inner, seq);
+    // The handle is already cancelled: its completer, dropped here (outside the lock),
+    // finishes nothing.
+    let gone = lock(&inner.pending).tasks.remove(&seq);
+    drop(gone);
+    marked
+}
+
+/// Writes task `seq`'s cancel mark (and forgets marks older than [`keys::CANCEL_KEEP_MS`]);
+/// false if Redis did not take it.
+fn mark_cancelled(inner: &Inner, seq: u64) -> bool {
     let id = inner.task_id(seq);
     let key = inner.cfg.keys.cancel.clone();
     let now = conn::now_ms();
@@ -506,9 +512,5 @@ fn cancel_remote(weak: &Weak<Inner>, seq: u64, withdrawn: &AtomicBool) -> bool {
             .ignore()
             .query::<()>(c)
     });
-    // The handle is already cancelled: its completer, dropped here (outside the lock),
-    // finishes nothing.
-    let gone = lock(&inner.pending).tasks.remove(&seq);
-    drop(gone);
     matches!(r, Ok(Ok(())))
 }

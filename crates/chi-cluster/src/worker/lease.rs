@@ -160,21 +160,18 @@ fn forget_silent(s: &Shared, link: &mut Link) {
         if silent.is_empty() {
             return Ok(());
         }
-        redis::pipe()
-            .cmd("HDEL")
-            .arg(&s.keys.workers)
-            .arg(&silent)
-            .ignore()
-            .cmd("HDEL")
-            .arg(&s.keys.idle)
-            .arg(&silent)
-            .ignore()
-            .cmd("SREM")
-            .arg(&s.keys.prefetchers)
-            .arg(&silent)
-            .ignore()
-            .query::<()>(c)
+        let mut pipe = redis::pipe();
+        gone(s, &mut pipe, &silent);
+        pipe.query::<()>(c)
     });
+}
+
+/// Adds to `pipe` the removal of workers `ids` from the queue's worker records: heartbeat,
+/// idle mark, and the set of prefetching workers.
+fn gone<I: redis::ToRedisArgs>(s: &Shared, pipe: &mut redis::Pipeline, ids: I) {
+    pipe.cmd("HDEL").arg(&s.keys.workers).arg(&ids).ignore();
+    pipe.cmd("HDEL").arg(&s.keys.idle).arg(&ids).ignore();
+    pipe.cmd("SREM").arg(&s.keys.prefetchers).arg(&ids).ignore();
 }
 
 /// Sums the idle processes of the live workers other than `ARGV[1]` in the idle hash `KEYS[1]`
@@ -380,20 +377,9 @@ pub(super) fn leave(s: &Shared) {
     let deadline = Some(Instant::now() + Duration::from_secs(2));
     let script = redis::Script::new(LEAVE_IF_EMPTY);
     let _ = link.call(deadline, |c| {
-        redis::pipe()
-            .cmd("HDEL")
-            .arg(&s.keys.workers)
-            .arg(&s.id)
-            .ignore()
-            .cmd("HDEL")
-            .arg(&s.keys.idle)
-            .arg(&s.id)
-            .ignore()
-            .cmd("SREM")
-            .arg(&s.keys.prefetchers)
-            .arg(&s.id)
-            .ignore()
-            .query::<()>(c)?;
+        let mut pipe = redis::pipe();
+        gone(s, &mut pipe, &s.id);
+        pipe.query::<()>(c)?;
         script
             .key(&s.keys.tasks)
             .arg(GROUP)

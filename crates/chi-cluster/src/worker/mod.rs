@@ -95,10 +95,10 @@ impl WorkerBuilder {
     /// Takes up to `n` tasks beyond its free processes (default 0): fewer round trips for many
     /// tiny tasks. They wait in the local pool's queue for whichever process is free first
     /// (never inside a busy process). When another worker of the queue finds it empty with
-    /// processes idle, it signals (on a Redis pub/sub channel this worker listens on), and this one hands
-    /// back to the queue as many of its waiting tasks as the others have idle processes
-    /// (only tasks that have not started; the attempt count is unchanged), and takes no more
-    /// than its own idle processes while that lasts. The idle worker's read takes them at
+    /// processes idle, it signals (on a Redis pub/sub channel this worker listens on), and
+    /// this one hands back to the queue as many of its waiting tasks as the others have idle
+    /// processes (only tasks that have not started; the attempt count is unchanged), and
+    /// takes no more than its own idle processes while that lasts. The idle worker's read takes them at
     /// once, and signals again when it is idle again: a task taken ahead waits behind a long
     /// one here, while another worker idles, for a few round trips to Redis per task ahead of
     /// it, not for the long task. The heartbeat makes the same offer, in case a signal was

@@ -23,8 +23,9 @@
 //! store (the store-buffer case of Dekker's algorithm): either the supervisor sees the worker
 //! at or below `low` (or blocked) and does not sleep on the bell, or the worker sees the
 //! request and rings. Modelled by loom in `loom_models` below, including a supervisor that
-//! wakes, sends more and arms again (without either side's fence loom finds a lost wake-up). A worker that dies rings nothing; the supervisor also watches
-//! the process itself (a pidfd), and sleeps on the bell only when it has one.
+//! wakes, sends more and arms again (without either side's fence loom finds a lost wake-up).
+//! A worker that dies rings nothing; the supervisor also watches the process itself (a
+//! pidfd), and sleeps on the bell only when it has one.
 
 use crate::loom::interprocess::{AtomicU64, Ordering};
 
