@@ -28,9 +28,9 @@ pub const MAX_QUEUE_BOUND: usize = 1 << 32;
 pub const MAX_STACK_SIZE: usize = 1 << 30;
 
 /// The most messages a [`ProcessPool`](crate::ProcessPool) may send ahead to one worker
-/// ([`max_in_flight`](crate::ProcessPoolBuilder::max_in_flight)): 32, the size of the
+/// ([`max_in_flight`](crate::ProcessPoolBuilder::max_in_flight)): 128, the size of the
 /// worker's claim ring.
-pub const MAX_IN_FLIGHT: usize = 32;
+pub const MAX_IN_FLIGHT: usize = 128;
 
 /// Fails with a clear message if `value` of setting `name` is over `max`.
 pub(crate) fn check_duration(name: &str, value: Duration) -> Result<(), BuildError> {

@@ -157,13 +157,16 @@ impl ProcessPoolBuilder {
 
     /// The most messages (a `submit`, or one `map` chunk) sent ahead to one worker process,
     /// the one it runs included. By default the pool measures the time per message and keeps
-    /// about 1 ms of work queued on each worker (2 to 32 messages; after tasks of 30 µs or
-    /// less, up to 31 can wait behind one that turns out long), so a worker never waits for
-    /// the parent between short tasks; this caps that number. `1` sends a message only to
-    /// an idle worker: no task ever waits inside a worker behind another one, even while the
-    /// other workers are busy or restarting (after a crash, a timeout or a cancel), at the
-    /// price of one round trip to the parent between messages. At least 1, at most
-    /// [`MAX_IN_FLIGHT`](crate::limits::MAX_IN_FLIGHT) (32).
+    /// about 4 ms of work queued on each worker (2 to 128 messages), so a worker never waits
+    /// for the parent between short tasks and its supervisor wakes once per few dozen
+    /// results; this caps that number. Messages waiting behind one that turns out long are
+    /// taken over by the first worker that has nothing left to do (they are revoked where
+    /// they wait, never run twice; [`Metrics::rebalanced`](crate::process_pool::Metrics)
+    /// counts them), so they wait only while every other worker is busy. `1` sends a
+    /// message only to an idle worker: no task ever waits inside a worker behind another
+    /// one, even while the other workers are busy or restarting (after a crash, a timeout or
+    /// a cancel), at the price of one round trip to the parent between messages. At least 1,
+    /// at most [`MAX_IN_FLIGHT`](crate::limits::MAX_IN_FLIGHT) (128).
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = Some(n);
         self

@@ -73,6 +73,10 @@ pub(crate) trait JobCell: Send + Sync {
     fn cancel_unstarted(&self) -> bool;
     /// Cancels the task wherever it is, killing its worker if it is running (`cancel()`).
     fn stop(&self);
+    /// Takes the message back from the worker it was sent to, if that worker has not started
+    /// it: revoked there (the worker skips it), the task is queued again (no placement).
+    /// False if it started, or its worker is gone.
+    fn take_back(&self) -> bool;
 }
 
 /// One message of work: the function, its items, and the task(s) waiting for it.
@@ -293,6 +297,21 @@ impl<T: Send> JobCell for ProcCell<T> {
 
     fn stop(&self) {
         TaskCell::cancel(self);
+    }
+
+    fn take_back(&self) -> bool {
+        // Under the placement lock, as a cancel decides: a canceller then either revoked the
+        // message first (the revoke below answers true for a revoked word; the task is
+        // cancelled, and the dispatcher, seeing that, never sends it again) or finds no
+        // placement and cancels the task as queued.
+        let mut g = self.lock_placement();
+        let back = g
+            .as_ref()
+            .is_some_and(|p| p.link.upgrade().is_some_and(|l| l.revoke(p.slot, p.seq)));
+        if back {
+            *g = None;
+        }
+        back
     }
 
     fn cancel_unstarted(&self) -> bool {

@@ -35,9 +35,10 @@ use std::time::{Duration, Instant};
 /// Claim slots per worker: the most messages one worker can have in flight.
 pub(crate) const RING_SLOTS: usize = crate::limits::MAX_IN_FLIGHT;
 /// How much queued work (in nanoseconds of measured time per message) a worker is given:
-/// 1 ms, so that with the doorbell rung at half of it one supervisor wake-up serves about
-/// 0.5 ms of results (BENCHMARKS.md §2 measured 200 µs, 600 µs, 1 ms and 2 ms).
-const TARGET_QUEUED_NS: u64 = 1_000_000;
+/// 4 ms, so that with the doorbell rung at half of it one supervisor wake-up serves about
+/// 2 ms of results (BENCHMARKS.md §2). A deep queue costs no waiting behind a long task:
+/// a worker with nothing left takes over what waits on another one ([`State::rebalance`]).
+const TARGET_QUEUED_NS: u64 = 4_000_000;
 /// The least pipelining depth at which a supervisor sleeps on the doorbell (rung at half of
 /// it): below it a wake-up would serve a single result anyway.
 const BELL_MIN_DEPTH: usize = 4;
@@ -46,6 +47,11 @@ const BELL_MIN_DEPTH: usize = 4;
 /// microseconds). Tasks of a few microseconds do without the bell: their supervisor finds
 /// several answers per wake-up anyway.
 const BELL_MIN_SLACK_NS: u64 = 250_000;
+/// The shortest and longest sleep on the doorbell: twice the measured time the worker needs
+/// to reach the ring, within these bounds. A worker rings only after finishing messages; if
+/// it is inside a long one, the results it finished before it are read when the sleep ends,
+/// not when the long one does (and the next sleep watches the socket again).
+const BELL_SLEEP: std::ops::Range<Duration> = Duration::from_millis(2)..Duration::from_millis(8);
 /// First delay after a failed start; doubles per consecutive failure.
 const BACKOFF_FIRST: Duration = Duration::from_millis(10);
 /// Longest delay between start attempts.
@@ -79,7 +85,9 @@ enum Mode {
 /// A message on a worker.
 #[derive(Debug)]
 struct InFlight {
-    job: Job,
+    /// `None` once an idle worker took the message over (see [`State::rebalance`]): this
+    /// worker skips it, and its answer only moves the queue on.
+    job: Option<Job>,
     seq: u64,
     slot: usize,
     /// This message's worker is being killed because it ran past the task timeout.
@@ -119,6 +127,8 @@ pub(crate) struct Counters {
     pub(crate) start_failures: u64,
     pub(crate) messages: u64,
     pub(crate) wakeups: u64,
+    /// Messages taken over by an idle worker from another one's pipeline.
+    pub(crate) rebalanced: u64,
 }
 
 #[derive(Debug)]
@@ -221,15 +231,74 @@ impl State {
                 out.extend(self.pending.pop_front().map(|j| (j, None)));
             }
             if self.pending.is_empty() {
+                self.rebalance(cfg, out);
                 return;
             }
+            // The least loaded worker first (its depth may be smaller than a busier one's
+            // room: measured per worker), then the one with the most room.
             let best = (0..self.slots.len())
-                .map(|i| (self.room(cfg, i), i))
-                .filter(|&(r, _)| r > 0)
-                .max_by_key(|&(r, i)| (r, usize::MAX - i));
-            let Some((room, i)) = best else { return };
+                .map(|i| (self.slots[i].in_flight.len(), self.room(cfg, i), i))
+                .filter(|&(_, r, _)| r > 0)
+                .min_by_key(|&(n, r, i)| (n, usize::MAX - r, i));
+            let Some((_, room, i)) = best else { return };
             self.send_to(cfg, i, room, out);
         }
+    }
+
+    /// With nothing queued, a worker that has no work left takes over up to half of the
+    /// messages waiting unstarted behind another worker's first one: they are revoked there
+    /// (the claim ring decides, as for a cancel; that worker skips them) and sent here. So a
+    /// deep pipeline never keeps a short task waiting behind a long one while a worker
+    /// idles, and the last messages of a batch are shared out at the end.
+    fn rebalance(&mut self, cfg: &Config, out: &mut Deliveries) {
+        if self.slots.len() < 2 {
+            return;
+        }
+        let Some(thief) = (0..self.slots.len()).find(|&i| {
+            self.slots[i].in_flight.iter().all(|f| f.job.is_none()) && self.room(cfg, i) > 0
+        }) else {
+            return;
+        };
+        let waiting = |s: &Slot| {
+            s.in_flight
+                .iter()
+                .skip(1)
+                .filter(|f| f.job.is_some())
+                .count()
+        };
+        let Some((victim, n)) = (0..self.slots.len())
+            .filter(|&i| i != thief)
+            .map(|i| (i, waiting(&self.slots[i])))
+            .max_by_key(|&(_, n)| n)
+        else {
+            return;
+        };
+        let take = n.div_ceil(2).min(self.room(cfg, thief));
+        if take == 0 {
+            return;
+        }
+        let mut taken = 0;
+        // From the back: the worker runs its messages in order, so once one has started
+        // every message before it has too.
+        for f in self.slots[victim].in_flight.iter_mut().skip(1).rev() {
+            if taken == take {
+                break;
+            }
+            let Some(job) = &f.job else { continue };
+            if !job.cell.take_back() {
+                break;
+            }
+            self.pending.extend(f.job.take());
+            taken += 1;
+        }
+        if taken == 0 {
+            return;
+        }
+        // Taken from the back: put them back in their order.
+        let len = self.pending.len();
+        self.pending.make_contiguous()[len - taken..].reverse();
+        self.counters.rebalanced += taken as u64;
+        self.send_to(cfg, thief, taken, out);
     }
 
     /// Moves up to `n` queued messages to slot `i` and sends them in one write.
@@ -294,7 +363,7 @@ impl State {
                 job.cell.mark_running();
             }
             slot.in_flight.push_back(InFlight {
-                job,
+                job: Some(job),
                 seq,
                 slot: ring_slot,
                 timed_out: false,
@@ -442,7 +511,7 @@ impl Shared {
                     .slots
                     .iter()
                     .flat_map(|s| s.in_flight.iter().skip(1))
-                    .map(|f| f.job.cell.clone())
+                    .filter_map(|f| f.job.as_ref().map(|j| j.cell.clone()))
                     .collect();
                 (queued, sent)
             } else {
@@ -471,7 +540,7 @@ impl Shared {
                 .slots
                 .iter()
                 .flat_map(|s| s.in_flight.iter())
-                .map(|f| f.job.cell.clone())
+                .filter_map(|f| f.job.as_ref().map(|j| j.cell.clone()))
                 .collect();
             let links = st.slots.iter().filter_map(|s| s.link.clone()).collect();
             (running, links)
@@ -636,7 +705,14 @@ impl Shared {
             let s = &mut st.slots[i];
             // The messages answered since the last batch shared the time since then (several
             // answers arrive together when the supervisor slept on the doorbell).
-            let answered = batch.len().min(s.in_flight.len()).max(1) as u128;
+            // (Messages taken over by another worker were skipped: they took no time.)
+            let answered = s
+                .in_flight
+                .iter()
+                .take(batch.len())
+                .filter(|f| f.job.is_some())
+                .count()
+                .max(1) as u128;
             let sample = (now.saturating_duration_since(s.head_since).as_nanos() / answered)
                 .min(u128::from(u64::MAX)) as u64;
             for (h, range) in batch {
@@ -661,10 +737,12 @@ impl Shared {
                 .max(1);
                 s.head_since = now;
                 s.head_started = now;
-                if let Some(next) = s.in_flight.front() {
-                    next.job.cell.mark_running();
+                if let Some(job) = s.in_flight.front().and_then(|n| n.job.as_ref()) {
+                    job.cell.mark_running();
                 }
-                done.push((f.job, h.status, range.clone()));
+                if let Some(job) = f.job {
+                    done.push((job, h.status, range.clone()));
+                }
             }
             // Answers can be read well after they were written (the supervisor slept on the
             // doorbell), so the new first message may have started long ago: its timeout
@@ -691,9 +769,13 @@ impl Shared {
 
     /// Timeouts and closing for slot `i`, once per supervisor wake-up. Returns how long the
     /// supervisor may sleep before the next timeout check, and whether it may sleep on the
-    /// doorbell: `Some(low)` when the worker has enough queued to be rung at `low` messages
-    /// left (see `bell.rs`).
-    pub(crate) fn tick(&self, i: usize, link: &Link) -> (Option<Duration>, Option<u64>) {
+    /// doorbell: `Some((low, most))` when the worker has enough queued to be rung at `low`
+    /// messages left, for at most `most` (see `bell.rs`).
+    pub(crate) fn tick(
+        &self,
+        i: usize,
+        link: &Link,
+    ) -> (Option<Duration>, Option<(u64, Duration)>) {
         let mut st = self.lock();
         st.counters.wakeups += 1;
         let closed_idle = st.mode != Mode::Open && st.pending.is_empty();
@@ -704,18 +786,23 @@ impl Shared {
         }
         let most = depth(s.ewma_ns).min(self.cfg.max_in_flight);
         let low = (most / 2) as u64;
-        let low = (most >= BELL_MIN_DEPTH
+        let bell = (most >= BELL_MIN_DEPTH
             && s.in_flight.len() > most / 2
             && low.saturating_mul(s.ewma_ns) >= BELL_MIN_SLACK_NS)
-            .then_some(low);
-        (self.timeout_left(s, link), low)
+            .then(|| {
+                // Twice the expected time to the ring, so that a sleep normally ends with it.
+                let ahead = (s.in_flight.len() as u64 - low).saturating_mul(s.ewma_ns);
+                let most = Duration::from_nanos(ahead.saturating_mul(2));
+                (low, most.clamp(BELL_SLEEP.start, BELL_SLEEP.end))
+            });
+        (self.timeout_left(s, link), bell)
     }
 
     /// The task timeout of slot `s`'s running message: kills its worker once it ran past its
     /// limit; else how long until the limit (`None`: no limit to watch).
     fn timeout_left(&self, s: &mut Slot, link: &Link) -> Option<Duration> {
         let head = s.in_flight.front_mut()?;
-        let limit = head.job.limit(self.cfg.task_timeout)?;
+        let limit = head.job.as_ref()?.limit(self.cfg.task_timeout)?;
         if head.timed_out {
             return None;
         }
@@ -768,21 +855,23 @@ impl Shared {
             s.closing = false;
             s.retiring = false;
             let entries: Vec<InFlight> = s.in_flight.drain(..).collect();
-            let lost_work = !entries.is_empty();
+            let lost_work = entries.iter().any(|f| f.job.is_some());
             let mut requeue = Vec::new();
             for f in entries {
+                // A message another worker took over is not this one's to settle.
+                let Some(job) = f.job else { continue };
                 match link.ring.observe(f.slot, f.seq).map(|c| c.state) {
                     Some(PENDING) => {
-                        f.job.cell.place(None);
-                        requeue.push(f.job);
+                        job.cell.place(None);
+                        requeue.push(job);
                     }
-                    Some(REVOKED) => out.push((f.job, None)),
+                    Some(REVOKED) => out.push((job, None)),
                     _ => {
-                        let err = match (f.timed_out, f.job.limit(self.cfg.task_timeout)) {
+                        let err = match (f.timed_out, job.limit(self.cfg.task_timeout)) {
                             (true, Some(t)) => TaskError::TimedOut(t),
                             _ => TaskError::WorkerDied(reason),
                         };
-                        out.push((f.job, Some(err)));
+                        out.push((job, Some(err)));
                     }
                 }
             }

@@ -149,12 +149,15 @@ pub struct Metrics {
     pub died: u64,
     /// Worker starts that failed (hand-shake, initializer, build mismatch).
     pub start_failures: u64,
-    /// Messages sent to workers so far.
+    /// Messages sent to workers so far (a message another worker took over counts again).
     pub messages: u64,
     /// Times a supervisor thread woke up to handle its worker so far (answers, timeouts,
     /// cancels, room to write). While workers are busy with short tasks, well under one per
     /// message: a worker rings its supervisor once per batch of answers.
     pub wakeups: u64,
+    /// Messages a worker with nothing left to do took over from another worker's queue so
+    /// far (sent there, not started; see the module docs).
+    pub rebalanced: u64,
 }
 
 impl fmt::Debug for ProcessPool {
@@ -410,6 +413,7 @@ impl ProcessPool {
             start_failures: c.start_failures,
             messages: c.messages,
             wakeups: c.wakeups,
+            rebalanced: c.rebalanced,
         }
     }
 

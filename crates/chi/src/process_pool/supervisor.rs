@@ -33,10 +33,6 @@ use std::time::{Duration, Instant};
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How much one wake-up reads before it processes what it has.
 const READ_BATCH: usize = 4 << 20;
-/// The longest sleep on the doorbell. A worker rings only after finishing messages; if it is
-/// inside a long one, the results it finished before it are read after this, not when the
-/// long one ends (and the next sleep watches the socket again).
-const BELL_MAX_SLEEP: Duration = Duration::from_millis(2);
 
 thread_local! {
     /// Set on supervisor threads: `shutdown` called from a done-callback must not wait for
@@ -348,15 +344,15 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
     let wake = &shared.wakers[i];
     let bell = link.ring.bell();
     let mut batch = Vec::new();
-    let (mut timeout, mut low) = shared.tick(i, link);
+    let (mut timeout, mut bell_at) = shared.tick(i, link);
     // The last sleep on the bell ended with nothing to report: the worker is in a long
     // message, so watch the socket until it answers.
     let mut stalled = false;
     loop {
         // With several messages queued on the worker, sleep on the doorbell rather than on
-        // the socket: the worker rings once it is down to `low` (see `bell.rs`). Only with a
+        // the socket: the worker rings once it is down to the low mark (see `bell.rs`). Only with a
         // pidfd, which reports the worker's death that a silent bell would not.
-        let armed = !stalled && link.pidfd().is_some() && low.is_some_and(|l| bell.arm(l));
+        let armed = !stalled && link.pidfd().is_some() && bell_at.is_some_and(|(l, _)| bell.arm(l));
         let mut fds = [
             fd::watch(link.sock(), !armed, link.wants_write()),
             fd::watch(wake.as_fd(), true, false),
@@ -365,8 +361,8 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
         let n = if link.pidfd().is_some() { 3 } else { 2 };
         // Without a pidfd an exit that leaves the socket open (a forked grandchild holds it)
         // is noticed by polling the status.
-        let wait = if armed {
-            Some(timeout.map_or(BELL_MAX_SLEEP, |t| t.min(BELL_MAX_SLEEP)))
+        let wait = if let (true, Some((_, most))) = (armed, bell_at) {
+            Some(timeout.map_or(most, |t| t.min(most)))
         } else if link.pidfd().is_some() {
             timeout
         } else {
@@ -413,7 +409,7 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
                 return Some(why);
             }
         }
-        (timeout, low) = shared.tick(i, link);
+        (timeout, bell_at) = shared.tick(i, link);
         if eof || exited {
             if exited && !eof {
                 // The process is gone but something else holds its socket open: take what

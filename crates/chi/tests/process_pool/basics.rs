@@ -149,13 +149,73 @@ fn max_in_flight_one_never_queues_a_task_behind_a_running_one() {
     assert!(get(first).is_ok());
 }
 
+/// Each worker takes messages ahead of the one it runs; a worker with nothing left to do
+/// takes over the ones still waiting behind another worker's long task, so they do not wait
+/// for it. The worker they were sent to skips them, and its death later does not touch them.
+#[test]
+fn an_idle_worker_takes_over_tasks_waiting_behind_a_long_one() {
+    let pool = ProcessPool::builder().max_workers(2).build().unwrap();
+    assert_eq!(pool.wait_for_workers(NEVER), 2);
+    let (a, c) = (Holder::new(), Holder::new());
+    let first = pool.submit(hold, a.arg()).unwrap();
+    a.wait_started();
+    let second = pool.submit(hold, c.arg()).unwrap();
+    c.wait_started();
+    // Both workers busy, each with room for one message ahead (nothing measured yet): one of
+    // these is sent behind `first`, the other behind `second`.
+    let next: Vec<_> = (0..2u64).map(|i| pool.submit(square, i).unwrap()).collect();
+    c.release();
+    assert!(get(second).is_ok());
+    // `first` still holds: the task behind it is answered only if the other worker took it.
+    for (i, t) in next.into_iter().enumerate() {
+        assert_eq!(get(t), Ok((i * i) as u64));
+    }
+    assert!(!first.done());
+    let m = pool.metrics();
+    assert_eq!(m.rebalanced, 1, "{m:?}");
+    // The first worker dies with the message it gave up still queued: nothing more to settle.
+    assert!(first.cancel());
+    a.gone();
+    assert_eq!(get(first), Err(TaskError::Cancelled));
+    assert_eq!(get(pool.submit(square, 7).unwrap()), Ok(49));
+    assert_eq!(pool.metrics().rebalanced, 1);
+}
+
+/// A task taken over runs on the worker that took it (where a cancel then finds it), and the
+/// worker it was first sent to skips it.
+#[test]
+fn a_task_taken_over_runs_on_the_other_worker_and_is_cancelled_there() {
+    let pool = ProcessPool::builder().max_workers(2).build().unwrap();
+    assert_eq!(pool.wait_for_workers(NEVER), 2);
+    let (a, c, d) = (Holder::new(), Holder::new(), Holder::new());
+    let first = pool.submit(hold, a.arg()).unwrap();
+    let first_pid = a.wait_started();
+    let second = pool.submit(hold, c.arg()).unwrap();
+    let second_pid = c.wait_started();
+    assert_ne!(first_pid, second_pid);
+    // One message ahead per worker: `moved` goes behind `first`, the square behind `second`.
+    let moved = pool.submit(hold, d.arg()).unwrap();
+    let behind_second = pool.submit(square, 1).unwrap();
+    c.release();
+    assert!(get(second).is_ok());
+    assert_eq!(get(behind_second), Ok(1));
+    assert_eq!(d.wait_started(), second_pid);
+    assert_eq!(pool.metrics().rebalanced, 1);
+    assert!(moved.cancel());
+    d.gone();
+    assert_eq!(get(moved), Err(TaskError::Cancelled));
+    a.release();
+    assert!(get(first).is_ok());
+    assert_eq!(get(pool.submit(square, 5).unwrap()), Ok(25));
+}
+
 #[test]
 fn max_in_flight_is_checked() {
-    for n in [0, 33] {
+    for n in [0, 129] {
         let e = ProcessPool::builder().max_in_flight(n).build().unwrap_err();
         assert!(e.to_string().contains("max_in_flight"), "{e}");
     }
-    for n in [1, 32] {
+    for n in [1, 128] {
         let pool = ProcessPool::builder()
             .max_workers(1)
             .max_in_flight(n)

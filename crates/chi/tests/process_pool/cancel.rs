@@ -62,7 +62,7 @@ fn cancel_pending_takes_back_a_waiting_task_and_never_stops_a_running_one() {
 
 #[test]
 fn cancel_pending_racing_the_dispatcher_is_true_exactly_for_the_tasks_that_never_run() {
-    for in_flight in [1, 32] {
+    for in_flight in [1, 32, 128] {
         let pool = ProcessPool::builder()
             .max_workers(2)
             .max_in_flight(in_flight)
@@ -79,16 +79,12 @@ fn cancel_pending_racing_the_dispatcher_is_true_exactly_for_the_tasks_that_never
             tasks[k - 1].wait_timeout(NEVER);
             taken[k] = tasks[k].cancel_pending();
         }
-        let ran: std::collections::HashSet<u64> = {
+        let ran = {
             for t in &tasks {
                 t.wait_timeout(NEVER);
             }
             pool.shutdown();
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .lines()
-                .map(|l| l.parse().unwrap())
-                .collect()
+            ran_once(&log)
         };
         for (i, (t, taken)) in tasks.into_iter().zip(taken).enumerate() {
             let i = i as u64;
@@ -109,6 +105,59 @@ fn cancel_pending_racing_the_dispatcher_is_true_exactly_for_the_tasks_that_never
         }
         let _ = std::fs::remove_file(&log);
     }
+}
+
+/// The ids in an `append` log, checking that none ran twice.
+fn ran_once(log: &std::path::Path) -> std::collections::HashSet<u64> {
+    let mut ran = std::collections::HashSet::new();
+    for l in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        let id: u64 = l.parse().unwrap();
+        assert!(ran.insert(id), "task {id} ran twice");
+    }
+    ran
+}
+
+/// Idle workers take over messages queued on busy ones (long tasks among short ones, three
+/// workers) while tasks are taken back: every task runs exactly once or, if taken back,
+/// never, and no worker dies.
+#[test]
+fn tasks_taken_over_and_taken_back_run_exactly_once_or_never() {
+    let pool = pool(3);
+    let log = temp_path("appended");
+    let mut tasks = Vec::new();
+    let mut long = Vec::new();
+    for i in 0..1_200u64 {
+        if i % 100 == 0 {
+            long.push(pool.submit(sleeps_ms, 20).unwrap());
+        }
+        tasks.push(pool.submit(append, (log.display().to_string(), i)).unwrap());
+    }
+    let mut taken = vec![false; tasks.len()];
+    for k in (3..tasks.len()).step_by(7) {
+        tasks[k - 3].wait_timeout(NEVER);
+        taken[k] = tasks[k].cancel_pending();
+    }
+    for t in long {
+        assert_eq!(get(t), Ok(20));
+    }
+    for t in &tasks {
+        t.wait_timeout(NEVER);
+    }
+    let ran = ran_once(&log);
+    for (i, (t, taken)) in tasks.into_iter().zip(taken).enumerate() {
+        let i = i as u64;
+        if taken {
+            assert_eq!(get(t), Err(TaskError::Cancelled), "task {i}");
+            assert!(!ran.contains(&i), "task {i} was taken back but ran");
+        } else {
+            assert_eq!(get(t), Ok(i), "task {i}");
+            assert!(ran.contains(&i), "task {i}");
+        }
+    }
+    let m = pool.metrics();
+    assert_eq!((m.queued, m.died), (0, 0), "{m:?}");
+    eprintln!("rebalanced: {} messages", m.rebalanced);
+    let _ = std::fs::remove_file(&log);
 }
 
 #[test]
