@@ -7,10 +7,11 @@
 //! after the lock is released.
 //!
 //! Pipelining: a worker gets up to `depth` messages ahead, so it never waits for the parent
-//! between tasks; `depth` follows the measured time per message (about 1 ms of queued work,
+//! between tasks; `depth` follows the measured time per message (about 4 ms of queued work,
 //! between 2 and the ring size, and at most the pool's `max_in_flight` when set), so slow
-//! tasks do not sit behind each other on one worker while another is idle. With
-//! `max_in_flight` 1 a message goes only to an idle worker. The worker runs messages in order,
+//! tasks do not sit behind each other on one worker, and a worker with nothing left takes
+//! over what still waits on another (`rebalance`). With `max_in_flight` 1 a message goes only
+//! to an idle worker. The worker runs messages in order,
 //! so the first message in flight is the only one that can be running: it is marked running,
 //! it is the one a timeout measures, and, when the worker dies, the claim ring tells which
 //! messages never started (they go back to the front of the queue) and which one did (it fails
@@ -51,7 +52,7 @@ const BELL_MIN_SLACK_NS: u64 = 250_000;
 /// to reach the ring, within these bounds. A worker rings only after finishing messages; if
 /// it is inside a long one, the results it finished before it are read when the sleep ends,
 /// not when the long one does (and the next sleep watches the socket again).
-const BELL_SLEEP: std::ops::Range<Duration> = Duration::from_millis(2)..Duration::from_millis(8);
+const BELL_SLEEP: std::ops::Range<Duration> = Duration::from_millis(2)..Duration::from_millis(4);
 /// First delay after a failed start; doubles per consecutive failure.
 const BACKOFF_FIRST: Duration = Duration::from_millis(10);
 /// Longest delay between start attempts.
@@ -174,6 +175,13 @@ pub(crate) struct Shared {
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+impl Slot {
+    /// A message in flight that is still this worker's to run (not taken over).
+    fn has_work(&self) -> bool {
+        self.in_flight.iter().any(|f| f.job.is_some())
+    }
+}
+
 fn depth(ewma_ns: u64) -> usize {
     if ewma_ns == 0 {
         return 2;
@@ -231,7 +239,8 @@ impl State {
                 out.extend(self.pending.pop_front().map(|j| (j, None)));
             }
             if self.pending.is_empty() {
-                self.rebalance(cfg, out);
+                // Each take-over gives its thief work, so this ends.
+                while self.rebalance(cfg, out) {}
                 return;
             }
             // The least loaded worker first (its depth may be smaller than a busier one's
@@ -250,55 +259,61 @@ impl State {
     /// (the claim ring decides, as for a cancel; that worker skips them) and sent here. So a
     /// deep pipeline never keeps a short task waiting behind a long one while a worker
     /// idles, and the last messages of a batch are shared out at the end.
-    fn rebalance(&mut self, cfg: &Config, out: &mut Deliveries) {
+    /// Returns true if it sent any. Call only with nothing queued.
+    fn rebalance(&mut self, cfg: &Config, out: &mut Deliveries) -> bool {
+        debug_assert!(self.pending.is_empty());
         if self.slots.len() < 2 {
-            return;
+            return false;
         }
-        let Some(thief) = (0..self.slots.len()).find(|&i| {
-            self.slots[i].in_flight.iter().all(|f| f.job.is_none()) && self.room(cfg, i) > 0
-        }) else {
-            return;
+        let Some(thief) =
+            (0..self.slots.len()).find(|&i| !self.slots[i].has_work() && self.room(cfg, i) > 0)
+        else {
+            return false;
         };
-        let waiting = |s: &Slot| {
-            s.in_flight
-                .iter()
-                .skip(1)
-                .filter(|f| f.job.is_some())
-                .count()
-        };
+        // Messages to take: not the first (it may be running), not cancelled (its worker
+        // skips it, or it was revoked already).
+        let takeable = |f: &InFlight| f.job.as_ref().is_some_and(|j| !j.cell.is_cancelled());
+        let waiting = |s: &Slot| s.in_flight.iter().skip(1).filter(|f| takeable(f)).count();
         let Some((victim, n)) = (0..self.slots.len())
             .filter(|&i| i != thief)
             .map(|i| (i, waiting(&self.slots[i])))
             .max_by_key(|&(_, n)| n)
         else {
-            return;
+            return false;
         };
         let take = n.div_ceil(2).min(self.room(cfg, thief));
         if take == 0 {
-            return;
+            return false;
         }
+        let from = &mut self.slots[victim];
         let mut taken = 0;
         // From the back: the worker runs its messages in order, so once one has started
         // every message before it has too.
-        for f in self.slots[victim].in_flight.iter_mut().skip(1).rev() {
+        for f in from.in_flight.iter_mut().skip(1).rev() {
             if taken == take {
                 break;
             }
-            let Some(job) = &f.job else { continue };
-            if !job.cell.take_back() {
+            if !takeable(f) {
+                continue;
+            }
+            if !f.job.as_ref().is_some_and(|j| j.cell.take_back()) {
                 break;
             }
             self.pending.extend(f.job.take());
             taken += 1;
         }
         if taken == 0 {
-            return;
+            return false;
         }
+        // Not counted against the first worker's `max_tasks_per_worker`: it will skip them.
+        from.sent = from.sent.saturating_sub(taken as u64);
         // Taken from the back: put them back in their order.
-        let len = self.pending.len();
-        self.pending.make_contiguous()[len - taken..].reverse();
-        self.counters.rebalanced += taken as u64;
+        self.pending.make_contiguous().reverse();
+        let before = self.counters.messages;
         self.send_to(cfg, thief, taken, out);
+        let sent = self.counters.messages - before;
+        self.counters.rebalanced += sent;
+        sent > 0
     }
 
     /// Moves up to `n` queued messages to slot `i` and sends them in one write.
@@ -314,7 +329,7 @@ impl State {
             return;
         };
         let now = Instant::now();
-        let was_idle = slot.in_flight.is_empty();
+        let was_idle = !slot.has_work();
         let mut o = link.outbox();
         let mut sent = 0;
         let mut timed = false;
@@ -609,7 +624,11 @@ impl Shared {
     pub(crate) fn snapshot(&self) -> (usize, usize, usize, Counters) {
         let st = self.lock();
         let ready = st.slots.iter().filter(|s| s.link.is_some()).count();
-        let in_flight = st.slots.iter().map(|s| s.in_flight.len()).sum();
+        let in_flight = st
+            .slots
+            .iter()
+            .map(|s| s.in_flight.iter().filter(|f| f.job.is_some()).count())
+            .sum();
         (ready, st.pending.len(), in_flight, st.counters)
     }
 
@@ -729,12 +748,14 @@ impl Shared {
                 let Some(f) = s.in_flight.pop_front() else {
                     break;
                 };
-                s.ewma_ns = if s.ewma_ns == 0 {
-                    sample.max(1)
-                } else {
-                    (s.ewma_ns * 7 + sample) / 8
+                if f.job.is_some() {
+                    s.ewma_ns = if s.ewma_ns == 0 {
+                        sample.max(1)
+                    } else {
+                        (s.ewma_ns * 7 + sample) / 8
+                    }
+                    .max(1);
                 }
-                .max(1);
                 s.head_since = now;
                 s.head_started = now;
                 if let Some(job) = s.in_flight.front().and_then(|n| n.job.as_ref()) {

@@ -209,6 +209,46 @@ fn a_task_taken_over_runs_on_the_other_worker_and_is_cancelled_there() {
     assert_eq!(get(pool.submit(square, 5).unwrap()), Ok(25));
 }
 
+/// A cancelled message among those waiting does not stop the take-over of the others.
+#[test]
+fn a_cancelled_task_among_the_waiting_ones_does_not_stop_the_take_over() {
+    let pool = ProcessPool::builder().max_workers(2).build().unwrap();
+    assert_eq!(pool.wait_for_workers(NEVER), 2);
+    // Measured quick tasks: each worker then takes many messages ahead.
+    for t in (0..20u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect::<Vec<_>>()
+    {
+        assert!(get(t).is_ok());
+    }
+    let (a, c) = (Holder::new(), Holder::new());
+    let first = pool.submit(hold, a.arg()).unwrap();
+    a.wait_started();
+    let second = pool.submit(hold, c.arg()).unwrap();
+    c.wait_started();
+    // Sent alternately behind `first` and `second`; the last one behind `first` is cancelled.
+    let next: Vec<_> = (0..10u64)
+        .map(|i| pool.submit(square, i).unwrap())
+        .collect();
+    let before = pool.metrics();
+    assert_eq!((before.queued, before.in_flight), (0, 12), "{before:?}");
+    assert!(next[8].cancel());
+    c.release();
+    assert!(get(second).is_ok());
+    for (i, t) in next.into_iter().enumerate() {
+        let want = if i == 8 {
+            Err(TaskError::Cancelled)
+        } else {
+            Ok((i * i) as u64)
+        };
+        assert_eq!(get(t), want, "task {i}");
+    }
+    assert!(!first.done());
+    assert!(pool.metrics().rebalanced >= 4);
+    a.release();
+    assert!(get(first).is_ok());
+}
+
 #[test]
 fn max_in_flight_is_checked() {
     for n in [0, 129] {
