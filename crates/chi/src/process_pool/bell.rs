@@ -26,6 +26,17 @@
 //! wakes, sends more and arms again (without either side's fence loom finds a lost wake-up).
 //! A worker that dies rings nothing; the supervisor also watches the process itself (a
 //! pidfd), and sleeps on the bell only when it has one.
+//!
+//! **Answers in shared memory.** While the supervisor sleeps on the bell, a worker puts a
+//! small answer into its message's claim slot (`ring.rs`) instead of the socket, which then
+//! makes no sound at all. The same store-then-load pair keeps it from being lost: the worker
+//! stores the answer, fences and reads `want` ([`Bell::answered`]): a supervisor that is not
+//! asleep on the bell any more is rung; one that is, only at the low mark. The supervisor,
+//! on waking, disarms, fences and reads the answers; after an arm that failed (the worker may
+//! have seen the request for a moment), it fences and reads them too before it sleeps on the
+//! socket. Rings that came while it was awake are forgotten before it sleeps on the bell
+//! (else the sleep would end at once), and if the request was used up meanwhile it rings
+//! itself. All three are loom models below; without either fence the first one fails.
 
 use crate::loom::interprocess::{AtomicU64, Ordering};
 
@@ -122,20 +133,33 @@ impl<'a, W: Word> Bell<'a, W> {
 
     /// Supervisor, before it sleeps: asks to be rung once at most `low` messages wait. False
     /// when that is already the case, or the worker is waiting for room to write: then it
-    /// must watch the socket as usual (nothing was armed).
+    /// must watch the socket as usual (nothing was armed), after looking at the answers in
+    /// shared memory once more: the worker may have seen the request for a moment and not
+    /// rung for one (the fence orders that look after the withdrawal).
     pub(crate) fn arm(&self, low: u64) -> bool {
         self.want.set(low.saturating_add(1));
         W::fence();
         if self.waiting() <= low || self.blocked.get() != 0 {
             self.want.take();
+            W::fence();
             return false;
         }
         true
     }
 
+    /// True while the supervisor sleeps on the bell and has not been rung. The supervisor
+    /// asks after a successful [`Bell::arm`] (false: the worker rang already); the worker,
+    /// to choose where an answer goes (a hint only: [`Bell::answered`] decides the ring).
+    pub(crate) fn armed(&self) -> bool {
+        self.want.get() != 0
+    }
+
     /// Supervisor, after it woke up (for any reason): no ring is needed while it is awake.
+    /// Then a fence before it reads the answers in shared memory: a worker that put one there
+    /// and still saw the bell armed (so did not ring) has it seen by this look.
     pub(crate) fn disarm(&self) {
         self.want.take();
+        W::fence();
     }
 
     // ===== worker =====
@@ -151,6 +175,17 @@ impl<'a, W: Word> Bell<'a, W> {
         W::fence();
         let want = self.want.get();
         want != 0 && self.waiting() < want && self.want.take() != 0
+    }
+
+    /// Worker, after putting a message's answer into shared memory instead of the socket:
+    /// true if it must ring now. Always when the supervisor is not asleep on the bell (it may
+    /// be about to sleep watching only the socket, which would never tell it); when it is,
+    /// only at the low mark, as [`Bell::due`] (the supervisor reads every answer there is
+    /// once it wakes).
+    pub(crate) fn answered(&self) -> bool {
+        W::fence();
+        let want = self.want.get();
+        want == 0 || (self.waiting() < want && self.want.take() != 0)
     }
 
     /// Worker, before it waits for room to write: true if it must ring now (the supervisor
@@ -306,6 +341,75 @@ mod loom_models {
             assert!(
                 !last || rung.load(SeqCst) == 2,
                 "the last arm was never rung"
+            );
+        });
+    }
+
+    /// The worker puts an answer into shared memory while the supervisor arms (or fails to)
+    /// and then wakes: either the worker rang, or the supervisor's look after `disarm` (or
+    /// after the failed arm) sees the answer. Never an answer that nobody announced and
+    /// nobody saw, which a supervisor asleep on the socket alone would never find.
+    #[test]
+    fn an_answer_in_memory_is_rung_or_seen() {
+        for low in 0..2u64 {
+            loom::model(move || {
+                let w = words();
+                let answer = Arc::new(LoomU64::new(0));
+                let b = Bell::over(&w[..]);
+                b.sent(2);
+                let (w2, a2) = (w.clone(), answer.clone());
+                let worker = loom::thread::spawn(move || {
+                    let b = Bell::over(&w2[..]);
+                    b.took_one();
+                    a2.store(1, SeqCst);
+                    b.answered()
+                });
+                if b.arm(low) {
+                    b.disarm();
+                }
+                let seen = answer.load(SeqCst) != 0;
+                let rang = worker.join().unwrap();
+                assert!(seen || rang, "low {low}: an answer neither rung nor seen");
+            });
+        }
+    }
+
+    /// The supervisor arms, forgets the rings that came while it was awake (the eventfd,
+    /// modelled as a counter), and rings itself if the request was used up meanwhile: a ring
+    /// the worker owed this arm is never lost to the forgetting.
+    #[test]
+    fn forgetting_old_rings_never_loses_the_ring_an_arm_is_owed() {
+        loom::model(|| {
+            let w = words();
+            let fd = Arc::new(LoomU64::new(0));
+            let b = Bell::over(&w[..]);
+            b.sent(3);
+            let (w2, fd2) = (w.clone(), fd.clone());
+            let worker = loom::thread::spawn(move || {
+                let b = Bell::over(&w2[..]);
+                let mut rang = false;
+                for _ in 0..2 {
+                    b.took_one();
+                    if b.answered() {
+                        fd2.fetch_add(1, SeqCst);
+                        rang = true;
+                    }
+                }
+                rang
+            });
+            let armed = b.arm(1);
+            if armed {
+                fd.swap(0, SeqCst);
+                if !b.armed() {
+                    fd.fetch_add(1, SeqCst);
+                }
+            }
+            let rang = worker.join().unwrap();
+            // Rung after the arm (`answered` rings an armed bell only by using the request
+            // up): the sleep must end.
+            assert!(
+                !armed || b.armed() || fd.load(SeqCst) > 0,
+                "the ring this arm was owed is lost (worker rang: {rang})"
             );
         });
     }

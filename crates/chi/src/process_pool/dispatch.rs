@@ -19,7 +19,7 @@
 
 use super::cell::{Delivery, Job, Placement};
 use super::link::Link;
-use super::protocol::{self, DoneHeader, DoneStatus, FrameBuf, InitCall, RunHeader};
+use super::protocol::{self, DoneHeader, DoneStatus, FrameBuf, FromWorker, InitCall, RunHeader};
 use super::ring::{PENDING, REVOKED, STARTED};
 use super::sys::{self, fd::EventFd};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
@@ -707,44 +707,86 @@ impl Shared {
         }
     }
 
-    /// Handles a batch of `DONE` frames from slot `i`'s worker: pops the matching messages,
-    /// sends more work, then completes the tasks. Err: the worker broke the protocol.
+    /// Handles the answers of slot `i`'s worker that arrived: the `DONE` frames read from the
+    /// socket (`batch`, in `buf`) and the answers the worker put into the claim ring, taken in
+    /// the order of the messages. Pops the answered messages, sends more work, then completes
+    /// the tasks. Err: the worker broke the protocol. Call it after every wake-up: an answer
+    /// in the ring makes no sound on the socket.
     pub(crate) fn results(
         &self,
         i: usize,
         batch: &[(DoneHeader, Range<usize>)],
         buf: &FrameBuf,
     ) -> Result<(), String> {
-        let mut done = Vec::with_capacity(batch.len());
+        // Where an answer's result items are: in `buf`, or in `from_ring`.
+        enum Src {
+            Socket(Range<usize>),
+            Ring(Range<usize>),
+        }
+        let mut from_ring = Vec::new();
+        let mut done = Vec::new();
         let mut out = Vec::new();
         let mut bad = None;
         {
             let mut st = self.lock();
             let now = Instant::now();
             let s = &mut st.slots[i];
+            // The answers, in the order of the messages: each from the ring if the worker put
+            // it there, else the next frame.
+            let mut answers = Vec::new();
+            let mut frames = batch.iter();
+            for f in &s.in_flight {
+                let ring = s.link.as_ref().map(|l| &l.ring);
+                let answer = match ring.and_then(|r| r.take_answer(f.slot, f.seq, &mut from_ring)) {
+                    Some(r) => match protocol::decode_from_worker(&from_ring[r.clone()]) {
+                        Ok(FromWorker::Done(h, items)) => {
+                            (h, Src::Ring(r.end - items.len()..r.end))
+                        }
+                        Ok(other) => {
+                            bad = Some(format!("unexpected answer {other:?} in the claim ring"));
+                            break;
+                        }
+                        Err(e) => {
+                            bad = Some(format!("a malformed answer in the claim ring: {e}"));
+                            break;
+                        }
+                    },
+                    None => match frames.next() {
+                        Some((h, range)) => (*h, Src::Socket(range.clone())),
+                        None => break,
+                    },
+                };
+                if answer.0.seq != f.seq {
+                    bad = Some(format!(
+                        "the worker answered message {} out of order",
+                        answer.0.seq
+                    ));
+                    break;
+                }
+                answers.push(answer);
+            }
+            if bad.is_none()
+                && let Some((h, _)) = frames.next()
+            {
+                bad = Some(format!(
+                    "the worker answered message {}, which it was not sent",
+                    h.seq
+                ));
+            }
             // The messages answered since the last batch shared the time since then (several
             // answers arrive together when the supervisor slept on the doorbell).
             // (Messages taken over by another worker were skipped: they took no time.)
             let answered = s
                 .in_flight
                 .iter()
-                .take(batch.len())
+                .take(answers.len())
                 .filter(|f| f.job.is_some())
                 .count()
                 .max(1) as u128;
             let sample = (now.saturating_duration_since(s.head_since).as_nanos() / answered)
                 .min(u128::from(u64::MAX)) as u64;
-            for (h, range) in batch {
-                match s.in_flight.front() {
-                    Some(f) if f.seq == h.seq => {}
-                    _ => {
-                        bad = Some(format!(
-                            "the worker answered message {} out of order",
-                            h.seq
-                        ));
-                        break;
-                    }
-                }
+            let popped = !answers.is_empty();
+            for (h, src) in answers {
                 let Some(f) = s.in_flight.pop_front() else {
                     break;
                 };
@@ -762,7 +804,7 @@ impl Shared {
                     job.cell.mark_running();
                 }
                 if let Some(job) = f.job {
-                    done.push((job, h.status, range.clone()));
+                    done.push((job, h.status, src));
                 }
             }
             // Answers can be read well after they were written (the supervisor slept on the
@@ -775,12 +817,20 @@ impl Shared {
                 let ran = sys::monotonic_ns().saturating_sub(link.ring.started_ns(next.slot));
                 s.head_started = now.checked_sub(Duration::from_nanos(ran)).unwrap_or(now);
             }
-            st.dispatch(&self.cfg, &mut out);
-            st.notify_if_waiting(&self.changed);
+            if popped {
+                st.dispatch(&self.cfg, &mut out);
+                st.notify_if_waiting(&self.changed);
+            }
         }
-        for (job, status, range) in done {
+        for (job, status, src) in done {
             match status {
-                DoneStatus::Ran => job.cell.deliver(Delivery::Items(buf.get(range))),
+                DoneStatus::Ran => {
+                    let items = match src {
+                        Src::Socket(r) => buf.get(r),
+                        Src::Ring(r) => &from_ring[r],
+                    };
+                    job.cell.deliver(Delivery::Items(items))
+                }
                 DoneStatus::Skipped => job.cell.deliver(Delivery::Skipped),
             }
         }

@@ -352,7 +352,26 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
         // With several messages queued on the worker, sleep on the doorbell rather than on
         // the socket: the worker rings once it is down to the low mark (see `bell.rs`). Only with a
         // pidfd, which reports the worker's death that a silent bell would not.
-        let armed = !stalled && link.pidfd().is_some() && bell_at.is_some_and(|(l, _)| bell.arm(l));
+        let try_arm = !stalled && link.pidfd().is_some() && bell_at.is_some();
+        let armed = try_arm && bell_at.is_some_and(|(l, _)| bell.arm(l));
+        if try_arm && !armed {
+            // The worker may have seen the request for a moment and not rung for an answer it
+            // put in the claim ring (see `Bell::arm`): read those before sleeping without it.
+            if let Err(why) = shared.results(i, &[], &inbuf) {
+                return Some(why);
+            }
+        }
+        if armed {
+            // The worker rings for an answer it puts in the claim ring while the supervisor
+            // is awake, which would end this sleep at once: forget those rings (what they
+            // announced is read when the sleep ends; any other reason to wake is looked at
+            // within the sleep's bound). A ring that came after the arm used the request
+            // up: then the sleep must end at once after all.
+            wake.drain();
+            if !bell.armed() {
+                wake.notify();
+            }
+        }
         let mut fds = [
             fd::watch(link.sock(), !armed, link.wants_write()),
             fd::watch(wake.as_fd(), true, false),
@@ -402,12 +421,11 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
                 Err(e) => return Some(e.to_string()),
             }
         }
-        if !batch.is_empty() {
-            let r = shared.results(i, &batch, &inbuf);
-            batch.clear();
-            if let Err(why) = r {
-                return Some(why);
-            }
+        // Also with no frame: answers in the claim ring make no sound on the socket.
+        let r = shared.results(i, &batch, &inbuf);
+        batch.clear();
+        if let Err(why) = r {
+            return Some(why);
         }
         (timeout, bell_at) = shared.tick(i, link);
         if eof || exited {
@@ -434,7 +452,5 @@ fn continue_frames(shared: &Shared, i: usize, inbuf: &mut FrameBuf) {
             batch.push((h, r.end - items.len()..r.end));
         }
     }
-    if !batch.is_empty() {
-        let _ = shared.results(i, &batch, inbuf);
-    }
+    let _ = shared.results(i, &batch, inbuf);
 }

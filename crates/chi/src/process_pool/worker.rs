@@ -11,7 +11,8 @@ use super::bell::Bell;
 use super::func::{self, Call, SameBuild};
 use super::protocol::{
     self, ARG_CODEC, DONE, DoneHeader, DoneStatus, FrameBuf, HANDSHAKE_MAX, HELLO, Hello,
-    INIT_FAILED, Items, Marker, PROTOCOL_VERSION, READY, RESULT_CODEC, RunHeader, ToWorker,
+    INIT_FAILED, Items, LEN_BYTES, Marker, PROTOCOL_VERSION, READY, RESULT_CODEC, RunHeader,
+    ToWorker,
 };
 use super::ring::{REVOKED, Ring};
 use super::sys::fd::{self, EventFd, Ready};
@@ -231,6 +232,20 @@ fn serve(m: Marker) -> Result<(), Stop> {
                 if !run_message(&ctx, &h, items, &mut out)? {
                     // The parent decided to kill this worker; its signal is on the way.
                     return Ok(());
+                }
+                // While the supervisor sleeps on the bell, a small answer goes into the
+                // message's claim slot: no system call, unless the supervisor must be woken
+                // to read it. Otherwise the socket: a supervisor that watches it is woken by
+                // the write (and the kernel runs it on this CPU, where an eventfd ring can
+                // wake it on another, idle one: 20-100 µs more per round trip here).
+                if bell.words.armed()
+                    && let Some(body) = out.get(LEN_BYTES..)
+                    && ring.put_answer(h.slot as usize, h.seq, body)
+                {
+                    if bell.words.answered() {
+                        bell.fd.notify();
+                    }
+                    continue;
                 }
             }
             Ok(ToWorker::Shutdown) => return Ok(()),

@@ -249,6 +249,21 @@ fn a_cancelled_task_among_the_waiting_ones_does_not_stop_the_take_over() {
     assert!(get(first).is_ok());
 }
 
+/// Small answers go through shared memory, larger ones through the socket; mixed, each
+/// task still gets its own result, in any order of sizes.
+#[test]
+fn answers_small_and_large_arrive_each_with_its_task() {
+    let pool = pool(2);
+    let lens: Vec<usize> = (0..400).map(|i| (i * 37) % 260).collect();
+    let tasks: Vec<_> = lens
+        .iter()
+        .map(|&n| pool.submit(make_blob, n).unwrap())
+        .collect();
+    for (t, &n) in tasks.into_iter().zip(&lens) {
+        assert_eq!(get(t), Ok(make_blob(n)), "length {n}");
+    }
+}
+
 #[test]
 fn max_in_flight_is_checked() {
     for n in [0, 129] {
