@@ -1,8 +1,9 @@
 //! The doorbell: a worker wakes its supervisor only when the supervisor asked for it, so a
 //! busy worker's results do not cost the parent a wake-up each.
 //!
-//! Results still go to the socket the moment a message finishes (a later crash loses none of
-//! them). What changes is when the supervisor looks: while its worker has several messages
+//! Results are still written the moment a message finishes (a later crash loses none of
+//! them): into the socket, or beside the claim word (below). What changes is when the
+//! supervisor looks: while its worker has several messages
 //! queued, the supervisor may sleep *without* watching the socket for input, after asking to
 //! be rung once the worker is down to `low` messages it has not taken yet. It then reads every
 //! result that arrived meanwhile in one go and tops the worker up. One wake-up serves about
@@ -36,7 +37,9 @@
 //! have seen the request for a moment), it fences and reads them too before it sleeps on the
 //! socket. Rings that came while it was awake are forgotten before it sleeps on the bell
 //! (else the sleep would end at once), and if the request was used up meanwhile it rings
-//! itself. All three are loom models below; without either fence the first one fails.
+//! itself. Two loom models below check these (with the earlier three); without either fence
+//! the first of them fails. A ring the forgetting swallows leaves the answer to the end of
+//! the sleep on the bell, which is always bounded (2 to 4 ms).
 
 use crate::loom::interprocess::{AtomicU64, Ordering};
 

@@ -710,14 +710,15 @@ impl Shared {
     /// Handles the answers of slot `i`'s worker that arrived: the `DONE` frames read from the
     /// socket (`batch`, in `buf`) and the answers the worker put into the claim ring, taken in
     /// the order of the messages. Pops the answered messages, sends more work, then completes
-    /// the tasks. Err: the worker broke the protocol. Call it after every wake-up: an answer
-    /// in the ring makes no sound on the socket.
+    /// the tasks. Returns whether any message was answered. Err: the worker broke the
+    /// protocol. Call it after every wake-up: an answer in the ring makes no sound on the
+    /// socket.
     pub(crate) fn results(
         &self,
         i: usize,
         batch: &[(DoneHeader, Range<usize>)],
         buf: &FrameBuf,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         // Where an answer's result items are: in `buf`, or in `from_ring`.
         enum Src {
             Socket(Range<usize>),
@@ -727,6 +728,7 @@ impl Shared {
         let mut done = Vec::new();
         let mut out = Vec::new();
         let mut bad = None;
+        let popped;
         {
             let mut st = self.lock();
             let now = Instant::now();
@@ -785,7 +787,7 @@ impl Shared {
                 .max(1) as u128;
             let sample = (now.saturating_duration_since(s.head_since).as_nanos() / answered)
                 .min(u128::from(u64::MAX)) as u64;
-            let popped = !answers.is_empty();
+            popped = !answers.is_empty();
             for (h, src) in answers {
                 let Some(f) = s.in_flight.pop_front() else {
                     break;
@@ -835,7 +837,7 @@ impl Shared {
             }
         }
         deliver_all(out);
-        bad.map_or(Ok(()), Err)
+        bad.map_or(Ok(popped), Err)
     }
 
     /// Timeouts and closing for slot `i`, once per supervisor wake-up. Returns how long the

@@ -357,8 +357,11 @@ fn serve(shared: &Shared, i: usize, link: &Link, mut inbuf: FrameBuf) -> Option<
         if try_arm && !armed {
             // The worker may have seen the request for a moment and not rung for an answer it
             // put in the claim ring (see `Bell::arm`): read those before sleeping without it.
-            if let Err(why) = shared.results(i, &[], &inbuf) {
-                return Some(why);
+            match shared.results(i, &[], &inbuf) {
+                // A new first message: its timeout (and a due shutdown) is to be looked at.
+                Ok(true) => (timeout, _) = shared.tick(i, link),
+                Ok(false) => {}
+                Err(why) => return Some(why),
             }
         }
         if armed {
