@@ -123,62 +123,48 @@ fn bounded_queue_try_submit_reports_full() {
     }
 }
 
-#[test]
-fn max_in_flight_one_never_queues_a_task_behind_a_running_one() {
-    let pool = ProcessPool::builder()
-        .max_workers(2)
-        .max_in_flight(1)
-        .build()
-        .unwrap();
+/// A held task on each of the pool's two workers: (task, its holder, its worker's pid), the
+/// first on the first worker.
+fn hold_both(pool: &ProcessPool) -> [(Task<u32>, Holder, u32); 2] {
     assert_eq!(pool.wait_for_workers(NEVER), 2);
-    let (a, c) = (Holder::new(), Holder::new());
-    let first = pool.submit(hold, a.arg()).unwrap();
-    a.wait_started();
-    let second = pool.submit(hold, c.arg()).unwrap();
-    c.wait_started();
-    // Both workers busy: the next tasks wait in the parent. By default each worker would take
-    // one of them ahead (two messages in flight), so one would sit behind `first`, which ends
-    // only after both have been answered here.
-    let next: Vec<_> = (0..2u64).map(|i| pool.submit(square, i).unwrap()).collect();
-    c.release();
-    assert!(get(second).is_ok());
-    for (i, t) in next.into_iter().enumerate() {
-        assert_eq!(get(t), Ok((i * i) as u64));
-    }
-    a.release();
-    assert!(get(first).is_ok());
+    std::array::from_fn(|_| {
+        let h = Holder::new();
+        let t = pool.submit(hold, h.arg()).unwrap();
+        let pid = h.wait_started();
+        (t, h, pid)
+    })
 }
 
-/// Each worker takes messages ahead of the one it runs; a worker with nothing left to do
-/// takes over the ones still waiting behind another worker's long task, so they do not wait
-/// for it. The worker they were sent to skips them, and its death later does not touch them.
+/// Two workers each hold a task; two more tasks follow. With `max_in_flight(1)` they wait in
+/// the parent; by default each worker takes one ahead, and the one behind the held `first` is
+/// taken over by the other worker once it has nothing left (it is skipped where it was
+/// sent, and that worker's death later does not touch it). Either way both are answered
+/// while `first` still holds.
 #[test]
-fn an_idle_worker_takes_over_tasks_waiting_behind_a_long_one() {
-    let pool = ProcessPool::builder().max_workers(2).build().unwrap();
-    assert_eq!(pool.wait_for_workers(NEVER), 2);
-    let (a, c) = (Holder::new(), Holder::new());
-    let first = pool.submit(hold, a.arg()).unwrap();
-    a.wait_started();
-    let second = pool.submit(hold, c.arg()).unwrap();
-    c.wait_started();
-    // Both workers busy, each with room for one message ahead (nothing measured yet): one of
-    // these is sent behind `first`, the other behind `second`.
-    let next: Vec<_> = (0..2u64).map(|i| pool.submit(square, i).unwrap()).collect();
-    c.release();
-    assert!(get(second).is_ok());
-    // `first` still holds: the task behind it is answered only if the other worker took it.
-    for (i, t) in next.into_iter().enumerate() {
-        assert_eq!(get(t), Ok((i * i) as u64));
+fn no_task_waits_behind_a_held_one_while_a_worker_idles() {
+    for (in_flight, taken_over) in [(Some(1), 0), (None, 1)] {
+        let mut builder = ProcessPool::builder().max_workers(2);
+        if let Some(n) = in_flight {
+            builder = builder.max_in_flight(n);
+        }
+        let pool = builder.build().unwrap();
+        let [(first, a, _), (second, c, _)] = hold_both(&pool);
+        // Nothing measured yet: by default, room for one message ahead on each worker.
+        let next: Vec<_> = (0..2u64).map(|i| pool.submit(square, i).unwrap()).collect();
+        c.release();
+        assert!(get(second).is_ok());
+        for (i, t) in next.into_iter().enumerate() {
+            assert_eq!(get(t), Ok((i * i) as u64), "max_in_flight {in_flight:?}");
+        }
+        assert!(!first.done());
+        let m = pool.metrics();
+        assert_eq!(m.rebalanced, taken_over, "{m:?}");
+        assert!(first.cancel());
+        a.gone();
+        assert_eq!(get(first), Err(TaskError::Cancelled));
+        assert_eq!(get(pool.submit(square, 7).unwrap()), Ok(49));
+        assert_eq!(pool.metrics().rebalanced, taken_over);
     }
-    assert!(!first.done());
-    let m = pool.metrics();
-    assert_eq!(m.rebalanced, 1, "{m:?}");
-    // The first worker dies with the message it gave up still queued: nothing more to settle.
-    assert!(first.cancel());
-    a.gone();
-    assert_eq!(get(first), Err(TaskError::Cancelled));
-    assert_eq!(get(pool.submit(square, 7).unwrap()), Ok(49));
-    assert_eq!(pool.metrics().rebalanced, 1);
 }
 
 /// A task taken over runs on the worker that took it (where a cancel then finds it), and the
@@ -186,13 +172,9 @@ fn an_idle_worker_takes_over_tasks_waiting_behind_a_long_one() {
 #[test]
 fn a_task_taken_over_runs_on_the_other_worker_and_is_cancelled_there() {
     let pool = ProcessPool::builder().max_workers(2).build().unwrap();
-    assert_eq!(pool.wait_for_workers(NEVER), 2);
-    let (a, c, d) = (Holder::new(), Holder::new(), Holder::new());
-    let first = pool.submit(hold, a.arg()).unwrap();
-    let first_pid = a.wait_started();
-    let second = pool.submit(hold, c.arg()).unwrap();
-    let second_pid = c.wait_started();
+    let [(first, a, first_pid), (second, c, second_pid)] = hold_both(&pool);
     assert_ne!(first_pid, second_pid);
+    let d = Holder::new();
     // One message ahead per worker: `moved` goes behind `first`, the square behind `second`.
     let moved = pool.submit(hold, d.arg()).unwrap();
     let behind_second = pool.submit(square, 1).unwrap();
@@ -221,11 +203,7 @@ fn a_cancelled_task_among_the_waiting_ones_does_not_stop_the_take_over() {
     {
         assert!(get(t).is_ok());
     }
-    let (a, c) = (Holder::new(), Holder::new());
-    let first = pool.submit(hold, a.arg()).unwrap();
-    a.wait_started();
-    let second = pool.submit(hold, c.arg()).unwrap();
-    c.wait_started();
+    let [(first, a, _), (second, c, _)] = hold_both(&pool);
     // Sent alternately behind `first` and `second`; the last one behind `first` is cancelled.
     let next: Vec<_> = (0..10u64)
         .map(|i| pool.submit(square, i).unwrap())

@@ -265,6 +265,39 @@ fn fault_per_task_timeout_beside_pool_timeout() {
     assert_serves(&unlimited);
 }
 
+/// Case 9c: a task with its own limit deep in a worker's queue of short tasks, while the
+/// supervisor sleeps on the doorbell and the answers before it come through shared memory:
+/// its limit still ends it, and every other task gets its answer.
+#[test]
+fn fault_timeout_behind_many_short_tasks_answered_in_shared_memory() {
+    let own = Duration::from_millis(300);
+    let pool = ProcessPool::builder().max_workers(1).build().unwrap();
+    // Measured 100 µs tasks: the worker is then given dozens ahead.
+    for t in (0..50u64)
+        .map(|_| pool.submit(spins_us, 100).unwrap())
+        .collect::<Vec<_>>()
+    {
+        assert_eq!(get(t), Ok(100));
+    }
+    let before: Vec<_> = (0..300)
+        .map(|_| pool.submit(spins_us, 100).unwrap())
+        .collect();
+    let h = Holder::new();
+    let stuck = pool.submit_with_timeout(hold, h.arg(), own).unwrap();
+    let after: Vec<_> = (0..100)
+        .map(|_| pool.submit(spins_us, 100).unwrap())
+        .collect();
+    for t in before {
+        assert_eq!(get(t), Ok(100));
+    }
+    assert_eq!(get(stuck), Err(TaskError::TimedOut(own)));
+    h.gone();
+    for t in after {
+        assert_eq!(get(t), Ok(100));
+    }
+    assert_serves(&pool);
+}
+
 /// Case 10: `max_tasks_per_worker = 1` over 200 tasks: all complete, no deadlock, every task on a
 /// fresh process.
 #[test]
