@@ -105,3 +105,9 @@ pub use error::{ClusterError, SubmitError};
 pub use map::ClusterMap;
 pub use status::{QueueStatus, WorkerStatus, queues, status};
 pub use worker::{StopHandle, Worker, WorkerBuilder};
+
+/// Internals that chi-cluster's own tests run directly; not part of the API, may change.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::shared::TAKE_BACK;
+}

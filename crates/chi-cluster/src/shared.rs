@@ -122,7 +122,7 @@ pub(crate) enum Admit {
 /// in `KEYS[2]` (score `ARGV[4]`): 1 if taken back, 0 if a worker may have started it (or the
 /// entry is another task's: ids restart on a fresh stream). An entry found gone but marked
 /// was taken back by an earlier try whose answer was lost, so a retry also answers 1.
-pub(crate) const TAKE_BACK: &str = r"
+pub const TAKE_BACK: &str = r"
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #e == 0 then
   if redis.call('ZSCORE', KEYS[2], ARGV[3]) then return 1 end

@@ -768,3 +768,79 @@ fn a_worker_that_reclaims_its_own_running_task_neither_runs_it_twice_nor_loses_a
     }
     assert_eq!(started_by(&dir, "t").len(), 1, "the task ran twice");
 }
+
+/// The take-back script of `cancel_pending`, run directly against Redis: it takes back an
+/// unread entry of its own task and marks it; a retry whose first answer was lost finds the
+/// entry gone but marked and answers yes again; it refuses (0) an entry a worker has read,
+/// another task's entry, and an entry gone without its task's mark; and it works before the
+/// consumer group exists (nobody has read anything).
+#[test]
+fn take_back_script_answers_a_retry_and_refuses_read_or_foreign_entries() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let con = &mut redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let (tasks, cancel, group) = ("chi:{t}:tasks", "chi:{t}:cancel", chi_cluster::keys::GROUP);
+    let script = redis::Script::new(chi_cluster::__private::TAKE_BACK);
+    let take_back = |con: &mut redis::Connection, entry: &str, task: &str| -> i64 {
+        script
+            .key(tasks)
+            .key(cancel)
+            .arg(entry)
+            .arg(group)
+            .arg(task)
+            .arg(1_000)
+            .invoke(con)
+            .unwrap()
+    };
+    let add = |con: &mut redis::Connection, task: &str| -> String {
+        redis::cmd("XADD")
+            .arg(tasks)
+            .arg("*")
+            .arg("id")
+            .arg(task)
+            .query(con)
+            .unwrap()
+    };
+
+    // No group yet: nobody read it, so it is taken back and marked.
+    let e1 = add(con, "1");
+    assert_eq!(take_back(con, &e1, "1"), 1);
+    assert_eq!(redis.int(&["XLEN", tasks]), 0);
+    assert_eq!(redis.int(&["ZCARD", cancel]), 1);
+    // The retry of a try whose answer was lost: gone, but marked (the stream is empty, so no
+    // entry can be deleted twice).
+    assert_eq!(take_back(con, &e1, "1"), 1);
+    assert_eq!(redis.int(&["ZCARD", cancel]), 1);
+    // Gone and never marked for this task: it may have run and been answered.
+    assert_eq!(take_back(con, &e1, "2"), 0);
+
+    // A worker read it: it may have started, so it stays.
+    redis.command(&["XGROUP", "CREATE", tasks, group, "0"]);
+    let e3 = add(con, "3");
+    redis.command(&[
+        "XREADGROUP",
+        "GROUP",
+        group,
+        "w1",
+        "COUNT",
+        "1",
+        "STREAMS",
+        tasks,
+        ">",
+    ]);
+    assert_eq!(take_back(con, &e3, "3"), 0);
+    assert_eq!(redis.int(&["XLEN", tasks]), 1);
+
+    // Another task's entry (ids restart on a fresh stream): it stays.
+    let e4 = add(con, "4");
+    assert_eq!(take_back(con, &e4, "5"), 0);
+    assert_eq!(redis.int(&["XLEN", tasks]), 2);
+    // Its own task's, unread, with the group there: taken back.
+    assert_eq!(take_back(con, &e4, "4"), 1);
+    assert_eq!(redis.int(&["XLEN", tasks]), 1);
+    assert_eq!(redis.int(&["ZCARD", cancel]), 2);
+}
