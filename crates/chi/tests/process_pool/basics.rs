@@ -281,7 +281,7 @@ fn big_results_from_a_deep_pipeline_get_through_while_the_supervisor_sleeps_on_t
     assert_serves(&pool);
 }
 
-/// A one-worker pool measured on 40 µs tasks, so that it sends about 1 ms of them ahead
+/// A one-worker pool measured on 40 µs tasks, so that it sends about 4 ms of them ahead
 /// and its supervisor sleeps on the doorbell.
 fn deep_pool() -> ProcessPool {
     let pool = pool(1);
@@ -319,7 +319,7 @@ fn a_busy_worker_costs_its_supervisor_fewer_wakeups_than_messages() {
         after.wakeups - before.wakeups,
     );
     assert_eq!(messages, 500);
-    // About one per 12 answers here; about one per answer without the bell (465 of 500 when
+    // One per few dozen answers here; about one per answer without the bell (465 of 500 when
     // it was switched off). A loaded machine measures the tasks longer and rings sooner
     // (at 2 left of a depth of 4, two answers per wake-up), which still passes; past about
     // six times slower (250 µs per task) the pool stops using the bell and this fails.
