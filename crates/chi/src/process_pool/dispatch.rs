@@ -736,9 +736,11 @@ impl Shared {
             // The answers, in the order of the messages: each from the ring if the worker put
             // it there, else the next frame.
             let mut answers = Vec::new();
+            // Of them, messages this worker ran (not taken over by another: skipped at once).
+            let mut ran = 0;
             let mut frames = batch.iter();
+            let ring = s.link.as_ref().map(|l| &l.ring);
             for f in &s.in_flight {
-                let ring = s.link.as_ref().map(|l| &l.ring);
                 let answer = match ring.and_then(|r| r.take_answer(f.slot, f.seq, &mut from_ring)) {
                     Some(r) => match protocol::decode_from_worker(&from_ring[r.clone()]) {
                         Ok(FromWorker::Done(h, items)) => {
@@ -765,6 +767,7 @@ impl Shared {
                     ));
                     break;
                 }
+                ran += usize::from(f.job.is_some());
                 answers.push(answer);
             }
             if bad.is_none()
@@ -777,15 +780,8 @@ impl Shared {
             }
             // The messages answered since the last batch shared the time since then (several
             // answers arrive together when the supervisor slept on the doorbell).
-            // (Messages taken over by another worker were skipped: they took no time.)
-            let answered = s
-                .in_flight
-                .iter()
-                .take(answers.len())
-                .filter(|f| f.job.is_some())
-                .count()
-                .max(1) as u128;
-            let sample = (now.saturating_duration_since(s.head_since).as_nanos() / answered)
+            let sample = (now.saturating_duration_since(s.head_since).as_nanos()
+                / ran.max(1) as u128)
                 .min(u128::from(u64::MAX)) as u64;
             popped = !answers.is_empty();
             for (h, src) in answers {
@@ -812,7 +808,8 @@ impl Shared {
             // Answers can be read well after they were written (the supervisor slept on the
             // doorbell), so the new first message may have started long ago: its timeout
             // counts from its real start.
-            if let (Some(next), Some(link)) = (s.in_flight.front(), &s.link)
+            if popped
+                && let (Some(next), Some(link)) = (s.in_flight.front(), &s.link)
                 && let Some(c) = link.ring.observe(next.slot, next.seq)
                 && c.state == STARTED
             {
